@@ -65,8 +65,16 @@ std::vector<T> to_vector(const py::array& a, const char* name) {
 
 void bind_sampler(py::module_& m) {
   py::class_<DynamicSampler>(m, "DynamicSampler")
-      .def(py::init<uint64_t, uint64_t>(), py::arg("n"), py::arg("seed") = 0)
+      .def(py::init([](uint64_t n, uint64_t seed, int window) {
+             try {
+               return DynamicSampler(n, seed, window);
+             } catch (const std::invalid_argument& e) {
+               throw py::value_error(e.what());
+             }
+           }),
+           py::arg("n"), py::arg("seed") = 0, py::arg("window") = DynamicSampler::kMaxWindow)
       .def("__len__", &DynamicSampler::size)
+      .def_property_readonly("window", &DynamicSampler::window)
       .def_property_readonly("positive_count", &DynamicSampler::positive_count)
       .def("update",
            [](DynamicSampler& s, const IdArray& ids, const WeightArray& weights) {
@@ -169,7 +177,7 @@ void bind_sampler(py::module_& m) {
              auto levels = to_vector<uint16_t>(level_order, "level_order");
              DynamicSampler restored = [&] {
                try {
-                 return DynamicSampler::restore(w, {r[0], r[1], r[2], r[3]}, members, levels);
+                 return DynamicSampler::restore(s.window(), w, {r[0], r[1], r[2], r[3]}, members, levels);
                } catch (const std::invalid_argument& e) {
                  throw py::value_error(e.what());
                }

@@ -20,10 +20,13 @@ std::string describe(double w) {
 
 }  // namespace
 
-DynamicSampler::DynamicSampler(uint64_t n, uint64_t seed)
-    : weights_(n, 0.0), slot_(n, 0), buckets_(kNumBuckets), levels_(kNumLevels), rng_(seed) {
+DynamicSampler::DynamicSampler(uint64_t n, uint64_t seed, int window)
+    : weights_(n, 0.0), slot_(n, 0), buckets_(kNumBuckets), levels_(kNumLevels), window_(window), rng_(seed) {
   if (n >= (uint64_t{1} << kMaxLogCount)) {
     throw std::invalid_argument("n=" + std::to_string(n) + " is too large: at most 2^32 - 1 items");
+  }
+  if (window < 1 || window > kMaxWindow) {
+    throw std::invalid_argument("window=" + std::to_string(window) + " must be in [1, 63]");
   }
 }
 
@@ -39,6 +42,7 @@ DynamicSampler& DynamicSampler::operator=(DynamicSampler&& o) noexcept {
   positive_ = o.positive_;
   nonempty_buckets_ = o.nonempty_buckets_;
   top_level_ = o.top_level_;
+  window_ = o.window_;
   cache_ = o.cache_;
   rng_ = o.rng_;
   drawn_ = std::move(o.drawn_);
@@ -151,12 +155,12 @@ void DynamicSampler::rebuild_cache() {
   c.count = 0;
   c.window_mass = 0;
   uint64_t in_window = 0;
-  const int floor_level = std::max(0, top_level_ - kWindow);
+  const int floor_level = std::max(0, top_level_ - window_);
   for (int level = top_level_; level >= floor_level; --level) {
     if (!(level_mask_[level >> 6] >> (level & 63) & 1)) continue;
     const uint64_t buckets = levels_[level].size();
     in_window += buckets;
-    c.window_mass += static_cast<u128>(buckets) << (level - (top_level_ - kWindow));
+    c.window_mass += static_cast<u128>(buckets) << (level - (top_level_ - window_));
     c.level[c.count] = level;
     c.cumulative[c.count] = c.window_mass;
     ++c.count;
@@ -169,7 +173,7 @@ void DynamicSampler::rebuild_cache() {
 int DynamicSampler::draw_bucket() {
   if (!cache_.valid) rebuild_cache();
   const LevelCache& c = cache_;
-  const int base = c.top - kWindow;  // masses are in units of 2^base
+  const int base = c.top - window_;  // masses are in units of 2^base
   for (;;) {
     const u128 u = rng_.below128(c.window_mass + c.below_window);
     if (u < c.window_mass) {
@@ -193,37 +197,79 @@ int DynamicSampler::draw_bucket() {
   }
 }
 
-bool DynamicSampler::try_draw(uint32_t* out) {
+// Proposes (bucket, slot): slot uniform in [0, 2^ceil(log2 n_b)); false when the slot is empty.
+bool DynamicSampler::propose(int* bucket, uint64_t* slot) {
   const int b = draw_bucket();
-  const Bucket& bucket = buckets_[b];
-  const int log_count = bucket.level - b;
-  const uint64_t r = rng_.bits(log_count);
-  if (r >= bucket.members.size()) return false;
-  const Member member = bucket.members[r];
+  *bucket = b;
+  *slot = rng_.bits(buckets_[b].level - b);
+  return *slot < buckets_[b].members.size();
+}
+
+// Keeps a proposed member with probability mantissa / 2^53.
+bool DynamicSampler::accept(const Member& member) {
   const uint64_t u = rng_.next() >> 11;  // uniform in [0, 2^53)
   const auto u_high = static_cast<uint32_t>(u >> 21);
-  if (u_high != member.mantissa_high) {
-    if (u_high > member.mantissa_high) return false;
-  } else {
-    int ignored = 0;
-    uint64_t mantissa = 0;
-    decompose(weights_[member.id], &ignored, &mantissa);
-    if (u >= mantissa) return false;
-  }
+  if (u_high != member.mantissa_high) return u_high < member.mantissa_high;
+  int ignored = 0;
+  uint64_t mantissa = 0;  // tie on the high 32 bits (probability 2^-32): compare all 53
+  decompose(weights_[member.id], &ignored, &mantissa);
+  return u < mantissa;
+}
+
+bool DynamicSampler::try_draw(uint32_t* out) {
+  int b = 0;
+  uint64_t slot = 0;
+  if (!propose(&b, &slot)) return false;
+  const Member member = buckets_[b].members[slot];
+  if (!accept(member)) return false;
   *out = member.id;
   return true;
 }
 
-void DynamicSampler::sample(size_t k, bool replace, int64_t* out) {
-  uint32_t id = 0;
-  if (replace) {
-    for (size_t i = 0; i < k; ++i) {
-      while (!try_draw(&id)) {
-      }
-      out[i] = id;
+// Independent draws, a block of proposals at a time: every proposal's member is prefetched before
+// any acceptance test reads it, so for large n the cache misses overlap instead of queueing.
+void DynamicSampler::sample_with_replacement(size_t k, int64_t* out) {
+  constexpr size_t kBlock = 16;
+  std::array<const Member*, kBlock> pending{};
+  std::array<size_t, kBlock> target{};
+  size_t next_out = 0;
+  size_t open = 0;  // proposals in flight
+  while (next_out < k || open > 0) {
+    // Fill the block with proposals for outputs not yet served.
+    while (open < kBlock && next_out < k) {
+      int b = 0;
+      uint64_t slot = 0;
+      if (!propose(&b, &slot)) continue;
+      pending[open] = &buckets_[b].members[slot];
+      __builtin_prefetch(pending[open]);
+      target[open] = next_out++;
+      ++open;
     }
+    // Test them in order; a rejected output is proposed again in the next round.
+    size_t kept = 0;
+    for (size_t i = 0; i < open; ++i) {
+      if (accept(*pending[i])) {
+        out[target[i]] = pending[i]->id;
+      } else {
+        int b = 0;
+        uint64_t slot = 0;
+        while (!propose(&b, &slot)) {
+        }
+        pending[kept] = &buckets_[b].members[slot];
+        __builtin_prefetch(pending[kept]);
+        target[kept++] = target[i];
+      }
+    }
+    open = kept;
+  }
+}
+
+void DynamicSampler::sample(size_t k, bool replace, int64_t* out) {
+  if (replace) {
+    sample_with_replacement(k, out);
     return;
   }
+  uint32_t id = 0;
   drawn_.clear();
   for (size_t i = 0; i < k; ++i) {
     while (!try_draw(&id)) {
@@ -269,10 +315,10 @@ std::vector<uint16_t> DynamicSampler::level_order() const {
   return order;
 }
 
-DynamicSampler DynamicSampler::restore(const std::vector<double>& weights, const std::array<uint64_t, 4>& rng,
+DynamicSampler DynamicSampler::restore(int window, const std::vector<double>& weights, const std::array<uint64_t, 4>& rng,
                                        const std::vector<uint32_t>& member_order,
                                        const std::vector<uint16_t>& level_order) {
-  DynamicSampler s(weights.size(), 0);
+  DynamicSampler s(weights.size(), 0, window);
   for (size_t i = 0; i < weights.size(); ++i) {
     if (!(weights[i] >= 0.0) || !std::isfinite(weights[i])) {
       throw std::invalid_argument("state 'weights'[" + std::to_string(i) + "] = " + describe(weights[i]) +

@@ -27,9 +27,10 @@ class DynamicSampler {
   static constexpr int kMaxLogCount = 32;                     // n < 2^32 items
   static constexpr int kNumLevels = kNumBuckets + kMaxLogCount + 1;
   static constexpr int kLevelWords = (kNumLevels + 63) / 64;
-  static constexpr int kWindow = 63;  // levels handled by the fast path below the top level
+  static constexpr int kMaxWindow = 63;  // levels below the top level handled by the fast path
 
-  DynamicSampler(uint64_t n, uint64_t seed);
+  // window < 63 only serves tests: it sends more draws through the rare path under the window.
+  DynamicSampler(uint64_t n, uint64_t seed, int window = kMaxWindow);
 
   uint64_t size() const { return weights_.size(); }
   uint64_t positive_count() const { return positive_; }
@@ -52,7 +53,8 @@ class DynamicSampler {
   std::vector<uint32_t> member_order() const;   // ids bucket by bucket, in slot order
   std::vector<uint16_t> level_order() const;    // bucket indices level by level, in slot order
   // Builds a sampler from checkpoint parts; throws std::invalid_argument naming the bad part.
-  static DynamicSampler restore(const std::vector<double>& weights, const std::array<uint64_t, 4>& rng,
+  int window() const { return window_; }
+  static DynamicSampler restore(int window, const std::vector<double>& weights, const std::array<uint64_t, 4>& rng,
                                 const std::vector<uint32_t>& member_order,
                                 const std::vector<uint16_t>& level_order);
 
@@ -75,9 +77,9 @@ class DynamicSampler {
     bool valid = false;
     int top = -1;
     int count = 0;
-    std::array<int, kWindow + 1> level{};
-    std::array<u128, kWindow + 1> cumulative{};
-    u128 window_mass = 0;          // in units of 2^(top - kWindow)
+    std::array<int, kMaxWindow + 1> level{};
+    std::array<u128, kMaxWindow + 1> cumulative{};
+    u128 window_mass = 0;          // in units of 2^(top - window)
     uint64_t below_window = 0;     // buckets whose level is under the window
   };
 
@@ -88,6 +90,9 @@ class DynamicSampler {
   void rebuild_cache();
   int draw_bucket();
   bool try_draw(uint32_t* out);
+  bool propose(int* bucket, uint64_t* slot);
+  bool accept(const Member& member);
+  void sample_with_replacement(size_t k, int64_t* out);
 
   std::vector<double> weights_;
   std::vector<uint32_t> slot_;  // position of each positive-weight item inside its bucket
@@ -98,6 +103,7 @@ class DynamicSampler {
   uint64_t positive_ = 0;
   uint64_t nonempty_buckets_ = 0;
   int top_level_ = -1;
+  int window_ = kMaxWindow;
   LevelCache cache_;
   Xoshiro256 rng_;
   mutable std::mutex mutex_;

@@ -39,12 +39,13 @@ class WeightedSampler:
             equal draws.
     """
 
-    def __init__(self, n: int, seed: int = 0) -> None:
+    def __init__(self, n: int, seed: int = 0, *, _window: int = 63) -> None:
+        # _window < 63 is for tests only: it routes more draws through the exact rare path.
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"n must be a non-negative integer, got {n!r}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
             raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
-        self._impl = _native.DynamicSampler(int(n), int(seed))
+        self._impl = _native.DynamicSampler(int(n), int(seed), int(_window))
 
     def __len__(self) -> int:
         return len(self._impl)
