@@ -72,7 +72,7 @@ void bind_sampler(py::module_& m) {
                throw py::value_error(e.what());
              }
            }),
-           py::arg("n"), py::arg("seed") = 0, py::arg("window") = DynamicSampler::kMaxWindow)
+           py::arg("n"), py::arg("seed") = 0, py::arg("window") = DynamicSampler::kDefaultWindow)
       .def("__len__", &DynamicSampler::size)
       .def_property_readonly("window", &DynamicSampler::window)
       .def_property_readonly("positive_count", &DynamicSampler::positive_count)

@@ -27,10 +27,13 @@ class DynamicSampler {
   static constexpr int kMaxLogCount = 32;                     // n < 2^32 items
   static constexpr int kNumLevels = kNumBuckets + kMaxLogCount + 1;
   static constexpr int kLevelWords = (kNumLevels + 63) / 64;
-  static constexpr int kMaxWindow = 63;  // levels below the top level handled by the fast path
+  static constexpr int kMaxWindow = 63;
+  // Levels below the top level handled by the fast path. At 40 the window mass stays under 2^53 units
+  // (so one 64-bit draw picks the level) while the rare path under it has probability below 2^-28.
+  static constexpr int kDefaultWindow = 40;
 
-  // window < 63 only serves tests: it sends more draws through the rare path under the window.
-  DynamicSampler(uint64_t n, uint64_t seed, int window = kMaxWindow);
+  // A smaller window only serves tests: it sends more draws through the rare path under the window.
+  DynamicSampler(uint64_t n, uint64_t seed, int window = kDefaultWindow);
 
   uint64_t size() const { return weights_.size(); }
   uint64_t positive_count() const { return positive_; }
@@ -103,7 +106,7 @@ class DynamicSampler {
   uint64_t positive_ = 0;
   uint64_t nonempty_buckets_ = 0;
   int top_level_ = -1;
-  int window_ = kMaxWindow;
+  int window_ = kDefaultWindow;
   LevelCache cache_;
   Xoshiro256 rng_;
   mutable std::mutex mutex_;

@@ -37,7 +37,7 @@ def assert_fits(counts: np.ndarray, probs: np.ndarray) -> None:
     assert result.pvalue > ALPHA, f"chi-square p={result.pvalue:.2e}: observed {obs[:8]} expected {exp[:8]}"
 
 
-def filled(weights, seed=0, window=63) -> WeightedSampler:
+def filled(weights, seed=0, window=40) -> WeightedSampler:
     sampler = WeightedSampler(len(weights), seed=seed, _window=window)
     sampler.update(np.arange(len(weights)), np.asarray(weights, dtype=np.float64))
     return sampler
@@ -48,7 +48,7 @@ def filled(weights, seed=0, window=63) -> WeightedSampler:
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("window", [63, 2])
+@pytest.mark.parametrize("window", [40, 63, 2])
 def test_with_replacement_fits_weights(seed, window):
     rng = np.random.default_rng(seed)
     weights = rng.random(40) * 10.0 ** rng.integers(-3, 3, size=40)

@@ -39,8 +39,8 @@ class WeightedSampler:
             equal draws.
     """
 
-    def __init__(self, n: int, seed: int = 0, *, _window: int = 63) -> None:
-        # _window < 63 is for tests only: it routes more draws through the exact rare path.
+    def __init__(self, n: int, seed: int = 0, *, _window: int = 40) -> None:
+        # _window (1..63, default 40) is for tests only: it routes more draws through the exact rare path.
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"n must be a non-negative integer, got {n!r}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
