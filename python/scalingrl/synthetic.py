@@ -1,0 +1,167 @@
+"""Synthetic arithmetic prompts: a deterministic generator of up to millions of graded problems.
+
+Prompt ``i`` of a pool is a pure function of ``(seed, i)``: an integer expression such as ``37+8*6=``
+whose difficulty level fixes the number of operands, the digits per operand and the operators. Each
+problem carries its reference chain of thought (one ``a*b=c,`` step per operation, products first,
+then left to right) and its answer, so a pool of 220K prompts costs nothing until a prompt is drawn.
+
+Left out on purpose: division (answers stay integers) and parentheses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+__all__ = ["SyntheticConfig", "SyntheticTask", "ArithmeticProblem", "solve_steps", "ALPHABET"]
+
+#: Every character a prompt, chain of thought or answer of this task can contain.
+ALPHABET = "0123456789+-*=,# "
+
+
+@dataclasses.dataclass
+class SyntheticConfig:
+    """The synthetic arithmetic task.
+
+    Attributes:
+        size: number of prompts in the pool (ids 0..size-1).
+        seed: task seed; equal seeds give equal pools.
+        min_operands: fewest operands in an expression (>= 2).
+        max_operands: most operands in an expression.
+        max_digits: most digits per operand (levels go from 1 to this).
+        operators: operators the hardest levels use; "+" and "-" come first, "*" only at the top
+            operator tier.
+        heldout_size: size of the held-out evaluation split (drawn from a disjoint seed stream).
+    """
+
+    size: int = 220_000
+    seed: int = 0
+    min_operands: int = 2
+    max_operands: int = 3
+    max_digits: int = 2
+    operators: str = "+-*"
+    heldout_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.size < 1:
+            raise ValueError(f"synthetic.size must be >= 1, got {self.size}")
+        if not 2 <= self.min_operands <= self.max_operands <= 8:
+            raise ValueError(
+                f"need 2 <= synthetic.min_operands <= synthetic.max_operands <= 8, "
+                f"got {self.min_operands}, {self.max_operands}"
+            )
+        if not 1 <= self.max_digits <= 4:
+            raise ValueError(f"synthetic.max_digits must be in 1..4, got {self.max_digits}")
+        if not self.operators or set(self.operators) - set("+-*"):
+            raise ValueError(f"synthetic.operators must be a non-empty subset of '+-*', got {self.operators!r}")
+        if self.heldout_size < 0:
+            raise ValueError(f"synthetic.heldout_size must be >= 0, got {self.heldout_size}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ArithmeticProblem:
+    """One problem: ``prompt`` (e.g. ``"3+4*2="``), reference ``solution`` (chain of thought ending
+    ``"####11"``), ``answer`` (``"11"``) and its difficulty ``level``."""
+
+    prompt: str
+    solution: str
+    answer: str
+    level: int
+
+
+def solve_steps(operands: list[int], ops: list[str]) -> tuple[list[str], int]:
+    """Reference chain of thought: products left to right, then sums and differences left to right.
+
+    Returns the steps (``"4*2=8"``) and the value.
+    """
+    values, pending, steps = [operands[0]], [], []
+    for op, right in zip(ops, operands[1:]):
+        if op == "*":
+            left = values.pop()
+            product = left * right
+            steps.append(f"{left}*{right}={product}")
+            values.append(product)
+        else:
+            pending.append(op)
+            values.append(right)
+    total = values[0]
+    for op, right in zip(pending, values[1:]):
+        new_total = total + right if op == "+" else total - right
+        steps.append(f"{total}{op}{right}={new_total}")
+        total = new_total
+    return steps, total
+
+
+class SyntheticTask:
+    """Deterministic pool of arithmetic prompts with difficulty levels.
+
+    Levels enumerate (operator tier, operands, digits) from easiest to hardest; prompt ``i`` has level
+    ``i % num_levels`` so every level is equally represented in any prefix of the pool.
+    """
+
+    def __init__(self, config: SyntheticConfig) -> None:
+        self.config = config
+        tiers = ["+"] + (["+-"] if "-" in config.operators else [])
+        if "*" in config.operators:
+            tiers.append(tiers[-1] + "*")
+        self.levels: list[tuple[str, int, int]] = [
+            (tier, operands, digits)
+            for operands in range(config.min_operands, config.max_operands + 1)
+            for digits in range(1, config.max_digits + 1)
+            for tier in tiers
+        ]
+        # Order by a rough hardness: operations, then digits, then operator tier.
+        self.levels.sort(key=lambda level: (level[1] - 1) * (1 + level[2]) + 0.5 * len(level[0]))
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.levels)
+
+    def __len__(self) -> int:
+        return self.config.size
+
+    def level_of(self, ids: np.ndarray) -> np.ndarray:
+        """(n,) int64 difficulty levels of prompt ids."""
+        return np.asarray(ids, dtype=np.int64) % self.num_levels
+
+    def prior_difficulty(self) -> np.ndarray:
+        """(size,) float64 in [0, 1]: level / (num_levels - 1)."""
+        levels = self.level_of(np.arange(self.config.size))
+        return levels / max(self.num_levels - 1, 1)
+
+    def reference_cot_length(self) -> np.ndarray:
+        """(size,) float64 number of reference chain-of-thought steps (operations)."""
+        steps = np.array([operands - 1 for _, operands, _ in self.levels], dtype=np.float64)
+        return steps[self.level_of(np.arange(self.config.size))]
+
+    def problem(self, index: int, split: str = "train") -> ArithmeticProblem:
+        """Problem ``index`` of the pool (``split="train"``) or of the held-out split."""
+        stream = 0 if split == "train" else 1
+        rng = np.random.default_rng([self.config.seed, stream, int(index)])
+        level = int(index) % self.num_levels
+        tier, operands, digits = self.levels[level]
+        numbers = [int(rng.integers(0 if digits == 1 else 10 ** (digits - 1), 10**digits)) for _ in range(operands)]
+        ops = [tier[int(rng.integers(len(tier)))] for _ in range(operands - 1)]
+        if "*" in tier and "*" not in ops:
+            ops[int(rng.integers(len(ops)))] = "*"
+        for position, op in enumerate(ops):  # keep products small: a one-digit factor on the right
+            if op == "*":
+                numbers[position + 1] = int(rng.integers(2, 10))
+        steps, value = solve_steps(numbers, ops)
+        prompt = "".join(f"{n}{op}" for n, op in zip(numbers, ops)) + f"{numbers[-1]}="
+        solution = ",".join(steps) + f"####{value}"
+        return ArithmeticProblem(prompt=prompt, solution=solution, answer=str(value), level=level)
+
+    def rows(self, ids: Any, split: str = "train") -> list[dict[str, Any]]:
+        """Rows in the data-set schema (prompt, answer, solution, level) for prompt ids."""
+        out = []
+        for index in np.asarray(ids, dtype=np.int64).reshape(-1):
+            problem = self.problem(int(index), split)
+            out.append(dataclasses.asdict(problem) | {"id": int(index)})
+        return out
+
+    def heldout_rows(self) -> list[dict[str, Any]]:
+        """The held-out split: ``heldout_size`` problems from a stream disjoint from the pool's."""
+        return self.rows(np.arange(self.config.heldout_size), split="heldout")
