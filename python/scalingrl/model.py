@@ -151,7 +151,8 @@ def build_quickstart_model(tiny: TinyModelConfig, task, out_dir: str | os.PathLi
 
     from scalingrl.synthetic import ALPHABET
 
-    key_source = json.dumps([dataclasses.asdict(tiny), dataclasses.asdict(task.config), ALPHABET, 1], sort_keys=True)
+    task_key = {k: v for k, v in dataclasses.asdict(task.config).items() if k != "heldout_size"}
+    key_source = json.dumps([dataclasses.asdict(tiny), task_key, ALPHABET, 1], sort_keys=True)
     key = hashlib.sha256(key_source.encode()).hexdigest()[:16]
     target = Path(out_dir) if out_dir else cache_root() / "models" / f"quickstart-{key}"
     if (target / "model.safetensors").exists() and (target / "scalingrl_build.json").exists():
@@ -193,3 +194,20 @@ def load_model_and_tokenizer(path: str, dtype: str = "float32", trust_remote_cod
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def format_prompts(tokenizer, questions: list[str], template: str = "{prompt}", use_chat_template: bool = True,
+                   system_prompt: str = "") -> list[str]:
+    """Prompt texts: ``template`` around each question, then the tokenizer's chat template if it has one.
+
+    With a chat template the returned text already holds the special tokens, so the rollout engine
+    tokenizes it without adding a BOS (``add_special_tokens`` is left to the tokenizer's own rules).
+    """
+    texts = [template.format(prompt=question) for question in questions]
+    if not (use_chat_template and getattr(tokenizer, "chat_template", None)):
+        return texts
+    out = []
+    for text in texts:
+        messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [{"role": "user", "content": text}]
+        out.append(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+    return out

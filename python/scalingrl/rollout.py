@@ -112,7 +112,7 @@ class HFGenerateEngine:
 
         group = group_size or config.group_size
         tokenizer = self.tokenizer
-        encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=True)
+        encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=not getattr(tokenizer, "chat_template", None))
         prompt_ids = encoded["input_ids"].repeat_interleave(group, dim=0)
         prompt_mask = encoded["attention_mask"].repeat_interleave(group, dim=0)
         was_training = self.model.training

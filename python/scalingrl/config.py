@@ -1,0 +1,317 @@
+"""Run configuration: one dataclass per component, YAML files and dotted command-line overrides.
+
+``TrainConfig`` nests the component configs (model, data, rollout, reward, grpo, optim, selection,
+eval). ``load_config(path, overrides)`` reads a YAML preset, applies ``a.b=value`` overrides (values
+parsed as YAML), and builds the dataclasses, whose ``__post_init__`` checks reject bad values with a
+message naming the key and the fix, before any model is loaded. ``describe_fields`` lists every key
+with its default and documentation for ``--help``.
+
+Left out on purpose: environment-variable overrides and config inheritance between presets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from scalingrl.grpo import GRPOConfig
+from scalingrl.model import TinyModelConfig
+from scalingrl.rewards import RewardConfig
+from scalingrl.rollout import SamplingConfig
+from scalingrl.synthetic import SyntheticConfig
+from scalingrl.training import OptimConfig
+
+__all__ = ["TrainConfig", "ModelConfig", "DataConfig", "EvalConfig", "load_config", "apply_overrides",
+           "to_dict", "from_dict", "describe_fields", "ConfigError"]
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or invalid; the message says which and how to fix it."""
+
+
+def _selection_config():
+    from scalingrl.selection import SelectionConfig
+
+    return SelectionConfig()
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """The policy model.
+
+    Attributes:
+        path: local HF folder (or hub name where a hub is reachable); empty = build/reuse the
+            quickstart tiny model.
+        dtype: weights dtype: float32, bfloat16 or float16.
+        use_chat_template: wrap prompts in the tokenizer's chat template when it has one.
+        system_prompt: system message for the chat template (empty = none).
+        trust_remote_code: pass trust_remote_code to transformers.
+        tiny: the quickstart model (used when path is empty).
+    """
+
+    path: str = ""
+    dtype: str = "float32"
+    use_chat_template: bool = True
+    system_prompt: str = ""
+    trust_remote_code: bool = False
+    tiny: TinyModelConfig = dataclasses.field(default_factory=TinyModelConfig)
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ConfigError(f"model.dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """The prompt pool and the held-out set.
+
+    Attributes:
+        source: "synthetic" (the arithmetic generator) or "file" (JSONL/JSON/Parquet/HF dataset dir).
+        path: training prompts (source=file); JSONL, JSON array, Parquet, or a saved HF dataset.
+        eval_path: held-out prompts (source=file); empty = hold out eval.size rows of path.
+        prompt_field: row field holding the question.
+        answer_field: row field holding the reference (bare answer, GSM8K "#### x" or \\boxed{}).
+        level_field: optional row field with a difficulty level (number; "Level 3" works).
+        prompt_template: how a question becomes the prompt text; {prompt} is the question.
+        missing_answers: "skip" (count and report rows without an answer) or "error".
+        max_prompts: use at most this many training rows (0 = all).
+        synthetic: the synthetic task (source=synthetic).
+    """
+
+    source: str = "synthetic"
+    path: str = ""
+    eval_path: str = ""
+    prompt_field: str = "question"
+    answer_field: str = "answer"
+    level_field: str = ""
+    prompt_template: str = "{prompt}"
+    missing_answers: str = "skip"
+    max_prompts: int = 0
+    synthetic: SyntheticConfig = dataclasses.field(default_factory=SyntheticConfig)
+
+    def __post_init__(self) -> None:
+        if self.source not in ("synthetic", "file"):
+            raise ConfigError(f"data.source must be 'synthetic' or 'file', got {self.source!r}")
+        if self.source == "file" and not self.path:
+            raise ConfigError("data.source=file needs data.path (a JSONL/JSON/Parquet file or HF dataset folder)")
+        if self.missing_answers not in ("skip", "error"):
+            raise ConfigError(f"data.missing_answers must be 'skip' or 'error', got {self.missing_answers!r}")
+        if "{prompt}" not in self.prompt_template:
+            raise ConfigError(f"data.prompt_template must contain {{prompt}}, got {self.prompt_template!r}")
+        if self.max_prompts < 0:
+            raise ConfigError(f"data.max_prompts must be >= 0, got {self.max_prompts}")
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    """Held-out evaluation: pass@1 as the mean accuracy over n samples per problem.
+
+    Attributes:
+        size: held-out problems (0 = all of the held-out set).
+        samples: n samples per problem.
+        temperature: sampling temperature of the evaluation.
+        max_new_tokens: longest completion (0 = rollout.max_new_tokens).
+        every: evaluate every this many steps (0 = only at the start and the end).
+        batch_size: problems per generate call.
+    """
+
+    size: int = 256
+    samples: int = 4
+    temperature: float = 1.0
+    max_new_tokens: int = 0
+    every: int = 0
+    batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        if self.size < 0 or self.samples < 1 or self.every < 0 or self.batch_size < 1 or self.max_new_tokens < 0:
+            raise ConfigError("eval.size, eval.every and eval.max_new_tokens must be >= 0; eval.samples and eval.batch_size >= 1")
+        if not self.temperature > 0:
+            raise ConfigError(f"eval.temperature must be > 0, got {self.temperature}")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """A GRPO run.
+
+    Attributes:
+        output_dir: run folder (config.yaml, metrics.jsonl, summary.json, checkpoints, report);
+            empty = runs/<preset>-<time>.
+        steps: GRPO steps.
+        batch_size: prompts per step (each sampled rollout.group_size times).
+        seed: run seed (model sampling, selection).
+        save_every: checkpoint every this many steps (0 = only at the end).
+        keep_checkpoints: most recent checkpoints kept.
+        log_every: print a line every this many steps (the progress bar updates every step).
+        progress_bar: show a tqdm progress bar.
+        tensorboard: also write TensorBoard events.
+        report: write plots and report.md at the end.
+    """
+
+    output_dir: str = ""
+    steps: int = 100
+    batch_size: int = 16
+    seed: int = 0
+    save_every: int = 0
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    progress_bar: bool = True
+    tensorboard: bool = True
+    report: bool = True
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    rollout: SamplingConfig = dataclasses.field(default_factory=SamplingConfig)
+    reward: RewardConfig = dataclasses.field(default_factory=RewardConfig)
+    grpo: GRPOConfig = dataclasses.field(default_factory=GRPOConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    selection: Any = dataclasses.field(default_factory=_selection_config)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ConfigError(f"steps must be >= 1, got {self.steps}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.save_every < 0 or self.log_every < 1 or self.keep_checkpoints < 1:
+            raise ConfigError("save_every must be >= 0; log_every and keep_checkpoints >= 1")
+        if self.batch_size * self.rollout.group_size % self.grpo.updates_per_batch:
+            raise ConfigError(
+                f"batch_size x rollout.group_size ({self.batch_size * self.rollout.group_size}) must divide by "
+                f"grpo.updates_per_batch ({self.grpo.updates_per_batch})"
+            )
+
+
+def to_dict(config) -> dict[str, Any]:
+    """Nested plain dict of a config dataclass (tuples as lists, for YAML)."""
+    out = {}
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value):
+            value = to_dict(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[field.name] = value
+    return out
+
+
+def _convert(value: Any, annotation: Any, key: str) -> Any:
+    """Coerce a YAML value to a field's annotated scalar type (ints for floats and the like)."""
+    kind = annotation if isinstance(annotation, type) else typing.get_origin(annotation) or annotation
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if kind is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 as a string
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{key} must be a number, got {value!r}") from None
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if kind is int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+    if kind is str and not isinstance(value, str):
+        if value is None:
+            return ""
+        raise ConfigError(f"{key} must be a string, got {value!r}")
+    return value
+
+
+def from_dict(cls_or_default, data: dict[str, Any], prefix: str = ""):
+    """Build a config dataclass from a nested dict; unknown keys raise with the valid ones listed."""
+    default = cls_or_default() if isinstance(cls_or_default, type) else cls_or_default
+    cls = type(default)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
+    fields = {field.name: field for field in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {[prefix + k for k in unknown]}; valid keys here: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, field in fields.items():
+        current = getattr(default, name)
+        if name not in data:
+            kwargs[name] = current
+        elif dataclasses.is_dataclass(current):
+            kwargs[name] = from_dict(current, data[name], prefix + name + ".")
+        else:
+            kwargs[name] = _convert(data[name], hints.get(name), prefix + name)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"{prefix or 'config: '}{error}" if not prefix else f"invalid {prefix.rstrip('.')}: {error}") from error
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` strings (value parsed as YAML) onto a nested dict, in order."""
+    for override in overrides:
+        if "=" not in override:
+            raise ConfigError(f"override {override!r} must look like key.subkey=value (e.g. rollout.group_size=8)")
+        key, raw = override.split("=", 1)
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {override!r}: {part} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """A validated ``TrainConfig`` from a YAML file (or the defaults) plus dotted overrides."""
+    data: dict[str, Any] = {}
+    if path:
+        file = Path(path)
+        if not file.exists():
+            presets = sorted(p.stem for p in preset_dir().glob("*.yaml"))
+            raise ConfigError(f"config file {str(file)!r} not found; presets in configs/: {presets}")
+        data = yaml.safe_load(file.read_text()) or {}
+    return from_dict(TrainConfig, apply_overrides(data, list(overrides or [])))
+
+
+def preset_dir() -> Path:
+    """The repository's configs/ folder."""
+    return Path(__file__).resolve().parents[2] / "configs"
+
+
+def resolve_preset(name_or_path: str) -> Path:
+    """A preset name (``quickstart``) or a YAML path."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+        return candidate
+    return preset_dir() / f"{name_or_path}.yaml"
+
+
+def _field_docs(cls) -> dict[str, str]:
+    docs, current = {}, None
+    for line in (cls.__doc__ or "").splitlines():
+        match = re.match(r"\s{8}(\w+): (.*)", line)
+        if match:
+            current = match.group(1)
+            docs[current] = match.group(2).strip()
+        elif current and line.startswith(" " * 12):
+            docs[current] += " " + line.strip()
+    return docs
+
+
+def describe_fields(config, prefix: str = "") -> list[str]:
+    """``key = default  # doc`` lines for every leaf field (for ``--help``)."""
+    lines, docs = [], _field_docs(type(config))
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value):
+            lines.extend(describe_fields(value, prefix + field.name + "."))
+        else:
+            lines.append(f"  {prefix}{field.name} = {value!r}  # {docs.get(field.name, '')}")
+    return lines

@@ -1,0 +1,165 @@
+"""GRPO loss: the clipped surrogate on group-relative advantages, as pure functions of tensors.
+
+``policy_loss`` takes the per-token log-probs of the current policy, the old (sampling) log-probs,
+per-sequence advantages and the response mask, and returns the loss with its statistics:
+PPO clipping with separate low/high ranges (``clip_high > clip_low`` is DAPO's clip-higher),
+token-mean or sequence-mean aggregation, and an optional k3 KL penalty to a reference policy.
+``policy_loss_reference`` is the slow per-token loop the tests compare against. ``response_logprobs``
+runs the model and scores the sampled tokens through ``scalingrl.ops``.
+
+Left out on purpose: advantage estimation (``scalingrl.ops.group_advantages``) and any optimizer step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+__all__ = ["GRPOConfig", "policy_loss", "policy_loss_reference", "response_logprobs", "AGGREGATIONS"]
+
+AGGREGATIONS = ("token_mean", "sequence_mean")
+
+
+@dataclasses.dataclass
+class GRPOConfig:
+    """The GRPO objective.
+
+    Attributes:
+        clip_low: lower clip range epsilon (ratio >= 1 - clip_low).
+        clip_high: upper clip range epsilon (ratio <= 1 + clip_high); > clip_low is clip-higher.
+        aggregation: "token_mean" (every token of the batch weighs the same; DAPO) or
+            "sequence_mean" (mean over each sequence's tokens, then over sequences; GRPO paper).
+        kl_coef: weight of the k3 KL penalty to the initial (reference) policy; 0 skips the
+            reference model altogether.
+        advantage_scale: "group" (divide by the group std), "batch" (by the batch std) or "none".
+        updates_per_batch: optimizer steps per rollout batch (the batch is split into this many
+            mini-batches); > 1 makes the old log-probs and clipping matter.
+    """
+
+    clip_low: float = 0.2
+    clip_high: float = 0.28
+    aggregation: str = "token_mean"
+    kl_coef: float = 0.0
+    advantage_scale: str = "group"
+    updates_per_batch: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 < self.clip_low < 1:
+            raise ValueError(f"grpo.clip_low must be in (0, 1), got {self.clip_low}")
+        if not self.clip_high > 0:
+            raise ValueError(f"grpo.clip_high must be > 0, got {self.clip_high}")
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"grpo.aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
+        if self.kl_coef < 0:
+            raise ValueError(f"grpo.kl_coef must be >= 0, got {self.kl_coef}")
+        if self.advantage_scale not in ("group", "batch", "none"):
+            raise ValueError(f"grpo.advantage_scale must be 'group', 'batch' or 'none', got {self.advantage_scale!r}")
+        if self.updates_per_batch < 1:
+            raise ValueError(f"grpo.updates_per_batch must be >= 1, got {self.updates_per_batch}")
+
+
+def _aggregate(values: torch.Tensor, mask: torch.Tensor, aggregation: str) -> torch.Tensor:
+    if aggregation == "token_mean":
+        return (values * mask).sum() / mask.sum().clamp_min(1.0)
+    per_sequence = (values * mask).sum(-1) / mask.sum(-1).clamp_min(1.0)
+    return per_sequence.mean()
+
+
+def policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    config: GRPOConfig,
+    ref_logprobs: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Clipped-surrogate GRPO loss.
+
+    Args:
+        logprobs: (N, R) float32 current-policy log-probs of the sampled tokens (differentiable).
+        old_logprobs: (N, R) float32 log-probs under the policy that sampled them.
+        advantages: (N,) float32 per-sequence advantages.
+        mask: (N, R) float32, 1 on response tokens.
+        config: clip ranges, aggregation, KL weight.
+        ref_logprobs: (N, R) float32 reference-policy log-probs; needed when ``config.kl_coef > 0``.
+
+    Returns:
+        (loss scalar, stats) with stats "clip_fraction", "ratio_mean", "kl" (k3 to the reference,
+        0 without one), "approx_kl_old" (k3 to the old policy).
+    """
+    mask = mask.to(logprobs.dtype)
+    log_ratio = (logprobs - old_logprobs).clamp(-20.0, 20.0)
+    ratio = torch.exp(log_ratio)
+    advantage = advantages.to(logprobs.dtype).unsqueeze(-1)
+    unclipped = ratio * advantage
+    clipped = ratio.clamp(1.0 - config.clip_low, 1.0 + config.clip_high) * advantage
+    per_token = -torch.minimum(unclipped, clipped)
+    kl_value = torch.zeros((), dtype=logprobs.dtype)
+    if config.kl_coef > 0:
+        if ref_logprobs is None:
+            raise ValueError("grpo.kl_coef > 0 needs ref_logprobs")
+        delta = (ref_logprobs - logprobs).clamp(-20.0, 20.0)
+        kl_tokens = torch.exp(delta) - delta - 1.0
+        per_token = per_token + config.kl_coef * kl_tokens
+        kl_value = _aggregate(kl_tokens.detach(), mask, config.aggregation)
+    loss = _aggregate(per_token, mask, config.aggregation)
+    with torch.no_grad():
+        denominator = mask.sum().clamp_min(1.0)
+        clip_fraction = (((unclipped - clipped).abs() > 0).to(mask.dtype) * mask).sum() / denominator
+        approx_kl_old = ((torch.exp(-log_ratio) + log_ratio - 1.0) * mask).sum() / denominator
+        stats = {
+            "clip_fraction": float(clip_fraction),
+            "ratio_mean": float((ratio * mask).sum() / denominator),
+            "kl": float(kl_value),
+            "approx_kl_old": float(approx_kl_old),
+        }
+    return loss, stats
+
+
+def policy_loss_reference(logprobs, old_logprobs, advantages, mask, config: GRPOConfig, ref_logprobs=None) -> float:
+    """Slow per-token float64 loop of ``policy_loss`` (the test oracle)."""
+    n, r = len(logprobs), len(logprobs[0])
+    token_terms, sequence_terms, token_count = 0.0, [], 0.0
+    for i in range(n):
+        seq_sum, seq_count = 0.0, 0.0
+        for t in range(r):
+            if not mask[i][t]:
+                continue
+            ratio = math.exp(float(logprobs[i][t]) - float(old_logprobs[i][t]))
+            a = float(advantages[i])
+            clipped = min(max(ratio, 1 - config.clip_low), 1 + config.clip_high)
+            term = -min(ratio * a, clipped * a)
+            if config.kl_coef > 0:
+                delta = float(ref_logprobs[i][t]) - float(logprobs[i][t])
+                term += config.kl_coef * (math.exp(delta) - delta - 1)
+            seq_sum += term
+            seq_count += 1
+        token_terms += seq_sum
+        token_count += seq_count
+        sequence_terms.append(seq_sum / max(seq_count, 1.0))
+    if config.aggregation == "token_mean":
+        return token_terms / max(token_count, 1.0)
+    return sum(sequence_terms) / n
+
+
+def response_logprobs(model, prompt_ids, prompt_mask, response_ids, response_mask, temperature: float = 1.0):
+    """Per-token log-probs and entropies of the sampled response tokens under ``model``.
+
+    Args:
+        prompt_ids: (N, P) int64 left-padded; prompt_mask: (N, P) int64.
+        response_ids: (N, R) int64 right-padded; response_mask: (N, R) float32.
+        temperature: the sampling temperature (log-probs are of softmax(logits / temperature)).
+
+    Returns:
+        (logprobs, entropy), each (N, R) float32, differentiable w.r.t. the model parameters.
+    """
+    from scalingrl import ops
+
+    input_ids = torch.cat([prompt_ids, response_ids], dim=1)
+    attention = torch.cat([prompt_mask.long(), response_mask.long()], dim=1)
+    position_ids = (attention.cumsum(-1) - 1).clamp_min(0)
+    logits = model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids).logits
+    response_logits = logits[:, prompt_ids.shape[1] - 1 : -1, :]
+    return ops.token_logprobs_entropy(response_logits, response_ids, temperature=temperature)

@@ -1,0 +1,105 @@
+"""Run records: metrics.jsonl, TensorBoard events and the progress bar.
+
+``MetricsRecorder.log(step, metrics)`` appends one JSON line per step (flushed, so a killed run keeps
+every finished step), mirrors scalar values to TensorBoard, and updates a tqdm bar showing step,
+reward, pool size and ETA. On resume, ``truncate_after(step)`` drops lines a killed run wrote past its
+last checkpoint so the file reads as one uninterrupted run.
+
+Left out on purpose: the selection log and per-prompt exports (``scalingrl.records``) and plots
+(``scalingrl.report``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MetricsRecorder", "read_metrics"]
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """All complete JSON lines of a metrics.jsonl (a torn last line is ignored)."""
+    rows = []
+    path = Path(path)
+    if not path.exists():
+        return rows
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item"):
+        return _clean(value.item())
+    return value
+
+
+class MetricsRecorder:
+    """metrics.jsonl + TensorBoard + progress bar for one run.
+
+    Args:
+        out_dir: run folder.
+        total_steps: steps of the run (for the bar's ETA).
+        start_step: first step this process runs (after a resume).
+        tensorboard: write TensorBoard events under ``out_dir/tensorboard``.
+        progress_bar: show tqdm.
+    """
+
+    def __init__(self, out_dir: Path, total_steps: int, start_step: int = 0, tensorboard: bool = True,
+                 progress_bar: bool = True) -> None:
+        self.path = Path(out_dir) / "metrics.jsonl"
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(Path(out_dir) / "tensorboard"), purge_step=start_step or None)
+        self.bar = None
+        if progress_bar:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total_steps, initial=start_step, desc="GRPO", unit="step", dynamic_ncols=True)
+        self.handle = self.path.open("a")
+
+    def truncate_after(self, step: int) -> None:
+        """Keep only lines with ``step <= step`` (records a killed run wrote after its last checkpoint)."""
+        self.handle.close()
+        kept = [row for row in read_metrics(self.path) if row.get("step", 0) <= step]
+        self.path.write_text("".join(json.dumps(row) + "\n" for row in kept))
+        self.handle = self.path.open("a")
+
+    def log(self, step: int, metrics: dict[str, Any], advance: bool = True) -> None:
+        row = {"step": step, **{key: _clean(value) for key, value in metrics.items()}}
+        self.handle.write(json.dumps(row) + "\n")
+        self.handle.flush()
+        if self.writer is not None:
+            for key, value in row.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "step":
+                    self.writer.add_scalar(key.replace(".", "/"), value, step)
+        if self.bar is not None and advance:
+            postfix = {}
+            for key, label in (("reward_mean", "reward"), ("pool_size", "pool"), ("eval_accuracy", "eval")):
+                if row.get(key) is not None:
+                    postfix[label] = f"{row[key]:.3f}" if isinstance(row[key], float) else row[key]
+            self.bar.set_postfix(postfix, refresh=False)
+            self.bar.update(1)
+
+    def write(self, message: str) -> None:
+        """Print a line without breaking the progress bar."""
+        if self.bar is not None:
+            self.bar.write(message)
+        else:
+            print(message, flush=True)
+
+    def close(self) -> None:
+        self.handle.close()
+        if self.writer is not None:
+            self.writer.close()
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,151 @@
+"""Training engine: the optimizer step through DeepSpeed (ZeRO stage configurable).
+
+``DeepSpeedEngine`` wraps ``deepspeed.initialize`` around the policy with a torch AdamW client
+optimizer (DeepSpeed's own Adam JIT-compiles for minutes on CPU) and exposes what the trainer
+needs: ``module`` (the unwrapped policy, shared with the HF rollout engine), ``backward``/``step``
+(returns the pre-clip grad norm), and optimizer state for checkpoints. On one process it sets up the
+torch.distributed env itself (gloo on CPU); under ``deepspeed``/``torchrun`` launchers it uses
+theirs, so data parallel across processes and nodes needs no change here. Every rank then selects
+identical prompts (the selector is seeded identically and fed the all-gathered rewards) and takes
+its shard of the batch via ``rank``/``world_size``.
+
+Left out on purpose: pipeline/tensor parallel, and the loss itself (``scalingrl.grpo``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["OptimConfig", "DeepSpeedEngine", "setup_distributed_env"]
+
+
+@dataclasses.dataclass
+class OptimConfig:
+    """Optimizer and DeepSpeed settings.
+
+    Attributes:
+        lr: AdamW peak learning rate.
+        weight_decay: AdamW weight decay.
+        betas: AdamW betas.
+        warmup_steps: linear warmup steps of the learning rate.
+        grad_clip: max global grad norm (0 = no clipping).
+        zero_stage: DeepSpeed ZeRO stage 0-3.
+        bf16: train in bfloat16 (GPU presets); float32 otherwise.
+        threads: torch CPU threads (0 = leave torch's default).
+    """
+
+    lr: float = 3e-5
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.99)
+    warmup_steps: int = 0
+    grad_clip: float = 1.0
+    zero_stage: int = 0
+    bf16: bool = False
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        if not 0 < self.lr < 1:
+            raise ValueError(f"optim.lr must be in (0, 1), got {self.lr} (RL on LLMs is stable near 1e-6..5e-5)")
+        if self.zero_stage not in (0, 1, 2, 3):
+            raise ValueError(f"optim.zero_stage must be 0, 1, 2 or 3, got {self.zero_stage}")
+        if self.grad_clip < 0 or self.warmup_steps < 0 or self.weight_decay < 0 or self.threads < 0:
+            raise ValueError("optim.grad_clip, warmup_steps, weight_decay and threads must be >= 0")
+        self.betas = tuple(float(b) for b in self.betas)  # YAML gives a list
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"optim.betas must be two numbers in [0, 1), got {self.betas}")
+
+
+def setup_distributed_env() -> tuple[int, int]:
+    """Single-process defaults for torch.distributed (kept when a launcher set them); (rank, world)."""
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    if "MASTER_PORT" not in os.environ:
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            os.environ["MASTER_PORT"] = str(probe.getsockname()[1])
+    for key, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0")):
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "scalingrl" / "torch_extensions"))
+    return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+
+
+class DeepSpeedEngine:
+    """The policy under a DeepSpeed engine.
+
+    Args:
+        model: the policy ``nn.Module``.
+        config: optimizer and ZeRO settings.
+    """
+
+    def __init__(self, model, config: OptimConfig) -> None:
+        import logging
+
+        import torch
+
+        self.rank, self.world_size = setup_distributed_env()
+        import deepspeed
+
+        logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+        if not torch.distributed.is_initialized():
+            deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo", verbose=False)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+        warmup = max(config.warmup_steps, 0)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / (warmup + 1)))
+        ds_config: dict[str, Any] = {
+            "train_micro_batch_size_per_gpu": 1,
+            "gradient_accumulation_steps": 1,
+            "gradient_clipping": config.grad_clip,
+            "zero_optimization": {"stage": config.zero_stage},
+            "zero_allow_untested_optimizer": True,
+            "bf16": {"enabled": config.bf16},
+            "steps_per_print": 10**9,
+            "wall_clock_breakdown": False,
+        }
+        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config
+        )
+
+    @property
+    def module(self):
+        """The unwrapped policy module (what rollouts and checkpoints use)."""
+        return self.engine.module
+
+    def forward_model(self):
+        """The callable to run forward passes through (the DeepSpeed engine)."""
+        return self.engine
+
+    def backward(self, loss) -> None:
+        self.engine.backward(loss)
+
+    def step(self) -> float:
+        """Clip, step the optimizer and scheduler, zero grads; returns the global grad norm."""
+        import torch
+
+        grads = [p.grad for p in self.engine.module.parameters() if p.grad is not None]
+        local_norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))) if grads else None
+        self.engine.step()
+        norm = self.engine.get_global_grad_norm()  # set under ZeRO (grads are partitioned there)
+        if norm is None or norm != norm:
+            norm = local_norm
+        return float(norm) if norm is not None else float("nan")
+
+    def optimizer_state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def load_optimizer_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+    def all_gather_object(self, value):
+        """Gather a picklable value from every rank (a one-element list on one process)."""
+        import torch
+
+        if self.world_size == 1:
+            return [value]
+        out = [None] * self.world_size
+        torch.distributed.all_gather_object(out, value)
+        return out
