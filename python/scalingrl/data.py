@@ -169,7 +169,7 @@ def build_pools(data_config, eval_size: int, seed: int) -> tuple[PromptPool, Pro
         from scalingrl.synthetic import SyntheticConfig
 
         synthetic = data_config.synthetic
-        heldout = max(eval_size, synthetic.heldout_size) or 1
+        heldout = eval_size or synthetic.heldout_size or 1
         task = SyntheticTask(SyntheticConfig(**{**synthetic.__dict__, "heldout_size": heldout}))
         return PromptPool.synthetic(task, "train"), PromptPool.synthetic(task, "heldout", heldout)
     common = dict(prompt_field=data_config.prompt_field, answer_field=data_config.answer_field,
@@ -179,6 +179,8 @@ def build_pools(data_config, eval_size: int, seed: int) -> tuple[PromptPool, Pro
         train = PromptPool.from_rows(rows, name=data_config.path, max_rows=data_config.max_prompts, **common)
         heldout = PromptPool.from_rows(load_rows(data_config.eval_path), name=data_config.eval_path, **common)
         return train, heldout
+    if not rows:
+        raise DataError(f"{data_config.path} is empty: it has no rows; point data.path at a non-empty file")
     order = np.random.default_rng(seed).permutation(len(rows))
     split = max(1, min(eval_size or 1, len(rows) // 5))
     if len(rows) < 2:

@@ -64,7 +64,7 @@ def _aggregate(values: torch.Tensor, mask: torch.Tensor, aggregation: str) -> to
     if aggregation == "token_mean":
         return (values * mask).sum() / mask.sum().clamp_min(1.0)
     per_sequence = (values * mask).sum(-1) / mask.sum(-1).clamp_min(1.0)
-    return per_sequence.mean()
+    return per_sequence.sum() / (mask.sum(-1) > 0).sum().clamp_min(1)  # rows without tokens do not count
 
 
 def policy_loss(
@@ -138,10 +138,11 @@ def policy_loss_reference(logprobs, old_logprobs, advantages, mask, config: GRPO
             seq_count += 1
         token_terms += seq_sum
         token_count += seq_count
-        sequence_terms.append(seq_sum / max(seq_count, 1.0))
+        if seq_count:
+            sequence_terms.append(seq_sum / seq_count)
     if config.aggregation == "token_mean":
         return token_terms / max(token_count, 1.0)
-    return sum(sequence_terms) / n
+    return sum(sequence_terms) / max(len(sequence_terms), 1)
 
 
 def response_logprobs(model, prompt_ids, prompt_mask, response_ids, response_mask, temperature: float = 1.0):

@@ -226,6 +226,7 @@ def grpo_step(run: Run, step: int) -> dict[str, Any]:
         "entropy_mean": float(cot_stats["entropy_mean"].mean()),
         "response_length_mean": float(cot_stats["response_length"].mean()),
         "explore_fraction": float(np.mean(selection.is_explore)),
+        "prompt_ids": [int(i) for i in np.asarray(selection.prompt_ids)],
         "selected_level_mean": float(np.nanmean(levels)) if np.isfinite(levels).any() else None,
         "selected_levels": [None if not np.isfinite(l) else float(l) for l in levels],
         "unique_prompts_used": int(run.selector.unique_prompts_used()),
@@ -339,21 +340,23 @@ def build_parser():
 
 
 def cli(argv: list[str] | None = None) -> dict[str, Any]:
+    from scalingrl.checkpoint import CheckpointError
     from scalingrl.config import ConfigError, load_config, resolve_preset
+    from scalingrl.data import DataError
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_intermixed_args(sys.argv[1:] if argv is None else argv)
     try:
         preset = resolve_preset(args.config)
         config = load_config(preset, args.overrides)
+        if args.resume and not (args.output_dir or config.output_dir):
+            raise ConfigError("--resume needs --output-dir (the run folder to continue)")
         if args.output_dir:
             config.output_dir = args.output_dir
         elif not config.output_dir:
             config.output_dir = f"runs/{preset.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if args.resume and not args.output_dir and not config.output_dir:
-            raise ConfigError("--resume needs --output-dir (the run folder to continue)")
         return main(config, resume=args.resume)
-    except (ConfigError, RunError) as error:
+    except (ConfigError, RunError, DataError, CheckpointError) as error:
         raise SystemExit(f"error: {error}") from None
 
 

@@ -1,0 +1,151 @@
+"""End to end: a shortened GRPO run, resume equivalence (including after SIGKILL mid-run), and the
+errors a run must give before work is lost. Uses a tiny model and pool so it runs in seconds."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from scalingrl.config import load_config, to_dict
+
+TINY = [
+    "steps=8", "batch_size=4", "rollout.group_size=4", "rollout.max_new_tokens=20", "save_every=4",
+    "model.tiny.hidden_size=32", "model.tiny.num_layers=1", "model.tiny.num_heads=2", "model.tiny.intermediate_size=64",
+    "model.tiny.warmstart_steps=40", "model.tiny.warmstart_batch=16", "data.synthetic.size=3000",
+    "eval.size=16", "eval.samples=2", "eval.every=0", "progress_bar=false", "log_every=4", "optim.lr=1e-3",
+    "optim.threads=1",
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cache(tmp_path_factory):
+    previous = os.environ.get("SCALINGRL_CACHE")
+    os.environ["SCALINGRL_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        os.environ.pop("SCALINGRL_CACHE")
+    else:
+        os.environ["SCALINGRL_CACHE"] = previous
+
+
+def _config(out_dir, *extra):
+    config = load_config(None, TINY + list(extra))
+    config.output_dir = str(out_dir)
+    return config
+
+
+def _training_rows(run_dir):
+    rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    return [row for row in rows if "reward_mean" in row]
+
+
+DETERMINISTIC = ("step", "prompt_ids", "reward_mean", "pass_rate", "zero_variance_fraction", "response_length_mean",
+                 "loss", "unique_prompts_used", "selected_levels")
+
+
+def _comparable(rows):
+    return [{key: row.get(key) for key in DETERMINISTIC} for row in rows]
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    from scalingrl.train import main
+
+    out = tmp_path_factory.mktemp("full")
+    summary = main(_config(out))
+    return out, summary
+
+
+def test_end_to_end_records(full_run):
+    out, summary = full_run
+    for key in ("initial_eval_accuracy", "final_eval_accuracy", "unique_prompts_used", "pool_size", "steps", "wall_clock_s"):
+        assert key in summary
+    assert summary["steps"] == 8 and summary["pool_size"] == 3000 and 4 <= summary["unique_prompts_used"] <= 32
+    assert json.loads((out / "summary.json").read_text())["steps"] == 8
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert resolved["rollout"]["group_size"] == 4 and resolved["model"]["tiny"]["hidden_size"] == 32
+    rows = _training_rows(out)
+    assert [row["step"] for row in rows] == list(range(1, 9))
+    for key in ("reward_mean", "reward_std", "pass_rate", "zero_variance_fraction", "entropy_mean", "response_length_mean",
+                "kl", "clip_fraction", "grad_norm", "tokens_per_s", "time_rollout_s", "time_reward_s", "time_update_s",
+                "time_selection_s", "pool_size", "explore_fraction"):
+        assert key in rows[-1], key
+    assert (out / "checkpoints" / "step-000008" / "model.safetensors").exists()
+    assert any((out / "tensorboard").iterdir())
+    for name in ("report.md", "reward_eval.png", "pool_mix.png", "difficulty.png"):
+        assert (out / "report" / name).exists(), name
+    assert (out / "selection_log.jsonl").exists() or any(out.glob("selection_log*"))
+
+
+def test_resume_makes_identical_selections_and_metrics(full_run, tmp_path):
+    from scalingrl.train import main
+
+    full_dir, _ = full_run
+    main(_config(tmp_path, "steps=4"))
+    main(_config(tmp_path), resume=True)
+    assert _comparable(_training_rows(tmp_path)) == _comparable(_training_rows(full_dir))
+
+
+def test_sigkill_mid_run_resumes_from_last_complete_checkpoint(full_run, tmp_path):
+    full_dir, _ = full_run
+    config = _config(tmp_path, "save_every=2", "tensorboard=false", "report=false")
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(to_dict(config)))
+    # The in-process runs above set torch.distributed's env (and hold MASTER_PORT); the child picks its own.
+    env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    process = subprocess.Popen([sys.executable, "-m", "scalingrl.train", "--config", str(tmp_path / "cfg.yaml")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    deadline = time.time() + 300
+    while not (tmp_path / "checkpoints" / "step-000002").exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    _, stderr = process.communicate()
+    assert process.returncode in (-signal.SIGKILL, 0), stderr.decode()[-2000:]
+    from scalingrl.checkpoint import latest_checkpoint
+    from scalingrl.train import main
+
+    assert latest_checkpoint(tmp_path / "checkpoints") is not None
+    main(load_config(tmp_path / "cfg.yaml"), resume=True)
+    assert _comparable(_training_rows(tmp_path)) == _comparable(_training_rows(full_dir))
+
+
+def test_errors_before_work_is_lost(full_run, tmp_path):
+    from scalingrl.train import cli
+
+    full_dir, _ = full_run
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit, match="not writable"):
+        cli(["--config", "/dev/null", "--output-dir", str(blocker / "run")] + TINY)
+    with pytest.raises(SystemExit, match="already holds checkpoints; pass --resume"):
+        cli(["--config", "/dev/null", "--output-dir", str(full_dir)] + TINY)
+    with pytest.raises(SystemExit, match="does not exist"):
+        cli(["--config", "/dev/null", "--output-dir", str(tmp_path / "r"), "data.source=file",
+             f"data.path={tmp_path / 'missing.jsonl'}"] + TINY)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(SystemExit, match="is empty"):
+        cli(["--config", "/dev/null", "--output-dir", str(tmp_path / "r"), "data.source=file", f"data.path={empty}"] + TINY)
+    with pytest.raises(SystemExit, match="group_size must be >= 2"):
+        cli(["--config", "/dev/null", "rollout.group_size=1"])
+
+
+def test_corrupt_checkpoint_on_resume(full_run, tmp_path):
+    import shutil
+
+    from scalingrl.train import cli
+
+    full_dir, _ = full_run
+    run = tmp_path / "run"
+    shutil.copytree(full_dir, run)
+    model = run / "checkpoints" / "step-000008" / "model.safetensors"
+    model.write_bytes(model.read_bytes()[:100])
+    with pytest.raises(SystemExit, match="does not match its checksum"):
+        cli(["--config", "/dev/null", "--output-dir", str(run), "--resume"] + TINY)
+    with pytest.raises(SystemExit, match="incompatible configuration"):
+        cli(["--config", "/dev/null", "--output-dir", str(full_dir), "--resume", "batch_size=2"] + TINY[2:] + ["steps=8"])
