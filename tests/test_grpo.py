@@ -84,3 +84,21 @@ def test_config_errors(bad, message):
 def test_kl_needs_reference():
     with pytest.raises(ValueError, match="ref_logprobs"):
         policy_loss(torch.zeros(1, 1), torch.zeros(1, 1), torch.ones(1), torch.ones(1, 1), GRPOConfig(kl_coef=0.1))
+
+
+@pytest.mark.parametrize("aggregation", ["token_mean", "sequence_mean"])
+def test_dropping_zero_advantage_rows_with_normalizer_keeps_the_gradient(aggregation):
+    generator = torch.Generator().manual_seed(torch.randint(0, 10**6, ()).item())
+    logprobs, old, _, advantages, mask = _inputs(generator, n=8, r=6)
+    mask[:, 0] = 1.0
+    advantages[::2] = 0.0
+    config = GRPOConfig(aggregation=aggregation)
+    full = logprobs.clone().requires_grad_(True)
+    loss_full, _ = policy_loss(full, old, advantages, mask, config)
+    loss_full.backward()
+    subset = logprobs[1::2].clone().requires_grad_(True)
+    normalizer = float(mask.sum()) if aggregation == "token_mean" else float(len(mask))
+    loss_subset, _ = policy_loss(subset, old[1::2], advantages[1::2], mask[1::2], config, normalizer=normalizer)
+    loss_subset.backward()
+    assert float(loss_subset.detach()) == pytest.approx(float(loss_full.detach()), rel=1e-12)
+    torch.testing.assert_close(subset.grad, full.grad[1::2])

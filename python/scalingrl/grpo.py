@@ -60,11 +60,12 @@ class GRPOConfig:
             raise ValueError(f"grpo.updates_per_batch must be >= 1, got {self.updates_per_batch}")
 
 
-def _aggregate(values: torch.Tensor, mask: torch.Tensor, aggregation: str) -> torch.Tensor:
+def _aggregate(values: torch.Tensor, mask: torch.Tensor, aggregation: str, normalizer: float | None = None) -> torch.Tensor:
     if aggregation == "token_mean":
-        return (values * mask).sum() / mask.sum().clamp_min(1.0)
+        return (values * mask).sum() / (normalizer if normalizer is not None else mask.sum().clamp_min(1.0))
     per_sequence = (values * mask).sum(-1) / mask.sum(-1).clamp_min(1.0)
-    return per_sequence.sum() / (mask.sum(-1) > 0).sum().clamp_min(1)  # rows without tokens do not count
+    count = normalizer if normalizer is not None else (mask.sum(-1) > 0).sum().clamp_min(1)
+    return per_sequence.sum() / count  # rows without tokens do not count
 
 
 def policy_loss(
@@ -74,6 +75,7 @@ def policy_loss(
     mask: torch.Tensor,
     config: GRPOConfig,
     ref_logprobs: torch.Tensor | None = None,
+    normalizer: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Clipped-surrogate GRPO loss.
 
@@ -84,6 +86,9 @@ def policy_loss(
         mask: (N, R) float32, 1 on response tokens.
         config: clip ranges, aggregation, KL weight.
         ref_logprobs: (N, R) float32 reference-policy log-probs; needed when ``config.kl_coef > 0``.
+        normalizer: the aggregation's denominator (tokens for token_mean, sequences for
+            sequence_mean) when these rows are a subset of a larger batch, e.g. the rows left after
+            dropping zero-advantage rows, whose loss terms are exactly 0; None = from ``mask``.
 
     Returns:
         (loss scalar, stats) with stats "clip_fraction", "ratio_mean", "kl" (k3 to the reference,
@@ -104,7 +109,7 @@ def policy_loss(
         kl_tokens = torch.exp(delta) - delta - 1.0
         per_token = per_token + config.kl_coef * kl_tokens
         kl_value = _aggregate(kl_tokens.detach(), mask, config.aggregation)
-    loss = _aggregate(per_token, mask, config.aggregation)
+    loss = _aggregate(per_token, mask, config.aggregation, normalizer)
     with torch.no_grad():
         denominator = mask.sum().clamp_min(1.0)
         clip_fraction = (((unclipped - clipped).abs() > 0).to(mask.dtype) * mask).sum() / denominator

@@ -143,7 +143,9 @@ def update_policy(run: Run, batch, advantages, keep):
     """Optimizer step(s) on one rollout batch; returns (stats, per-row entropy, per-row logprobs).
 
     ``keep`` (N,) bool drops rows from the loss (DAPO's zero-variance groups) while their entropies
-    are still measured for the selector.
+    are still measured for the selector. Rows whose loss terms are exactly 0 (zero advantage and no
+    KL term) only get a no-grad forward; the loss keeps their tokens in its denominator, so the
+    gradient equals that of the full batch.
     """
     import torch
 
@@ -151,28 +153,41 @@ def update_policy(run: Run, batch, advantages, keep):
 
     config = run.config
     n = batch.response_ids.shape[0]
-    chunks = np.array_split(np.arange(n), config.grpo.updates_per_batch)
     entropy = torch.zeros_like(batch.response_mask)
     logprobs_all = torch.zeros_like(batch.response_mask)
+    keep_t = torch.as_tensor(keep, dtype=batch.response_mask.dtype)
+    needs_grad = keep & ((advantages.numpy() != 0) | (config.grpo.kl_coef > 0))
     totals: dict[str, list[float]] = {}
     forward = run.trainer.forward_model()
-    for rows in chunks:
-        index = torch.as_tensor(rows)
-        mask = batch.response_mask[index]
-        loss_mask = mask * torch.as_tensor(keep[rows], dtype=mask.dtype).unsqueeze(-1)
-        logprobs, token_entropy = response_logprobs(forward, batch.prompt_ids[index], batch.prompt_mask[index],
-                                                    batch.response_ids[index], mask, config.rollout.temperature)
+
+    def score(rows, model, grad):
+        index = torch.as_tensor(rows, dtype=torch.long)
+        with torch.set_grad_enabled(grad):
+            out = response_logprobs(model, batch.prompt_ids[index], batch.prompt_mask[index], batch.response_ids[index],
+                                    batch.response_mask[index], config.rollout.temperature)
+        entropy[index] = out[1].detach() * batch.response_mask[index]
+        logprobs_all[index] = out[0].detach() * batch.response_mask[index]
+        return index, out[0]
+
+    for rows in np.array_split(np.arange(n), config.grpo.updates_per_batch):
+        loss_mask_all = batch.response_mask[rows] * keep_t[rows].unsqueeze(-1)
+        normalizer = float(loss_mask_all.sum()) if config.grpo.aggregation == "token_mean" else float((loss_mask_all.sum(-1) > 0).sum())
+        if (~needs_grad[rows]).any():
+            with torch.no_grad():
+                score(rows[~needs_grad[rows]], run.trainer.module, grad=False)
+        active = rows[needs_grad[rows]]
+        if len(active) == 0:
+            continue
+        index, logprobs = score(active, forward, grad=True)
         ref_logprobs = None
         if run.ref_model is not None:
             with torch.no_grad():
                 ref_logprobs, _ = response_logprobs(run.ref_model, batch.prompt_ids[index], batch.prompt_mask[index],
-                                                    batch.response_ids[index], mask, config.rollout.temperature)
-        entropy[index] = token_entropy.detach() * mask
-        logprobs_all[index] = logprobs.detach() * mask
-        if loss_mask.sum() == 0:
-            continue
-        loss, stats = policy_loss(logprobs, batch.sampling_logprobs[index], advantages[index], loss_mask,
-                                  config.grpo, ref_logprobs)
+                                                    batch.response_ids[index], batch.response_mask[index],
+                                                    config.rollout.temperature)
+        loss, stats = policy_loss(logprobs, batch.sampling_logprobs[index], advantages[index],
+                                  batch.response_mask[index] * keep_t[index].unsqueeze(-1), config.grpo, ref_logprobs,
+                                  normalizer=max(normalizer, 1.0))
         run.trainer.backward(loss)
         stats["grad_norm"] = run.trainer.step()
         stats["loss"] = float(loss.detach())
