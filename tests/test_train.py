@@ -149,3 +149,14 @@ def test_corrupt_checkpoint_on_resume(full_run, tmp_path):
         cli(["--config", "/dev/null", "--output-dir", str(run), "--resume"] + TINY)
     with pytest.raises(SystemExit, match="incompatible configuration"):
         cli(["--config", "/dev/null", "--output-dir", str(full_dir), "--resume", "batch_size=2"] + TINY[2:] + ["steps=8"])
+
+
+def test_eval_cli_on_a_run_and_a_checkpoint(full_run, tmp_path):
+    from scalingrl.eval import main as eval_main
+
+    full_dir, _ = full_run
+    result = eval_main([str(full_dir), "eval.size=8", "--output", str(tmp_path / "eval.json")])
+    assert 0.0 <= result["accuracy"] <= 1.0 and result["n_problems"] == 8
+    assert json.loads((tmp_path / "eval.json").read_text())["n_samples"] == 2
+    checkpoint = full_dir / "checkpoints" / "step-000008"
+    assert eval_main([str(checkpoint), "eval.size=8"])["accuracy"] == result["accuracy"]
