@@ -337,16 +337,16 @@ def finish(run: Run, final_eval: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_parser():
-    from scalingrl.config import TrainConfig, describe_fields
+    from scalingrl.config import describe_fields, load_config, resolve_preset
 
     try:
-        fields = "\n".join(describe_fields(TrainConfig()))
+        fields = "\n".join(describe_fields(load_config(resolve_preset("quickstart"))))
     except ImportError as error:  # selection not importable: still show the rest
         fields = f"(field list unavailable: {error})"
     parser = argparse.ArgumentParser(
         prog="python -m scalingrl.train", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="GRPO on math prompts chosen by DES and the curriculum (quickstart preset by default).",
-        epilog="overrides (key=value, value parsed as YAML):\n" + fields)
+        epilog="overrides (key=value, value parsed as YAML; defaults of the quickstart preset):\n" + fields)
     parser.add_argument("--config", default="quickstart", help="preset name in configs/ or a YAML file (default: quickstart)")
     parser.add_argument("--output-dir", default="", help="run folder (default: runs/<preset>-<time>)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in --output-dir")
