@@ -86,8 +86,9 @@ def _token_grad_chunk(x, ids, lse, entropy, grad_lp, grad_ent, temperature: floa
         logp.div_(temperature)
     logp.sub_(lse.unsqueeze(1))
     p = logp.exp()
+    logp.masked_fill_(logp == -math.inf, 0.0)  # there p = 0; keeps 0 * inf from forming
     coef = logp.add_(entropy.unsqueeze(1)).mul_(-grad_ent.unsqueeze(1)).sub_(grad_lp.unsqueeze(1))
-    grad = p.mul_(coef).masked_fill_(p == 0, 0.0)
+    grad = p.mul_(coef)
     grad.scatter_add_(1, ids.unsqueeze(1), grad_lp.unsqueeze(1))
     if temperature != 1.0:
         grad.div_(temperature)
