@@ -24,12 +24,13 @@ def _group_advantages_kernel(REWARD_ptr, ADVANTAGE_ptr, MEAN_ptr, STD_ptr, PASS_
     offs = tl.arange(0, BLOCK_G)
     in_group = offs < G
     r = tl.load(REWARD_ptr + group * G + offs, mask=in_group, other=0.0).to(tl.float32)
-    mean = tl.sum(r, axis=0) / G
+    top = tl.max(tl.where(in_group, r, float("-inf")), axis=0)
+    bottom = tl.min(tl.where(in_group, r, float("inf")), axis=0)
+    # A constant group: mean = its reward exactly, so std and advantages are exactly 0.
+    mean = tl.where(top == bottom, top, tl.sum(r, axis=0) / G)
     centred = tl.where(in_group, r - mean, 0.0)
     var = tl.sum(centred * centred, axis=0) / tl.maximum(G - 1, 1)
     std = tl.sqrt(var)
-    top = tl.max(tl.where(in_group, r, float("-inf")), axis=0)
-    bottom = tl.min(tl.where(in_group, r, float("inf")), axis=0)
     passed = tl.sum((in_group & (r >= pass_threshold)).to(tl.float32), axis=0)
     if SCALE == 0:
         advantage = centred / (std + eps)

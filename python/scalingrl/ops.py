@@ -277,8 +277,11 @@ def group_advantages_torch(rewards: torch.Tensor, group_size: int, scale: str = 
                            pass_threshold: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The twin of ``group_advantages`` (same arguments, already checked)."""
     r = rewards.float().reshape(-1, group_size)
-    mean = r.mean(dim=1)
-    std = _unbiased_std(r, dim=1)
+    zero_variance = r.amax(dim=1) == r.amin(dim=1)
+    # A constant group gets its reward as the mean exactly, std 0 and advantages exactly 0 (a float mean of
+    # G equal values can be off by an ulp, which eps would blow up to ~1e-2).
+    mean = torch.where(zero_variance, r[:, 0], r.mean(dim=1))
+    std = torch.where(zero_variance, 0.0, _unbiased_std(r, dim=1))
     centred = r - mean.unsqueeze(1)
     if scale == "group":
         advantages = centred / (std.unsqueeze(1) + eps)
@@ -290,7 +293,7 @@ def group_advantages_torch(rewards: torch.Tensor, group_size: int, scale: str = 
         "reward_mean": mean,
         "reward_std": std,
         "pass_rate": (r >= pass_threshold).float().mean(dim=1),
-        "zero_variance": r.amax(dim=1) == r.amin(dim=1),
+        "zero_variance": zero_variance,
     }
     return advantages.reshape(-1), stats
 
@@ -313,7 +316,8 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group
 
     Returns:
         advantages (N,) float32 and a dict of (num_groups,) tensors: reward_mean, reward_std, pass_rate
-        (float32) and zero_variance (bool: every reward in the group is exactly equal).
+        (float32) and zero_variance (bool: every reward in the group is exactly equal; such a group gets
+        its reward as mean, std 0 and advantages exactly 0).
     """
     if not isinstance(rewards, torch.Tensor):
         raise TypeError(f"rewards must be a torch tensor, got {type(rewards).__name__}")
