@@ -64,16 +64,28 @@ def _twin_chunk_rows(vocab: int, chunk_size: int | None) -> int:
 
 
 def _token_stats_chunk(x: torch.Tensor, ids: torch.Tensor, temperature: float):
-    """Log-prob, entropy and log-sum-exp of one chunk. x: (C, V) any float dtype; ids: (C,) int64."""
+    """Log-prob, entropy and log-sum-exp of one chunk. x: (C, V) any float dtype; ids: (C,) int64.
+
+    Two (C, V) float32 temporaries, every other step in place.
+    """
     z = x.to(torch.float32, copy=True)  # never in place on the caller's logits
     if temperature != 1.0:
         z.div_(temperature)
-    lse = torch.logsumexp(z, dim=-1)
     target = z.gather(1, ids.unsqueeze(1)).squeeze(1)
-    z.sub_(lse.unsqueeze(1))  # log p, in place
+    peak = z.amax(dim=1, keepdim=True)
+    z.sub_(peak)
     p = z.exp()
-    p.mul_(z).masked_fill_(z == -math.inf, 0.0)  # p log p, with 0 log 0 = 0
-    return target - lse, -p.sum(dim=-1), lse
+    total = p.sum(dim=1, keepdim=True)
+    log_total = total.log()
+    z.sub_(log_total)  # log p
+    p.div_(total)
+    entropy = -p.mul_(z).sum(dim=1)
+    bad = entropy.isnan()  # 0 * -inf from -inf logits (or a NaN row): redo those rows with 0 log 0 = 0
+    if bad.any():
+        logp = z[bad]
+        entropy[bad] = -(logp.exp() * logp.masked_fill(logp == -math.inf, 0.0)).sum(dim=1)
+    lse = (peak + log_total).squeeze(1)
+    return target - lse, entropy, lse
 
 
 def _token_grad_chunk(x, ids, lse, entropy, grad_lp, grad_ent, temperature: float, out: torch.Tensor):
