@@ -31,6 +31,9 @@ class OptimConfig:
         weight_decay: AdamW weight decay.
         betas: AdamW betas.
         warmup_steps: linear warmup steps of the learning rate.
+        decay_steps: optimizer steps over which the learning rate decays linearly to
+            min_lr_ratio x lr (0 = constant after warmup).
+        min_lr_ratio: floor of the linear decay, as a fraction of lr.
         grad_clip: max global grad norm (0 = no clipping).
         zero_stage: DeepSpeed ZeRO stage 0-3.
         bf16: train in bfloat16 (GPU presets); float32 otherwise.
@@ -41,6 +44,8 @@ class OptimConfig:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.99)
     warmup_steps: int = 0
+    decay_steps: int = 0
+    min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
     zero_stage: int = 0
     bf16: bool = False
@@ -51,11 +56,22 @@ class OptimConfig:
             raise ValueError(f"optim.lr must be in (0, 1), got {self.lr} (RL on LLMs is stable near 1e-6..5e-5)")
         if self.zero_stage not in (0, 1, 2, 3):
             raise ValueError(f"optim.zero_stage must be 0, 1, 2 or 3, got {self.zero_stage}")
-        if self.grad_clip < 0 or self.warmup_steps < 0 or self.weight_decay < 0 or self.threads < 0:
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"optim.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.grad_clip < 0 or self.decay_steps < 0 or self.warmup_steps < 0 or self.weight_decay < 0 or self.threads < 0:
             raise ValueError("optim.grad_clip, warmup_steps, weight_decay and threads must be >= 0")
         self.betas = tuple(float(b) for b in self.betas)  # YAML gives a list
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"optim.betas must be two numbers in [0, 1), got {self.betas}")
+
+
+def lr_multiplier(step: int, config: OptimConfig) -> float:
+    """Learning-rate factor at optimizer step ``step``: linear warmup, then constant or linear decay."""
+    warmup = min(1.0, (step + 1) / (config.warmup_steps + 1))
+    if not config.decay_steps:
+        return warmup
+    progress = min(1.0, step / config.decay_steps)
+    return warmup * (1.0 - (1.0 - config.min_lr_ratio) * progress)
 
 
 def setup_distributed_env() -> tuple[int, int]:
@@ -93,8 +109,7 @@ class DeepSpeedEngine:
         if not torch.distributed.is_initialized():
             deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo", verbose=False)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
-        warmup = max(config.warmup_steps, 0)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / (warmup + 1)))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(step, config))
         ds_config: dict[str, Any] = {
             "train_micro_batch_size_per_gpu": 1,
             "gradient_accumulation_steps": 1,
