@@ -31,7 +31,7 @@ def _block_v(vocab: int) -> int:
 
 @triton.jit
 def _token_stats_fwd_kernel(X_ptr, IDS_ptr, LOGPROB_ptr, ENTROPY_ptr, LSE_ptr, T, V, stride_xb, stride_xt,
-                            stride_ib, stride_it, temperature, BLOCK_V: tl.constexpr):
+                            stride_ib, stride_it, inv_temperature, BLOCK_V: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     b = row // T
     t = row % T
@@ -42,7 +42,7 @@ def _token_stats_fwd_kernel(X_ptr, IDS_ptr, LOGPROB_ptr, ENTROPY_ptr, LSE_ptr, T
     s = 0.0
     for start in range(0, V, BLOCK_V):
         offs = start + tl.arange(0, BLOCK_V)
-        z = tl.load(x_row + offs, mask=offs < V, other=float("-inf")).to(tl.float32) / temperature
+        z = tl.load(x_row + offs, mask=offs < V, other=float("-inf")).to(tl.float32) * inv_temperature
         m_new = tl.maximum(m, tl.max(z, axis=0))
         # Rescale the running sums to the new max. Every difference below is between finite numbers or
         # finite minus -inf, never -inf - -inf, so no NaN is formed even in lanes that are discarded.
@@ -57,7 +57,7 @@ def _token_stats_fwd_kernel(X_ptr, IDS_ptr, LOGPROB_ptr, ENTROPY_ptr, LSE_ptr, T
         d += tl.sum(e, axis=0)
         s += tl.sum(e * zc, axis=0)
         m = m_new
-    z_t = tl.load(x_row + target).to(tl.float32) / temperature
+    z_t = tl.load(x_row + target).to(tl.float32) * inv_temperature
     log_d = tl.log(d)
     lse = m + log_d
     tl.store(LOGPROB_ptr + row, z_t - lse)
@@ -67,7 +67,7 @@ def _token_stats_fwd_kernel(X_ptr, IDS_ptr, LOGPROB_ptr, ENTROPY_ptr, LSE_ptr, T
 
 @triton.jit
 def _token_stats_bwd_kernel(X_ptr, IDS_ptr, LSE_ptr, ENTROPY_ptr, GRAD_LOGPROB_ptr, GRAD_ENTROPY_ptr, GRAD_X_ptr,
-                            T, V, stride_xb, stride_xt, stride_ib, stride_it, temperature, BLOCK_V: tl.constexpr):
+                            T, V, stride_xb, stride_xt, stride_ib, stride_it, inv_temperature, BLOCK_V: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     b = row // T
     t = row % T
@@ -81,13 +81,13 @@ def _token_stats_bwd_kernel(X_ptr, IDS_ptr, LSE_ptr, ENTROPY_ptr, GRAD_LOGPROB_p
     for start in range(0, V, BLOCK_V):
         offs = start + tl.arange(0, BLOCK_V)
         in_row = offs < V
-        z = tl.load(x_row + offs, mask=in_row, other=float("-inf")).to(tl.float32) / temperature
+        z = tl.load(x_row + offs, mask=in_row, other=float("-inf")).to(tl.float32) * inv_temperature
         live = z > float("-inf")
         logp = tl.where(live, z - lse, 0.0)  # finite in every lane, so 0 * inf never forms
         p = tl.where(live, tl.exp(logp), 0.0)
         grad = p * (-g_lp - g_ent * (logp + entropy))
         grad += tl.where(offs == target, g_lp, 0.0)
-        grad = grad / temperature
+        grad = grad * inv_temperature
         tl.store(grad_row + offs, grad.to(GRAD_X_ptr.dtype.element_ty), mask=in_row)
 
 
@@ -122,7 +122,7 @@ def token_stats_forward(logits: torch.Tensor, token_ids: torch.Tensor, temperatu
     logprobs, entropy, lse = out
     if n:
         _token_stats_fwd_kernel[(n,)](rows, ids, logprobs, entropy, lse, T, V, rows.stride(0), rows.stride(1),
-                                      ids.stride(0), ids.stride(1), temperature, BLOCK_V=_block_v(V),
+                                      ids.stride(0), ids.stride(1), 1.0 / temperature, BLOCK_V=_block_v(V),
                                       num_warps=8)
     return logprobs, entropy, lse
 
@@ -148,7 +148,7 @@ def token_stats_backward(logits: torch.Tensor, token_ids: torch.Tensor, lse: tor
     if B * T:
         _token_stats_bwd_kernel[(B * T,)](rows, ids, lse, entropy, grad_logprobs, grad_entropy, out, T, V,
                                           rows.stride(0), rows.stride(1), ids.stride(0), ids.stride(1),
-                                          temperature, BLOCK_V=_block_v(V), num_warps=8)
+                                          1.0 / temperature, BLOCK_V=_block_v(V), num_warps=8)
     return out.reshape(logits.shape)
 
 
