@@ -5,4 +5,5 @@
 
 namespace scalingrl {
 void bind_sampler(pybind11::module_& m);
+void bind_store(pybind11::module_& m);
 }  // namespace scalingrl

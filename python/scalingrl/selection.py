@@ -1,0 +1,454 @@
+"""Prompt selection for the GRPO loop: the DES curriculum and the baselines, behind one interface.
+
+``make_selector(pool, config, seed)`` returns a ``Selector`` for ``config.method``:
+
+- ``des``: Data Effectiveness Score + adaptive curriculum (``scalingrl.des``, ``scalingrl.curriculum``),
+  drawn through two exact O(1) samplers (prompts in play; unseen prompts by their prior DES);
+- ``uniform``: uniform over the whole pool;
+- ``random_subset``: uniform over a fixed random subset of ``random_subset_size`` prompts;
+- ``dapo``: uniform, and the trainer drops zero-variance groups from the update (DAPO's dynamic
+  sampling filter, without its over-sampling);
+- ``adarft``: AdaRFT-style target difficulty: the prompts whose estimated difficulty is closest to a
+  target that follows the batch reward (a full argsort over the pool each step).
+
+Every selector keeps the same per-prompt store, so statistics exports and the records look alike.
+Everything is deterministic for a seed and round-trips through ``state_dict``/``load_state_dict``.
+Left out on purpose: anything that calls the model; the trainer rolls out and calls ``update``.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import time
+from typing import Any, Protocol
+
+import numpy as np
+
+from scalingrl.curriculum import CurriculumConfig, ScheduleState, next_schedule, split_batch
+from scalingrl.des import FACTORS, DESConfig, PromptStore
+from scalingrl.sampler import WeightedSampler
+
+METHODS = ("des", "uniform", "random_subset", "dapo", "adarft")
+STATE_VERSION = 1
+UNSEEN, IN_PLAY, RETIRED, PARKED = 0, 1, 2, 3
+
+
+@dataclasses.dataclass
+class PoolInfo:
+    """What the data set knows about its prompts before any rollout.
+
+    Attributes:
+        size: number of prompts P.
+        prior_difficulty: (P,) float64 in [0, 1] (e.g. (MATH level - 1) / 4); NaN = unknown.
+        reference_cot_length: (P,) float64 length of the reference solution; NaN = unknown.
+    """
+
+    size: int
+    prior_difficulty: np.ndarray | None = None
+    reference_cot_length: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.size < 1:
+            raise ValueError(f"PoolInfo.size={self.size}: the prompt pool is empty")
+        for name in ("prior_difficulty", "reference_cot_length"):
+            values = getattr(self, name)
+            if values is not None:
+                values = np.asarray(values, dtype=np.float64)
+                if values.shape != (self.size,):
+                    raise ValueError(f"PoolInfo.{name} has shape {values.shape}, expected ({self.size},)")
+                setattr(self, name, values)
+
+
+@dataclasses.dataclass
+class Selection:
+    """One step's prompts. Arrays are (B,): ids int64 (distinct), is_explore bool, des float64."""
+
+    step: int
+    prompt_ids: np.ndarray
+    is_explore: np.ndarray
+    des: np.ndarray
+    factors: dict[str, np.ndarray]
+
+
+@dataclasses.dataclass
+class AdaRFTConfig:
+    """AdaRFT-style target difficulty (Shi et al. 2025, adaptive curriculum RFT).
+
+    Attributes:
+        initial_target: starting target difficulty in [0, 1].
+        step_size: eta in T <- clip(T + eta * tanh(alpha * (reward - target_reward))).
+        sensitivity: alpha in that update.
+        target_reward: beta, the batch mean reward the target steers towards.
+    """
+
+    initial_target: float = 0.3
+    step_size: float = 0.05
+    sensitivity: float = 2.0
+    target_reward: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.initial_target <= 1:
+            raise ValueError(f"adarft.initial_target={self.initial_target} must be in [0, 1]")
+        if self.step_size <= 0 or self.sensitivity <= 0:
+            raise ValueError("adarft.step_size and adarft.sensitivity must be > 0")
+
+
+@dataclasses.dataclass
+class SelectionConfig:
+    """Which prompts each step trains on.
+
+    Attributes:
+        method: one of des, uniform, random_subset, dapo, adarft.
+        random_subset_size: prompts in the fixed subset of ``random_subset`` (ScalingRL's 1.5K).
+        des: Data Effectiveness Score knobs (also used for the statistics every method records).
+        curriculum: scale/mix/retirement knobs of the ``des`` method.
+        adarft: knobs of the ``adarft`` baseline.
+    """
+
+    method: str = "des"
+    random_subset_size: int = 1500
+    des: DESConfig = dataclasses.field(default_factory=DESConfig)
+    curriculum: CurriculumConfig = dataclasses.field(default_factory=CurriculumConfig)
+    adarft: AdaRFTConfig = dataclasses.field(default_factory=AdaRFTConfig)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"selection.method={self.method!r} is unknown: use one of {', '.join(METHODS)}")
+        if self.random_subset_size < 1:
+            raise ValueError(f"selection.random_subset_size={self.random_subset_size} must be >= 1")
+
+
+class Selector(Protocol):
+    name: str
+    drops_zero_variance_groups: bool
+
+    def select(self, step: int, batch_size: int) -> Selection: ...
+    def update(self, step: int, prompt_ids: np.ndarray, rewards: np.ndarray, correct: np.ndarray,
+               cot_stats: dict[str, np.ndarray] | None = None) -> None: ...
+    def metrics(self) -> dict[str, float]: ...
+    def unique_prompts_used(self) -> int: ...
+    def used_prompt_ids(self) -> np.ndarray: ...
+    def prompt_stats(self) -> dict[str, np.ndarray]: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def _rng_state(rng: np.random.Generator) -> dict:
+    return rng.bit_generator.state
+
+
+class _BaseSelector:
+    """Shared bookkeeping: the per-prompt store, the used set, timings, the generator."""
+
+    name = "base"
+    drops_zero_variance_groups = False
+
+    def __init__(self, pool: PoolInfo, config: SelectionConfig, seed: int) -> None:
+        self.pool, self.config, self.seed = pool, config, seed
+        self.store = PromptStore(pool.size, config.des, pool.prior_difficulty, pool.reference_cot_length)
+        self.rng = np.random.default_rng(seed)
+        self.used = np.zeros(pool.size, dtype=bool)
+        self.used_count = 0
+        self.last_select_ms = 0.0
+        self.last_update_ms = 0.0
+        self.pending: np.ndarray | None = None  # ids of the last selection, awaiting their update
+
+    # -- the interface -------------------------------------------------------------------------
+    def select(self, step: int, batch_size: int) -> Selection:
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be >= 1")
+        start = time.perf_counter()
+        ids, explore = self._choose(step, batch_size)
+        ids = np.asarray(ids, dtype=np.int64)
+        fresh = ~self.used[ids]
+        self.used[ids] = True
+        self.used_count += int(fresh.sum())
+        des, factors = self._scores(ids)
+        self.pending = ids
+        self.last_select_ms = (time.perf_counter() - start) * 1e3
+        return Selection(step=step, prompt_ids=ids, is_explore=np.asarray(explore, dtype=bool), des=des, factors=factors)
+
+    def update(self, step: int, prompt_ids: np.ndarray, rewards: np.ndarray, correct: np.ndarray,
+               cot_stats: dict[str, np.ndarray] | None = None) -> None:
+        start = time.perf_counter()
+        ids = np.asarray(prompt_ids)
+        if ids.ndim != 1 or ids.dtype.kind not in "iu":
+            raise ValueError(f"prompt_ids must be a 1-D integer array, got {ids.dtype} of shape {ids.shape}")
+        ids = ids.astype(np.int64)
+        self.store.update(step, ids, rewards, correct, cot_stats)  # validates everything first
+        self._after_update(step, ids, np.asarray(rewards, dtype=np.float64), np.asarray(correct, dtype=bool))
+        self.pending = None
+        self.last_update_ms = (time.perf_counter() - start) * 1e3
+
+    def metrics(self) -> dict[str, float]:
+        return {"unique_prompts_used": float(self.used_count), "pool_size": float(self._in_play()),
+                "selection_ms": self.last_select_ms, "update_ms": self.last_update_ms}
+
+    def unique_prompts_used(self) -> int:
+        return self.used_count
+
+    def used_prompt_ids(self) -> np.ndarray:
+        return np.flatnonzero(self.used).astype(np.int64)
+
+    def prompt_stats(self) -> dict[str, np.ndarray]:
+        """Per-prompt columns of every prompt ever selected (O(pool): for the end-of-run export)."""
+        ids = self.used_prompt_ids()
+        columns = {name: values[ids] for name, values in self.store.columns().items()}
+        return {"prompt_id": ids, **columns}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"version": STATE_VERSION, "method": self.name, "pool_size": self.pool.size,
+                "store": self.store.state_dict(), "rng": _rng_state(self.rng), "used": self.used_prompt_ids(),
+                "method_state": self._method_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            raise ValueError(f"selection state version {state.get('version') if isinstance(state, dict) else None!r}"
+                             f" is not {STATE_VERSION}: the checkpoint comes from another scalingrl")
+        if state.get("method") != self.name:
+            raise ValueError(f"selection state is for method {state.get('method')!r}, this run uses {self.name!r}")
+        if state.get("pool_size") != self.pool.size:
+            raise ValueError(f"selection state is for a pool of {state.get('pool_size')} prompts, this pool has "
+                             f"{self.pool.size}: the data set changed")
+        backup = self.state_dict()
+        try:
+            self.store.load_state_dict(state["store"])
+            self.rng.bit_generator.state = state["rng"]
+            self.used[:] = False
+            self.used[np.asarray(state["used"], dtype=np.int64)] = True
+            self.used_count = int(self.used.sum())
+            self._load_method_state(state["method_state"])
+        except Exception:
+            self.store.load_state_dict(backup["store"])
+            self.rng.bit_generator.state = backup["rng"]
+            self.used[:] = False
+            self.used[backup["used"]] = True
+            self.used_count = int(self.used.sum())
+            self._load_method_state(backup["method_state"])
+            raise
+
+    # -- for subclasses ------------------------------------------------------------------------
+    def _choose(self, step: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def _scores(self, ids: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        nan = np.full(len(ids), np.nan)
+        return nan, {name: nan.copy() for name in FACTORS}
+
+    def _after_update(self, step: int, ids: np.ndarray, rewards: np.ndarray, correct: np.ndarray) -> None:
+        pass
+
+    def _in_play(self) -> int:
+        return self.pool.size
+
+    def _method_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_method_state(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class UniformSelector(_BaseSelector):
+    name = "uniform"
+
+    def _choose(self, step, batch_size):
+        if batch_size > self.pool.size:
+            raise ValueError(f"batch_size={batch_size} exceeds the pool of {self.pool.size} prompts")
+        ids = self.rng.choice(self.pool.size, size=batch_size, replace=False)
+        return ids, ~self.used[ids]
+
+
+class DAPOSelector(UniformSelector):
+    name = "dapo"
+    drops_zero_variance_groups = True
+
+
+class RandomSubsetSelector(_BaseSelector):
+    name = "random_subset"
+
+    def __init__(self, pool, config, seed):
+        super().__init__(pool, config, seed)
+        size = min(config.random_subset_size, pool.size)
+        self.subset = np.sort(self.rng.choice(pool.size, size=size, replace=False)).astype(np.int64)
+
+    def _choose(self, step, batch_size):
+        if batch_size > len(self.subset):
+            raise ValueError(f"batch_size={batch_size} exceeds random_subset_size={len(self.subset)}: raise "
+                             "selection.random_subset_size or lower batch_size")
+        ids = self.subset[self.rng.choice(len(self.subset), size=batch_size, replace=False)]
+        return ids, ~self.used[ids]
+
+    def _in_play(self):
+        return len(self.subset)
+
+    def _method_state(self):
+        return {"subset": self.subset}
+
+    def _load_method_state(self, state):
+        self.subset = np.asarray(state["subset"], dtype=np.int64)
+
+
+class AdaRFTSelector(_BaseSelector):
+    name = "adarft"
+
+    def __init__(self, pool, config, seed):
+        super().__init__(pool, config, seed)
+        prior = pool.prior_difficulty if pool.prior_difficulty is not None else np.full(pool.size, np.nan)
+        # Estimated difficulty: the label until a prompt is seen, then 1 - its observed pass rate.
+        self.difficulty = np.where(np.isfinite(prior), prior, 0.5)
+        self.jitter = self.rng.random(pool.size) * 1e-6  # fixed tie-breaking among equal difficulties
+        self.target = config.adarft.initial_target
+
+    def _choose(self, step, batch_size):
+        if batch_size > self.pool.size:
+            raise ValueError(f"batch_size={batch_size} exceeds the pool of {self.pool.size} prompts")
+        order = np.argsort(np.abs(self.difficulty - self.target) + self.jitter, kind="stable")
+        ids = order[:batch_size]
+        return ids, ~self.used[ids]
+
+    def _after_update(self, step, ids, rewards, correct):
+        c = self.config.adarft
+        self.difficulty[ids] = 1.0 - correct.mean(axis=1)
+        self.target = float(np.clip(self.target + c.step_size * np.tanh(c.sensitivity * (rewards.mean() - c.target_reward)),
+                                    0.0, 1.0))
+
+    def metrics(self):
+        return {**super().metrics(), "target_difficulty": self.target}
+
+    def _method_state(self):
+        return {"difficulty": self.difficulty.copy(), "target": self.target, "jitter": self.jitter.copy()}
+
+    def _load_method_state(self, state):
+        self.difficulty = np.asarray(state["difficulty"], dtype=np.float64).copy()
+        self.jitter = np.asarray(state["jitter"], dtype=np.float64).copy()
+        self.target = float(state["target"])
+
+
+class DESSelector(_BaseSelector):
+    """DES ranking + adaptive curriculum.
+
+    Two exact samplers over the pool: ``in_play`` holds DES-derived weights of prompts in play
+    (0 elsewhere), ``unseen`` holds prior-DES weights of prompts never selected. Each step draws the
+    explore part from ``unseen`` and the exploit part from ``in_play``; feedback re-scores only the
+    touched prompts, retires mastered ones, parks hopeless ones, and brings both back for a re-test
+    after ``curriculum.retest_interval`` steps.
+    """
+
+    name = "des"
+
+    def __init__(self, pool, config, seed):
+        super().__init__(pool, config, seed)
+        c = config.curriculum
+        self.status = np.zeros(pool.size, dtype=np.int8)
+        self.streak = np.zeros(pool.size, dtype=np.int16)  # +k mastered / -k hopeless visits in a row
+        self.in_play = WeightedSampler(pool.size, seed=int(self.rng.integers(2**63)))
+        self.unseen = WeightedSampler(pool.size, seed=int(self.rng.integers(2**63)))
+        everything = np.arange(pool.size, dtype=np.int64)
+        prior_des, _ = self.store.score(everything)  # O(pool) once, at construction
+        self.unseen.update(everything, config.des.sampler_weight(prior_des))
+        self.in_play_count = 0
+        self.retests: collections.deque[tuple[int, np.ndarray]] = collections.deque()
+        limit = pool.size if c.max_pool == 0 else min(c.max_pool, pool.size)
+        self.schedule = ScheduleState(pool_target=float(min(c.initial_pool, limit)), explore_share=c.initial_explore)
+        self.probe_left = c.warm_start_probe
+
+    def _choose(self, step, batch_size):
+        c = self.config.curriculum
+        self._bring_back_retests(step)
+        if self.probe_left > 0:
+            # Warm start: a uniform random probe of unseen prompts (an O(pool) scan, only while probing).
+            unseen_ids = np.flatnonzero(self.status == UNSEEN)
+            take = min(batch_size, self.probe_left, len(unseen_ids))
+            probe = self.rng.choice(unseen_ids, size=take, replace=False).astype(np.int64)
+            self.probe_left -= take
+            self.unseen.update(probe, np.zeros(take))
+            exploit = min(batch_size - take, self.in_play.positive_count)
+            explore_ids = np.concatenate([probe, self.unseen.sample(batch_size - take - exploit)])
+        else:
+            n_explore, exploit = split_batch(batch_size, self.schedule.explore_share, self.in_play_count,
+                                             self.schedule.pool_target, self.unseen.positive_count,
+                                             self.in_play.positive_count, c)
+            explore_ids = self.unseen.sample(n_explore)
+        exploit_ids = self.in_play.sample(exploit)
+        # New prompts leave the unseen sampler and join the pool in play (weight set at their update).
+        self.unseen.update(explore_ids, np.zeros(len(explore_ids)))
+        self.status[explore_ids] = IN_PLAY
+        self.in_play_count += len(explore_ids)
+        ids = np.concatenate([explore_ids, exploit_ids]).astype(np.int64)
+        return ids, np.arange(len(ids)) < len(explore_ids)
+
+    def _scores(self, ids):
+        return self.store.score(ids)
+
+    def _bring_back_retests(self, step):
+        while self.retests and self.retests[0][0] <= step:
+            _, ids = self.retests.popleft()
+            back = ids[self.status[ids] != IN_PLAY]
+            self.status[back] = IN_PLAY
+            self.streak[back] = 0
+            self.in_play_count += len(back)
+            des, _ = self.store.score(back)
+            self.in_play.update(back, self.config.des.sampler_weight(des))
+
+    def _after_update(self, step, ids, rewards, correct):
+        c = self.config.curriculum
+        pass_rate = correct.mean(axis=1)
+        mastered, hopeless = pass_rate >= c.mastery_pass, pass_rate <= c.hopeless_pass
+        streak = self.streak[ids]
+        streak = np.where(mastered, np.maximum(streak, 0) + 1, np.where(hopeless, np.minimum(streak, 0) - 1, 0))
+        self.streak[ids] = streak
+        in_play = self.status[ids] == IN_PLAY
+        retire = in_play & (streak >= c.retire_after)
+        park = in_play & (streak <= -c.retire_after)
+        leaving = retire | park
+        self.status[ids[retire]] = RETIRED
+        self.status[ids[park]] = PARKED
+        self.in_play_count -= int(leaving.sum())
+        des, _ = self.store.score(ids)
+        weights = np.where(self.status[ids] == IN_PLAY, self.config.des.sampler_weight(des), 0.0)
+        self.in_play.update(ids, weights)
+        if leaving.any():
+            self.retests.append((step + c.retest_interval, ids[leaving]))
+        zero_variance = float((rewards.std(axis=1) == 0).mean())
+        self.schedule = next_schedule(self.schedule, float(correct.mean()), zero_variance, float(rewards.mean()), c,
+                                      self.pool.size)
+
+    def _in_play(self):
+        return self.in_play_count
+
+    def metrics(self):
+        return {**super().metrics(), "active_pool_size": float(self.in_play_count),
+                "pool_target": self.schedule.pool_target, "explore_share": self.schedule.explore_share,
+                "retired": float(self._count(RETIRED)),
+                "parked": float(self._count(PARKED)), "reward_trend": self.schedule.reward_trend}
+
+    def _count(self, status):
+        # Retired and parked prompts all wait in the re-test queue: count there, not over the pool.
+        return sum(int((self.status[ids] == status).sum()) for _, ids in self.retests)
+
+    def _method_state(self):
+        return {"status": self.status.copy(), "streak": self.streak.copy(), "in_play": self.in_play.state_dict(),
+                "unseen": self.unseen.state_dict(), "in_play_count": self.in_play_count,
+                "retest_steps": np.array([s for s, _ in self.retests], dtype=np.int64),
+                "retest_ids": [ids.copy() for _, ids in self.retests],
+                "schedule": dataclasses.asdict(self.schedule), "probe_left": self.probe_left}
+
+    def _load_method_state(self, state):
+        self.in_play.load_state_dict(state["in_play"])
+        self.unseen.load_state_dict(state["unseen"])
+        self.status = np.asarray(state["status"], dtype=np.int8).copy()
+        self.streak = np.asarray(state["streak"], dtype=np.int16).copy()
+        self.in_play_count = int(state["in_play_count"])
+        self.retests = collections.deque(
+            (int(s), np.asarray(ids, dtype=np.int64)) for s, ids in zip(state["retest_steps"], state["retest_ids"]))
+        self.schedule = ScheduleState(**state["schedule"])
+        self.probe_left = int(state["probe_left"])
+
+
+_SELECTORS = {cls.name: cls for cls in (DESSelector, UniformSelector, RandomSubsetSelector, DAPOSelector, AdaRFTSelector)}
+
+
+def make_selector(pool: PoolInfo, config: SelectionConfig, seed: int) -> Selector:
+    """The selector of ``config.method`` for ``pool``, seeded."""
+    return _SELECTORS[config.method](pool, config, seed)
