@@ -19,7 +19,7 @@ MAX_GROUP_SIZE = 65536
 
 @triton.jit
 def _group_advantages_kernel(REWARD_ptr, ADVANTAGE_ptr, MEAN_ptr, STD_ptr, PASS_RATE_ptr, ZERO_VARIANCE_ptr,
-                             BATCH_STD_ptr, G, eps, pass_threshold, SCALE: tl.constexpr, BLOCK_G: tl.constexpr):
+                             BATCH_STD_ptr, G, inv_bessel, eps, pass_threshold, SCALE: tl.constexpr, BLOCK_G: tl.constexpr):
     group = tl.program_id(0).to(tl.int64)
     offs = tl.arange(0, BLOCK_G)
     in_group = offs < G
@@ -29,7 +29,7 @@ def _group_advantages_kernel(REWARD_ptr, ADVANTAGE_ptr, MEAN_ptr, STD_ptr, PASS_
     # A constant group: mean = its reward exactly, so std and advantages are exactly 0.
     mean = tl.where(top == bottom, top, tl.sum(r, axis=0) / G)
     centred = tl.where(in_group, r - mean, 0.0)
-    var = tl.sum(centred * centred, axis=0) / tl.maximum(G - 1, 1)
+    var = tl.sum(centred * centred, axis=0) * inv_bessel  # 1 / max(G - 1, 1), from the host
     std = tl.sqrt(var)
     passed = tl.sum((in_group & (r >= pass_threshold)).to(tl.float32), axis=0)
     if SCALE == 0:
@@ -75,6 +75,6 @@ def group_advantages_forward(rewards: torch.Tensor, group_size: int, scale: str 
         batch_std = torch.zeros(1, dtype=torch.float32, device=device)
     if n_groups:
         _group_advantages_kernel[(n_groups,)](rewards, advantages, mean, std, pass_rate, zero_variance.view(torch.int8),
-                                              batch_std, group_size, eps, pass_threshold, SCALE=SCALE_CODES[scale],
+                                              batch_std, group_size, 1.0 / max(group_size - 1, 1), eps, pass_threshold, SCALE=SCALE_CODES[scale],
                                               BLOCK_G=triton.next_power_of_2(group_size))
     return advantages, {"reward_mean": mean, "reward_std": std, "pass_rate": pass_rate, "zero_variance": zero_variance}

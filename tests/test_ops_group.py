@@ -4,6 +4,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scalingrl import ops
 from scalingrl.kernels import group_advantages as group_kernel
@@ -175,6 +177,23 @@ def test_group_advantages_bad_input(bad, error, match):
     args.update(bad)
     with pytest.raises(error, match=match):
         ops.group_advantages(**args)
+
+
+@settings(max_examples=60, deadline=None)
+@given(group_size=st.integers(1, 9), num_groups=st.integers(1, 6), data=st.data(),
+       scale=st.sampled_from(ops.ADVANTAGE_SCALES))
+def test_group_advantages_properties(group_size, num_groups, data, scale):
+    """Twin against the loop on arbitrary small reward sets (values from a few levels, so ties are common)."""
+    values = data.draw(st.lists(st.sampled_from([0.0, 0.25, 0.5, 1.0, -1.0, 3.0]), min_size=group_size * num_groups,
+                                max_size=group_size * num_groups))
+    rewards = torch.tensor(values, dtype=torch.float32)
+    advantages, stats = ops.group_advantages(rewards, group_size, scale=scale, backend="torch")
+    expected_adv, expected = group_reference(rewards, group_size, scale, 1e-6, 1.0)
+    torch.testing.assert_close(advantages.double(), expected_adv, atol=1e-5, rtol=1e-5)
+    assert torch.equal(stats["zero_variance"], expected["zero_variance"])
+    group_sums = advantages.reshape(num_groups, group_size).sum(dim=1)
+    assert torch.all(group_sums.abs() <= 1e-4 * (1 + advantages.abs().reshape(num_groups, group_size).sum(dim=1)))
+    assert torch.all(advantages.reshape(num_groups, group_size)[stats["zero_variance"]] == 0)
 
 
 @requires_cuda
