@@ -101,8 +101,9 @@ def next_schedule(state: ScheduleState, pass_rate: float, zero_variance_fraction
     if np.isnan(state.reward_ema):
         ema, trend = reward_mean, 0.0
     else:
+        # Trend: smoothed innovation of the batch reward against its running mean (0 when flat).
+        trend = (1 - c.trend_ema) * state.reward_trend + c.trend_ema * (reward_mean - state.reward_ema)
         ema = (1 - c.trend_ema) * state.reward_ema + c.trend_ema * reward_mean
-        trend = (1 - c.trend_ema) * state.reward_trend + c.trend_ema * (ema - state.reward_ema)
     too_easy = pass_rate > c.pass_high or (zero_variance_fraction > c.zero_variance_high and pass_rate >= 0.5)
     too_hard = pass_rate < c.pass_low or (zero_variance_fraction > c.zero_variance_high and pass_rate < 0.5)
     stalled = not np.isnan(state.reward_ema) and abs(trend) < c.plateau

@@ -1,0 +1,181 @@
+"""Selectors: the interface contract for every method, determinism, checkpoints, DES behaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scalingrl.curriculum import CurriculumConfig
+from scalingrl.selection import METHODS, PoolInfo, SelectionConfig, make_selector
+
+POOL = 3000
+B, G = 64, 8
+
+
+def pool_info(seed=0):
+    rng = np.random.default_rng(seed)
+    prior = rng.integers(0, 5, POOL) / 4
+    prior[rng.random(POOL) < 0.1] = np.nan
+    return PoolInfo(POOL, prior_difficulty=prior, reference_cot_length=rng.integers(20, 400, POOL).astype(float))
+
+
+def true_pass(ids):
+    # A fixed synthetic learner: prompt i passes with probability (i % 10) / 9.
+    return (np.asarray(ids) % 10) / 9.0
+
+
+def run(selector, steps, start=0, seed=0):
+    rng = np.random.default_rng(seed + start)
+    chosen = []
+    for step in range(start, start + steps):
+        sel = selector.select(step, B)
+        correct = rng.random((B, G)) < true_pass(sel.prompt_ids)[:, None]
+        cot = {"response_length": rng.integers(5, 300, (B, G)).astype(float), "entropy_mean": rng.random((B, G))}
+        selector.update(step, sel.prompt_ids, correct.astype(float), correct, cot)
+        chosen.append(sel.prompt_ids.copy())
+    return chosen
+
+
+def config(method, **curriculum):
+    return SelectionConfig(method=method, random_subset_size=500,
+                           curriculum=CurriculumConfig(initial_pool=256, retest_interval=5, **curriculum))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_contract(method):
+    selector = make_selector(pool_info(), config(method), seed=1)
+    assert selector.drops_zero_variance_groups == (method == "dapo")
+    for step in range(3):
+        sel = selector.select(step, B)
+        assert sel.prompt_ids.dtype == np.int64 and sel.prompt_ids.shape == (B,)
+        assert len(np.unique(sel.prompt_ids)) == B
+        assert sel.is_explore.dtype == bool and sel.des.shape == (B,)
+        assert set(sel.factors) == {"difficulty", "cot_complexity", "adaptability"}
+        rewards = np.ones((B, G))
+        selector.update(step, sel.prompt_ids, rewards, rewards > 0)
+    assert 0 < selector.unique_prompts_used() <= 3 * B
+    assert len(selector.used_prompt_ids()) == selector.unique_prompts_used()
+    metrics = selector.metrics()
+    assert {"selection_ms", "update_ms", "pool_size", "unique_prompts_used"} <= set(metrics)
+    stats = selector.prompt_stats()
+    assert len(stats["prompt_id"]) == selector.unique_prompts_used()
+    assert stats["visits"].sum() == 3 * B
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_same_seed_same_selections_and_restore_continues_identically(method):
+    a = make_selector(pool_info(), config(method), seed=7)
+    b = make_selector(pool_info(), config(method), seed=7)
+    first_a, first_b = run(a, 6), run(b, 6)
+    for x, y in zip(first_a, first_b):
+        np.testing.assert_array_equal(x, y)
+    state = a.state_dict()
+    continued = run(a, 8, start=6)
+    restored = make_selector(pool_info(), config(method), seed=999)
+    restored.load_state_dict(state)
+    resumed = run(restored, 8, start=6)
+    for x, y in zip(continued, resumed):
+        np.testing.assert_array_equal(x, y)
+    assert restored.unique_prompts_used() == a.unique_prompts_used()
+
+
+@pytest.mark.parametrize("method", ["des", "adarft"])
+def test_bad_state_is_rejected_and_changes_nothing(method):
+    selector = make_selector(pool_info(), config(method), seed=3)
+    twin = make_selector(pool_info(), config(method), seed=3)
+    run(selector, 2), run(twin, 2)
+    other_method = make_selector(pool_info(), config("uniform"), seed=3).state_dict()
+    with pytest.raises(ValueError, match="is for method 'uniform'"):
+        selector.load_state_dict(other_method)
+    small = make_selector(PoolInfo(100), config(method), seed=3).state_dict()
+    with pytest.raises(ValueError, match="pool of 100 prompts"):
+        selector.load_state_dict(small)
+    broken = selector.state_dict()
+    broken["method_state"] = {"target": 0.5} if method == "adarft" else {"status": broken["method_state"]["status"]}
+    with pytest.raises(KeyError):
+        selector.load_state_dict(broken)
+    with pytest.raises(ValueError, match="version"):
+        selector.load_state_dict({"version": 99})
+    for x, y in zip(run(selector, 3, start=2), run(twin, 3, start=2)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_nan_reward_raises_and_changes_nothing():
+    selector = make_selector(pool_info(), config("des"), seed=0)
+    twin = make_selector(pool_info(), config("des"), seed=0)
+    sel, sel_twin = selector.select(0, B), twin.select(0, B)
+    rewards = np.ones((B, G))
+    rewards[5, 2] = np.nan
+    with pytest.raises(ValueError, match=r"rewards\[5, 2\] = nan"):
+        selector.update(0, sel.prompt_ids, rewards, rewards > 0)
+    with pytest.raises(IndexError, match="not a prompt of this pool"):
+        selector.update(0, np.full(B, POOL), np.ones((B, G)), np.ones((B, G), dtype=bool))
+    good = np.zeros((B, G))
+    selector.update(0, sel.prompt_ids, good, good > 0)
+    twin.update(0, sel_twin.prompt_ids, good, good > 0)
+    np.testing.assert_array_equal(selector.select(1, B).prompt_ids, twin.select(1, B).prompt_ids)
+
+
+def test_des_spends_fewer_rollouts_on_zero_variance_prompts_than_uniform():
+    # Prompts with i % 10 in {0, 9} always fail / always pass: their groups teach nothing.
+    def zero_variance_share(method):
+        selector = make_selector(pool_info(), config(method), seed=0)
+        chosen = np.concatenate(run(selector, 40)[20:])
+        return np.isin(chosen % 10, [0, 9]).mean()
+
+    uniform, des = zero_variance_share("uniform"), zero_variance_share("des")
+    assert uniform == pytest.approx(0.2, abs=0.03)
+    assert des < 0.6 * uniform
+
+
+def test_des_retires_mastered_prompts_and_retests_them():
+    pool = PoolInfo(200)
+    selector = make_selector(pool, SelectionConfig(curriculum=CurriculumConfig(initial_pool=200, retest_interval=3,
+                                                                              retire_after=2)), seed=0)
+    retired_seen = False
+    for step in range(12):
+        sel = selector.select(step, 20)
+        mastered = sel.prompt_ids < 100  # prompts 0..99 always pass, 100..199 pass half the time
+        correct = np.where(mastered[:, None], True, np.tile([True, False], (20, 4)))
+        selector.update(step, sel.prompt_ids, correct.astype(float), correct)
+        if selector.metrics()["retired"] > 0:
+            retired_seen = True
+            waiting = np.concatenate([ids for _, ids in selector.retests])
+            assert (waiting < 100).all()
+    assert retired_seen
+    assert len(np.unique(selector.select(12, 20).prompt_ids)) == 20
+
+
+def test_random_subset_stays_in_its_subset():
+    selector = make_selector(pool_info(), config("random_subset"), seed=2)
+    chosen = np.concatenate(run(selector, 20))
+    assert len(np.unique(chosen)) <= 500
+    assert set(chosen.tolist()) <= set(selector.subset.tolist())
+    with pytest.raises(ValueError, match="random_subset_size=500"):
+        selector.select(99, 501)
+
+
+def test_adarft_selects_around_its_target():
+    selector = make_selector(pool_info(), config("adarft"), seed=0)
+    sel = selector.select(0, B)
+    prior = pool_info().prior_difficulty
+    known = np.where(np.isfinite(prior), prior, 0.5)
+    assert np.abs(known[sel.prompt_ids] - selector.target).max() <= np.sort(np.abs(known - selector.target))[B - 1]
+
+
+def test_warm_start_probe_is_uniform_random():
+    selector = make_selector(pool_info(), config("des", warm_start_probe=2 * B), seed=0)
+    chosen = np.concatenate(run(selector, 2))
+    assert selector.probe_left == 0
+    # The probe ignores the prior: level-0 and level-4 prompts (least learnable) are drawn too.
+    prior = pool_info().prior_difficulty[chosen]
+    assert np.isin(prior, [0.0, 1.0]).mean() > 0.2
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="selection.method='best' is unknown"):
+        SelectionConfig(method="best")
+    with pytest.raises(ValueError, match="PoolInfo.prior_difficulty has shape"):
+        PoolInfo(10, prior_difficulty=np.zeros(3))
+    with pytest.raises(ValueError, match="empty"):
+        PoolInfo(0)
