@@ -1,6 +1,9 @@
 """scalingrl.ops.token_logprobs_entropy: Triton kernel (interpreted on CPU) and torch twin against float64."""
 
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -168,3 +171,49 @@ def test_cuda_kernel_matches_reference(dtype):
     logits = random_logits((64, 151936), dtype).cuda()
     token_ids = torch.randint(0, 151936, (64,), device="cuda")
     check_against_reference(logits, token_ids, 0.8, "auto")
+
+
+COMPILE_FOR_SM90 = r'''
+import warnings
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from scalingrl.kernels import group_advantages as ga, sequence_stats as ss, token_stats as ts
+
+warnings.simplefilter("ignore", UserWarning)  # Triton's FP-fusion default notice
+row_args = {"T": "i32", "V": "i32", "stride_xb": "i64", "stride_xt": "i32", "stride_ib": "i32", "stride_it": "i32",
+            "inv_temperature": "fp32", "BLOCK_V": "constexpr"}
+jobs = [
+    (ts._token_stats_fwd_kernel, {"X_ptr": "*bf16", "IDS_ptr": "*i64", "LOGPROB_ptr": "*fp32", "ENTROPY_ptr": "*fp32",
+                                  "LSE_ptr": "*fp32", **row_args}, {"BLOCK_V": 4096}),
+    (ts._token_stats_bwd_kernel, {"X_ptr": "*bf16", "IDS_ptr": "*i64", "LSE_ptr": "*fp32", "ENTROPY_ptr": "*fp32",
+                                  "GRAD_LOGPROB_ptr": "*fp32", "GRAD_ENTROPY_ptr": "*fp32", "GRAD_X_ptr": "*bf16",
+                                  **row_args}, {"BLOCK_V": 4096}),
+    (ss._sequence_stats_kernel, {**{name: "*fp32" for name in ("ENTROPY_ptr", "LOGPROB_ptr")}, "MASK_ptr": "*u8",
+                                 **{name: "*fp32" for name in ("LENGTH_ptr", "ENTROPY_MEAN_ptr", "ENTROPY_MAX_ptr",
+                                                               "HIGH_FRACTION_ptr", "LOGPROB_SUM_ptr")},
+                                 "T": "i32", "stride_eb": "i32", "stride_lb": "i32", "stride_mb": "i32",
+                                 "threshold": "fp32", "BLOCK_T": "constexpr"}, {"BLOCK_T": 1024}),
+] + [
+    (ga._group_advantages_kernel, {**{name: "*fp32" for name in ("REWARD_ptr", "ADVANTAGE_ptr", "MEAN_ptr", "STD_ptr",
+                                                                 "PASS_RATE_ptr")}, "ZERO_VARIANCE_ptr": "*i8",
+                                   "BATCH_STD_ptr": "*fp32", "G": "i32", "inv_bessel": "fp32", "eps": "fp32",
+                                   "pass_threshold": "fp32", "SCALE": "constexpr", "BLOCK_G": "constexpr"},
+     {"SCALE": scale, "BLOCK_G": 16}) for scale in (0, 1, 2)
+]
+for fn, signature, constexprs in jobs:
+    kernel = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs),
+                            target=GPUTarget("cuda", 90, 32), options={"num_warps": 8})
+    assert "cubin" in kernel.asm, fn
+print("compiled", len(jobs))
+'''
+
+
+def test_kernels_compile_for_sm90_without_a_gpu():
+    """The interpreter does not type-check like the compiler does: lower every kernel to an sm_90 cubin."""
+    pytest.importorskip("triton.backends.nvidia")
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-c", COMPILE_FOR_SM90], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "compiled 6" in done.stdout
