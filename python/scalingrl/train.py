@@ -123,7 +123,7 @@ def setup(config, resume: bool = False) -> Run:
         start_step = state["step"]
     recorder = MetricsRecorder(out, config.steps, start_step, config.tensorboard, config.progress_bar)
     recorder.truncate_after(start_step)
-    selection_log = records.SelectionLog(out / "selection_log.jsonl")
+    selection_log = records.SelectionLog(out / "selection_log.jsonl", keep_before_step=start_step)
     heldout_rows = heldout.rows(np.arange(min(len(heldout), config.eval.size or len(heldout))))
     heldout_prompts = format_prompts(tokenizer, [row["prompt"] for row in heldout_rows], config.data.prompt_template,
                                      config.model.use_chat_template, config.model.system_prompt)
