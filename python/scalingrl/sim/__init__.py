@@ -1,0 +1,14 @@
+"""Simulated learner for tuning prompt-selection schedules on a CPU in seconds.
+
+A population of synthetic prompts with latent difficulty and a scalar learner skill. Training on a
+prompt moves the skill in proportion to the GRPO signal that prompt's group carries (p * (1 - p), zero
+for all-equal groups) and to how close the prompt sits to the skill frontier; the skill also decays
+slowly (forgetting). Rollout outcomes are Bernoulli draws, CoT statistics grow with difficulty.
+
+This is a tool for tuning, not evidence for the method (docs/simulator.md lists its assumptions).
+Left out on purpose: any real model, tokens or text.
+"""
+
+from scalingrl.sim.learner import LearnerConfig, SimulatedLearner, SyntheticPool, make_pool, run_method
+
+__all__ = ["LearnerConfig", "SimulatedLearner", "SyntheticPool", "make_pool", "run_method"]
