@@ -33,8 +33,8 @@ const double* column(const Doubles& a, const char* name, py::ssize_t m) {
 
 }  // namespace
 
-void bind_store(py::module_& m) {
-  py::class_<DesParams>(m, "DesParams")
+void bind_store(py::module_& module) {
+  py::class_<DesParams>(module, "DesParams")
       .def(py::init<>())
       .def_readwrite("prior_strength", &DesParams::prior_strength)
       .def_readwrite("unseen_pass", &DesParams::unseen_pass)
@@ -46,7 +46,7 @@ void bind_store(py::module_& m) {
       .def_readwrite("weight_cot", &DesParams::weight_cot)
       .def_readwrite("weight_adaptability", &DesParams::weight_adaptability);
 
-  py::class_<PromptStore>(m, "PromptStore")
+  py::class_<PromptStore>(module, "PromptStore")
       .def(py::init([](uint64_t n, const DesParams& p, const py::object& prior, const py::object& reference) {
              try {
                return PromptStore(n, p, optional_vector(prior), optional_vector(reference));
