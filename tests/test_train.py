@@ -165,3 +165,12 @@ def test_eval_cli_on_a_run_and_a_checkpoint(full_run, tmp_path):
     assert json.loads((tmp_path / "eval.json").read_text())["n_samples"] == 2
     checkpoint = full_dir / "checkpoints" / "step-000008"
     assert eval_main([str(checkpoint), "eval.size=8"])["accuracy"] == result["accuracy"]
+
+
+@pytest.mark.parametrize("method", ["uniform", "random_subset", "dapo", "adarft"])
+def test_every_selection_method_runs_through_the_same_loop(method, tmp_path):
+    from scalingrl.train import main
+
+    summary = main(_config(tmp_path, "steps=2", f"selection.method={method}", "tensorboard=false", "report=false"))
+    assert summary["selection_method"] == method and summary["steps"] == 2
+    assert len(_training_rows(tmp_path)) == 2
