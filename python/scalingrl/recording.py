@@ -85,8 +85,10 @@ class MetricsRecorder:
         if self.bar is not None and advance:
             postfix = {}
             for key, label in (("reward_mean", "reward"), ("pool_size", "pool"), ("eval_accuracy", "eval")):
-                if row.get(key) is not None:
-                    postfix[label] = f"{row[key]:.3f}" if isinstance(row[key], float) else row[key]
+                value = row.get(key)
+                if value is not None:
+                    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer() and key == "pool_size")
+                    postfix[label] = f"{int(value)}" if whole else f"{value:.3f}"
             self.bar.set_postfix(postfix, refresh=False)
             self.bar.update(1)
 

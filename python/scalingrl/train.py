@@ -252,7 +252,7 @@ def grpo_step(run: Run, step: int) -> dict[str, Any]:
     }
     metrics.update({key: update_stats.get(key) for key in ("loss", "kl", "clip_fraction", "grad_norm", "approx_kl_old")})
     metrics.update({f"selection/{key}": value for key, value in run.selector.metrics().items()})
-    metrics["pool_size"] = metrics.get("selection/pool_size", len(run.pool))
+    metrics["pool_size"] = int(metrics.get("selection/pool_size", len(run.pool)))
     return metrics
 
 
