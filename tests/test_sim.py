@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from scalingrl.sim import LearnerConfig, SimulatedLearner, make_pool, run_method
+from scalingrl.selection import SelectionConfig
+from scalingrl.sim import LearnerConfig, SimulatedLearner, make_pool, run_method, run_schedule
 from scalingrl.sim.learner import pass_probability
 
 SMALL = LearnerConfig(pool_size=3000, eval_size=500)
@@ -59,6 +60,51 @@ def test_frontier_prompts_teach_more_than_far_ones():
     assert gains[0] > 10 * gains[1] > 0
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_frontier_training_beats_too_easy_training_on_held_out_accuracy(seed):
+    # Sampled rollouts end to end: 20 steps on the 64 prompts nearest the skill vs the 64 easiest.
+    pool = make_pool(SMALL, seed)
+    near = np.argsort(np.abs(pool.difficulty - SMALL.initial_skill))[:64]
+    easy = np.argsort(pool.difficulty)[:64]
+    accuracy = []
+    for ids in (near, easy):
+        learner = SimulatedLearner(pool, SMALL, seed)
+        start = learner.accuracy()
+        for _ in range(20):
+            _, correct, _ = learner.rollout(ids)
+            learner.train(ids, correct)
+        accuracy.append(learner.accuracy() - start)
+    assert accuracy[0] > 0.02
+    assert accuracy[0] > 5 * max(accuracy[1], 0.0)
+
+
+def test_replay_has_diminishing_returns():
+    pool = make_pool(SMALL, 0)
+    cfg = LearnerConfig(pool_size=3000, forgetting=0.0, repeat_discount=0.5)
+    ids = np.argsort(np.abs(pool.difficulty - cfg.initial_skill))[:16]
+    half = np.tile([True, False], (16, 4))
+    learner = SimulatedLearner(pool, cfg, 0)
+    learner.train(ids, half)
+    first = learner.skill - cfg.initial_skill
+    learner.visits[ids] += 9  # ten visits each before the next update
+    before = learner.skill
+    learner.train(ids, half)
+    assert 0 < learner.skill - before < first / 4
+
+
+def test_cot_statistics_track_uncertainty():
+    pool = make_pool(SMALL, 0)
+    learner = SimulatedLearner(pool, LearnerConfig(pool_size=3000, group_size=32), 0)
+    d = pool.difficulty
+    # same difficulty band, learner uncertain (skill at the band) vs certain (skill far above)
+    ids = np.flatnonzero(np.abs(d) < 0.2)[:100]
+    learner.skill = 0.0
+    uncertain = learner.rollout(ids)[2]["entropy_mean"].mean()
+    learner.skill = 6.0
+    certain = learner.rollout(ids)[2]["entropy_mean"].mean()
+    assert uncertain > certain + 0.1
+
+
 def test_forgetting_pulls_skill_back():
     pool = make_pool(SMALL, 0)
     learner = SimulatedLearner(pool, LearnerConfig(pool_size=3000, forgetting=0.1), 0)
@@ -76,6 +122,15 @@ def test_run_method_is_deterministic_and_learns(method):
     assert a["rollouts"] == 30 * 32 * SMALL.group_size
     assert a["final_accuracy"] > a["curve"][0][1]
     assert len(a["selection_ms"]) == 30
+    assert 0.0 <= a["zero_variance_fraction"] <= 1.0
+
+
+def test_random_subset_sized_like_des_stays_inside_its_subset():
+    des = run_method("des", 4, 20, 32, SMALL)
+    size = max(32, des["unique_prompts"])
+    subset = run_schedule(SelectionConfig(method="random_subset", random_subset_size=size), SMALL, 4, 20, 32)
+    assert subset["unique_prompts"] <= size
+    assert subset["rollouts"] == des["rollouts"]
 
 
 def test_bad_config():

@@ -9,6 +9,6 @@ This is a tool for tuning, not evidence for the method (docs/simulator.md lists 
 Left out on purpose: any real model, tokens or text.
 """
 
-from scalingrl.sim.learner import LearnerConfig, SimulatedLearner, SyntheticPool, make_pool, run_method
+from scalingrl.sim.learner import LearnerConfig, SimulatedLearner, SyntheticPool, make_pool, run_method, run_schedule
 
-__all__ = ["LearnerConfig", "SimulatedLearner", "SyntheticPool", "make_pool", "run_method"]
+__all__ = ["LearnerConfig", "SimulatedLearner", "SyntheticPool", "make_pool", "run_method", "run_schedule"]

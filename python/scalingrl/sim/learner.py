@@ -23,6 +23,8 @@ class LearnerConfig:
         forgetting: fraction of skill above ``initial_skill`` lost per step.
         memorisation: extra pass-rate logit gained by a prompt each time it is trained on (over-fitting a
             small set); it does not transfer to held-out evaluation.
+        repeat_discount: diminishing returns of replay: a prompt already trained on ``v`` times teaches
+            ``1 / (1 + repeat_discount * v)`` of what a fresh one of the same signal would.
         eval_size: held-out synthetic prompts for the accuracy curve.
         prior_noise: standard deviation of the noise on the metadata prior (MATH-level-like, 5 bins).
     """
@@ -34,6 +36,7 @@ class LearnerConfig:
     frontier_width: float = 1.0
     forgetting: float = 0.002
     memorisation: float = 0.3
+    repeat_discount: float = 0.05
     eval_size: int = 2000
     prior_noise: float = 0.7
 
@@ -46,6 +49,10 @@ class LearnerConfig:
             raise ValueError("learning_rate must be >= 0 and frontier_width > 0")
         if not 0 <= self.forgetting < 1:
             raise ValueError(f"forgetting={self.forgetting} must be in [0, 1)")
+        if self.memorisation < 0 or self.repeat_discount < 0:
+            raise ValueError(f"memorisation={self.memorisation} and repeat_discount={self.repeat_discount} must be >= 0")
+        if self.eval_size < 1:
+            raise ValueError(f"eval_size={self.eval_size} must be >= 1")
 
 
 @dataclasses.dataclass
@@ -92,19 +99,24 @@ class SimulatedLearner:
         d = self.pool.difficulty[ids]
         p = pass_probability(self.skill, d, cfg.memorisation * np.log1p(self.visits[ids]))
         correct = self.rng.random((len(ids), cfg.group_size)) < p[:, None]
-        length = np.exp(5.0 + 0.25 * d[:, None] + self.rng.normal(0.0, 0.3, correct.shape))
-        entropy = np.clip(0.6 + 0.1 * d[:, None] + self.rng.normal(0.0, 0.1, correct.shape), 0.01, None)
-        high = np.clip(0.1 + 0.03 * d[:, None] + self.rng.normal(0.0, 0.02, correct.shape), 0.0, 1.0)
+        # CoT grows with difficulty and with the learner's uncertainty on the prompt (4 p (1 - p) in [0, 1]).
+        d, u = d[:, None], (4.0 * p * (1.0 - p))[:, None]
+        length = np.exp(5.0 + 0.25 * d + 0.2 * u + self.rng.normal(0.0, 0.3, correct.shape))
+        entropy = np.clip(0.6 + 0.1 * d + 0.2 * u + self.rng.normal(0.0, 0.1, correct.shape), 0.01, None)
+        high = np.clip(0.1 + 0.03 * d + 0.05 * u + self.rng.normal(0.0, 0.02, correct.shape), 0.0, 1.0)
         stats = {"response_length": length, "entropy_mean": entropy, "high_entropy_fraction": high}
         return correct.astype(np.float64), correct, stats
 
     def train(self, ids: np.ndarray, correct: np.ndarray, drop_zero_variance: bool = False) -> None:
-        """One update on the batch: skill += lr * mean over prompts of signal * frontier closeness."""
+        """One update on the batch: skill += lr * mean over prompts of signal * closeness * replay discount.
+
+        ids: (B,) int64 prompt ids; correct: (B, G) bool outcomes of their rollouts.
+        """
         cfg = self.config
         rate = correct.mean(axis=1)
         signal = rate * (1.0 - rate)  # GRPO gradient scale: 0 for all-equal groups
         closeness = np.exp(-0.5 * ((self.pool.difficulty[ids] - self.skill) / cfg.frontier_width) ** 2)
-        gain = signal * closeness
+        gain = signal * closeness / (1.0 + cfg.repeat_discount * self.visits[ids])
         if drop_zero_variance:
             # DAPO keeps the batch size by averaging over the surviving groups only.
             keep = signal > 0
@@ -118,33 +130,41 @@ class SimulatedLearner:
         return float(pass_probability(self.skill, self.eval_difficulty).mean())
 
 
-def run_method(method: str, seed: int, steps: int, batch_size: int, learner_config: LearnerConfig | None = None,
-               selection_config: SelectionConfig | None = None, pool: SyntheticPool | None = None,
-               eval_every: int = 10) -> dict[str, Any]:
-    """Train a simulated learner with ``method`` for ``steps``; returns its accuracy curve and counts.
+def run_schedule(selection_config: SelectionConfig, learner_config: LearnerConfig | None = None, seed: int = 0,
+                 steps: int = 150, batch_size: int = 256, pool: SyntheticPool | None = None,
+                 eval_every: int = 10) -> dict[str, Any]:
+    """Train a simulated learner with the selector of ``selection_config`` for ``steps``; same budget for all.
 
-    Returns a dict with ``final_accuracy``, ``unique_prompts``, ``rollouts``, ``curve`` (list of
-    ``[rollouts, accuracy]``), ``selection_ms`` and ``update_ms`` (per-step lists).
+    Returns a dict with ``final_accuracy`` (held-out expected pass@1), ``unique_prompts``, ``rollouts``,
+    ``curve`` (list of ``[rollouts, accuracy]``), ``zero_variance_fraction`` (share of groups with all-equal
+    rewards, over the run), ``selection_ms`` and ``update_ms`` (per-step lists, from the selector).
     """
     lcfg = learner_config or LearnerConfig()
     pool = pool if pool is not None else make_pool(lcfg, seed)
-    scfg = selection_config or SelectionConfig()
-    scfg = dataclasses.replace(scfg, method=method)
-    selector = make_selector(pool.pool_info(), scfg, seed)
+    selector = make_selector(pool.pool_info(), selection_config, seed)
     learner = SimulatedLearner(pool, lcfg, seed)
     curve, selection_ms, update_ms = [[0, learner.accuracy()]], [], []
-    rollouts = 0
+    rollouts = zero_variance_groups = 0
     for step in range(steps):
-        selection = selector.select(step, batch_size)
-        ids = selection.prompt_ids
+        ids = selector.select(step, batch_size).prompt_ids
         rewards, correct, stats = learner.rollout(ids)
         selector.update(step, ids, rewards, correct, stats)
         learner.train(ids, correct, drop_zero_variance=selector.drops_zero_variance_groups)
         rollouts += ids.size * lcfg.group_size
+        zero_variance_groups += int(np.count_nonzero(correct.all(axis=1) | ~correct.any(axis=1)))
         metrics = selector.metrics()
         selection_ms.append(metrics["selection_ms"])
         update_ms.append(metrics["update_ms"])
         if (step + 1) % eval_every == 0 or step + 1 == steps:
             curve.append([rollouts, learner.accuracy()])
     return {"final_accuracy": learner.accuracy(), "unique_prompts": selector.unique_prompts_used(),
-            "rollouts": rollouts, "curve": curve, "selection_ms": selection_ms, "update_ms": update_ms}
+            "rollouts": rollouts, "curve": curve, "zero_variance_fraction": zero_variance_groups / max(1, steps * batch_size),
+            "selection_ms": selection_ms, "update_ms": update_ms}
+
+
+def run_method(method: str, seed: int, steps: int, batch_size: int, learner_config: LearnerConfig | None = None,
+               selection_config: SelectionConfig | None = None, pool: SyntheticPool | None = None,
+               eval_every: int = 10) -> dict[str, Any]:
+    """``run_schedule`` with ``selection_config`` (default knobs) switched to ``method``."""
+    scfg = dataclasses.replace(selection_config or SelectionConfig(), method=method)
+    return run_schedule(scfg, learner_config, seed, steps, batch_size, pool, eval_every)
