@@ -14,6 +14,7 @@ seed's run (DES runs first), so the two differ only in which prompts and in what
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import time
@@ -97,13 +98,21 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--pool", type=int, default=220_000)
     parser.add_argument("--perf-steps", type=int, default=50)
+    parser.add_argument("--learner", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a LearnerConfig field, e.g. --learner repeat_discount=0 (repeatable)")
     parser.add_argument("--quick", action="store_true", help="2 seeds x 60 steps, 20 perf steps (smoke run)")
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "curriculum.json"))
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.steps, args.perf_steps = 2, 60, 20
 
-    lcfg = LearnerConfig(pool_size=args.pool)
+    overrides = dict(item.split("=", 1) for item in args.learner)
+    fields = {f.name: f.type for f in dataclasses.fields(LearnerConfig)}
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        parser.error(f"--learner {unknown[0]} is not a LearnerConfig field: use one of {', '.join(fields)}")
+    typed = {k: (int(v) if fields[k] in ("int", int) else float(v)) for k, v in overrides.items()}
+    lcfg = LearnerConfig(**{"pool_size": args.pool, **typed})
     started = time.perf_counter()
     results = compare_methods(lcfg, args.seeds, args.steps, args.batch)
     compare_s = time.perf_counter() - started
