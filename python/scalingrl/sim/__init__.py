@@ -2,8 +2,10 @@
 
 A population of synthetic prompts with latent difficulty and a scalar learner skill. Training on a
 prompt moves the skill in proportion to the GRPO signal that prompt's group carries (p * (1 - p), zero
-for all-equal groups) and to how close the prompt sits to the skill frontier; the skill also decays
-slowly (forgetting). Rollout outcomes are Bernoulli draws, CoT statistics grow with difficulty.
+for all-equal groups) and to how close the prompt sits to the skill frontier, less for prompts already
+replayed often; replayed prompts also get easier without transferring (memorisation), and the skill
+decays slowly (forgetting). Rollout outcomes are Bernoulli draws; CoT statistics grow with difficulty
+and with the learner's uncertainty. ``run_schedule`` drives a ``scalingrl.selection`` selector against it.
 
 This is a tool for tuning, not evidence for the method (docs/simulator.md lists its assumptions).
 Left out on purpose: any real model, tokens or text.
