@@ -117,7 +117,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def _quickstart_path(config) -> str:
-    from scalingrl.data import build_pools  # noqa: F401  (keeps the import order of main)
     from scalingrl.model import build_quickstart_model
     from scalingrl.synthetic import SyntheticTask
 
