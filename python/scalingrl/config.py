@@ -281,8 +281,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def preset_dir() -> Path:
-    """The repository's configs/ folder."""
-    return Path(__file__).resolve().parents[2] / "configs"
+    """The presets folder: shipped inside the package (``pip install .``), else the checkout's configs/."""
+    here = Path(__file__).resolve()
+    for candidate in (here.parent / "configs", here.parents[2] / "configs"):
+        if candidate.is_dir():
+            return candidate
+    raise ConfigError(f"no presets folder found next to {here}: reinstall scalingrl or pass --config FILE.yaml")
 
 
 def resolve_preset(name_or_path: str) -> Path:
