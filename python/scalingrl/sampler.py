@@ -97,7 +97,7 @@ class WeightedSampler:
         return self._impl.weights(_as_ids(ids).reshape(-1))
 
     def total_weight(self) -> float:
-        """Sum of all weights (from exact per-exponent integer sums; relative error below 1e-18)."""
+        """Sum of all weights: exact per-exponent integer sums, rounded once more by a long-double total."""
         return self._impl.total_weight()
 
     def state_dict(self) -> dict[str, Any]:

@@ -213,20 +213,18 @@ class _BaseSelector:
                              f"{self.pool.size}: the data set changed")
         backup = self.state_dict()
         try:
-            self.store.load_state_dict(state["store"])
-            self.rng.bit_generator.state = state["rng"]
-            self.used[:] = False
-            self.used[np.asarray(state["used"], dtype=np.int64)] = True
-            self.used_count = int(self.used.sum())
-            self._load_method_state(state["method_state"])
+            self._apply_state(state)
         except Exception:
-            self.store.load_state_dict(backup["store"])
-            self.rng.bit_generator.state = backup["rng"]
-            self.used[:] = False
-            self.used[backup["used"]] = True
-            self.used_count = int(self.used.sum())
-            self._load_method_state(backup["method_state"])
+            self._apply_state(backup)  # a half-applied state never survives an error
             raise
+
+    def _apply_state(self, state: dict[str, Any]) -> None:
+        self.store.load_state_dict(state["store"])
+        self.rng.bit_generator.state = state["rng"]
+        self.used[:] = False
+        self.used[np.asarray(state["used"], dtype=np.int64)] = True
+        self.used_count = int(self.used.sum())
+        self._load_method_state(state["method_state"])
 
     # -- for subclasses ------------------------------------------------------------------------
     def _choose(self, step: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:

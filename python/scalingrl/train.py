@@ -173,8 +173,7 @@ def update_policy(run: Run, batch, advantages, keep):
         loss_mask_all = batch.response_mask[rows] * keep_t[rows].unsqueeze(-1)
         normalizer = float(loss_mask_all.sum()) if config.grpo.aggregation == "token_mean" else float((loss_mask_all.sum(-1) > 0).sum())
         if (~needs_grad[rows]).any():
-            with torch.no_grad():
-                score(rows[~needs_grad[rows]], run.trainer.module, grad=False)
+            score(rows[~needs_grad[rows]], run.trainer.module, grad=False)
         active = rows[needs_grad[rows]]
         if len(active) == 0:
             continue
