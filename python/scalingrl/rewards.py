@@ -354,7 +354,7 @@ def exact_value(answer: str) -> Fraction | None:
     parser = _ExactParser(tokens)
     try:
         value = parser.expression()
-    except (ValueError, ZeroDivisionError, KeyError):
+    except (ValueError, ZeroDivisionError, KeyError, RecursionError):
         return None
     return value if parser.peek() is None else None
 
@@ -386,28 +386,37 @@ def _compare_in_process(prediction: str, gold: str) -> float | None:
 # math-verify in a process pool
 # ----------------------------------------------------------------------------------------------
 
-_FIRST_ATTEMPT_S = 0.5  # an item's first attempt; longer ones are retried under the batch deadline
+_FIRST_ATTEMPT_S = 1  # math-verify's limits are whole seconds (signal.alarm)
 
 
-def _verify_one(prediction: str, gold: str, timeout_s: float) -> float:
+def _verify_one(prediction: str, gold: str, limit_s: int) -> float | None:
     """Runs in a worker process: math-verify ``verify(parse(gold), parse(prediction))``, except that two
-    rationals are compared exactly (math-verify rounds numbers to 6 decimals)."""
+    rationals are compared exactly (math-verify rounds numbers to 6 decimals).
+
+    ``limit_s`` is math-verify's own limit per parse/verify call (whole seconds). Returns 1.0 or 0.0,
+    or None when the item ran out of time without a match (it may deserve a longer retry).
+    """
     import sympy
     from math_verify import parse, verify
 
-    limit = max(1, math.ceil(timeout_s))
-    gold_parsed = parse(f"${gold}$", parsing_timeout=limit)
-    predicted = parse(f"${prediction}$", parsing_timeout=limit)
-    if not gold_parsed or not predicted:
-        return 0.0
-    if isinstance(gold_parsed[0], sympy.Rational) and isinstance(predicted[0], sympy.Rational):
-        return float(gold_parsed[0] == predicted[0])
-    return float(verify(gold_parsed, predicted, timeout_seconds=limit))
+    started = time.monotonic()
+    gold_parsed = parse(f"${gold}$", parsing_timeout=limit_s)
+    predicted = parse(f"${prediction}$", parsing_timeout=limit_s) if gold_parsed else []
+    if gold_parsed and predicted:
+        if isinstance(gold_parsed[0], sympy.Rational) and isinstance(predicted[0], sympy.Rational):
+            return float(gold_parsed[0] == predicted[0])
+        if verify(gold_parsed, predicted, timeout_seconds=limit_s):
+            return 1.0
+    # math-verify returns []/False on its own timeouts: tell them apart from a real 0 by the clock
+    return None if time.monotonic() - started >= limit_s else 0.0
 
 
 def _warm_worker() -> None:
+    import logging
+
+    logging.getLogger("math_verify").setLevel(logging.ERROR)  # its timeouts are expected here
     try:  # loads the LaTeX grammar before the first timed task
-        _verify_one("\\frac{1}{2}", "0.5", 5.0)
+        _verify_one("\\frac{1}{2}", "0.5", 5)
     except Exception:  # a broken install shows up in the tasks themselves
         pass
 
@@ -459,48 +468,69 @@ def shutdown_pool() -> None:
 atexit.register(shutdown_pool)
 
 
-def _collect(futures: dict, scores: dict[int, float], wait_s: float | None) -> list[int]:
-    """Scores of finished futures into ``scores``; returns the indices that hit their time limit.
-    Futures still unfinished after ``wait_s`` are cancelled (pebble stops their workers) and score 0."""
+def _collect(futures: dict, scores: dict[int, float], wait_s: float) -> list[int]:
+    """Scores of finished futures into ``scores``; returns the indices that ran out of time.
+
+    Futures still unfinished after ``wait_s`` are cancelled (pebble stops their workers and starts
+    new ones) and count as out of time; an item whose worker died (pebble.ProcessExpired) or that
+    raised scores 0.
+    """
     done, not_done = concurrent.futures.wait(futures, timeout=wait_s)
-    timed_out = []
+    out_of_time = []
     for future in done:
         index = futures[future]
         try:
-            scores[index] = float(future.result())
-        except TimeoutError:
-            timed_out.append(index)
-        except Exception:  # a killed worker (pebble.ProcessExpired), a math-verify error: score 0
-            scores[index] = 0.0
+            score = future.result()
+        except TimeoutError:  # pebble's per-task backstop killed a worker stuck outside Python
+            out_of_time.append(index)
+            continue
+        except Exception:
+            score = 0.0
+        if score is None:
+            out_of_time.append(index)
+        else:
+            scores[index] = float(score)
     for future in not_done:
         future.cancel()
-        scores[futures[future]] = 0.0
-    return timed_out
+        out_of_time.append(futures[future])
+    return out_of_time
+
+
+def _schedule(pool, verify, tasks, limit_s: int, backstop_s: float) -> dict:
+    return {pool.schedule(verify, args=(p, g, limit_s), timeout=backstop_s): i for i, p, g in tasks}
 
 
 def _verify_in_pool(tasks: list[tuple[int, str, str]], timeout_s: float, workers: int,
-                    verify: Callable[[str, str, float], float] = _verify_one) -> dict[int, float]:
+                    verify: Callable[[str, str, int], float | None] = _verify_one) -> dict[int, float]:
     """Scores ``{index: score}`` of (index, prediction, gold) tasks under one batch deadline.
 
-    Round 1 gives every task ``min(timeout_s, 0.5 s)``; round 2 retries the tasks that ran out of it,
-    all sharing one deadline ``timeout_s`` from the round's start; whatever is unfinished then scores 0.
+    Round 1 gives every task a first attempt of 1 s (math-verify's limit; pebble stops a worker
+    stuck for longer, outside Python). Round 2 retries the tasks that ran out of time, all sharing
+    one deadline: ``2 * timeout_s`` after the batch started, but at least ``timeout_s / 2`` after the
+    retry starts. Whatever is unfinished then scores 0. With ``timeout_s <= 1`` there is one round.
     """
-    first_attempt_s = min(timeout_s, _FIRST_ATTEMPT_S)
+    started = time.monotonic()
+    two_rounds = timeout_s > _FIRST_ATTEMPT_S
+    first_limit = _FIRST_ATTEMPT_S if two_rounds else 1
+    first_backstop = min(timeout_s, 3 * first_limit + 1.0)
     scores: dict[int, float] = {}
     pool = _pool(workers)
     try:
-        futures = {pool.schedule(verify, args=(p, g, timeout_s), timeout=first_attempt_s): i for i, p, g in tasks}
+        futures = _schedule(pool, verify, tasks, first_limit, first_backstop)
     except RuntimeError:  # the pool stopped between the check and the call: start a fresh one
         shutdown_pool()
         pool = _pool(workers)
-        futures = {pool.schedule(verify, args=(p, g, timeout_s), timeout=first_attempt_s): i for i, p, g in tasks}
-    # safety net only: pebble ends every task within its timeout, plus worker restarts
-    safety_s = 30.0 + (len(tasks) / workers + 1) * (first_attempt_s + 2.0)
-    retry = set(_collect(futures, scores, safety_s))
-    if retry:
-        retried = {pool.schedule(verify, args=(p, g, timeout_s), timeout=timeout_s): i for i, p, g in tasks if i in retry}
-        for index in _collect(retried, scores, timeout_s):
-            scores[index] = 0.0
+        futures = _schedule(pool, verify, tasks, first_limit, first_backstop)
+    # a safety net only: pebble ends every task within its backstop, plus a worker restart
+    safety_s = 30.0 + (len(tasks) / workers + 1) * (first_backstop + 5.0)
+    out_of_time = set(_collect(futures, scores, safety_s))
+    if out_of_time and two_rounds:
+        now = time.monotonic()
+        remaining = max(started + 2 * timeout_s - now, timeout_s / 2)
+        retried = _schedule(pool, verify, [t for t in tasks if t[0] in out_of_time], max(1, int(remaining)), remaining)
+        out_of_time = set(_collect(retried, scores, remaining))
+    for index in out_of_time:
+        scores[index] = 0.0
     return scores
 
 
