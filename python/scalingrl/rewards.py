@@ -186,7 +186,7 @@ def _markers(text: str) -> list[tuple[int, int, str, list[str]]]:
         span = _cut_prose(text[match.end():].lstrip())
         answers = _alternatives(span)
         head = span.strip().strip("*_").strip()
-        if answers and (_ANSWER_START.match(head) or len(head.split()) <= 3):
+        if answers and (_ANSWER_START.match(head) or len(head.split()) <= 2):  # "is Navin", not "is less than 1"
             found.append((match.start(), match.end() + len(span), "answer is", answers))
     return sorted(found)
 
@@ -198,11 +198,23 @@ def _statement_bounds(text: str, start: int, end: int) -> tuple[int, int]:
     return (before[-1] if before else 0), (after.start() if after else len(text))
 
 
-def final_answer(text: str) -> FinalAnswer:
-    """Extract the final answer of ``text`` with the marker that gave it (rules in the module docstring)."""
+def _complete_statements(text: str) -> str:
+    """``text`` up to the end of its last complete sentence or line (drops a cut-off tail)."""
+    ends = list(_STATEMENT_END.finditer(text))
+    return text[: ends[-1].end()] if ends else ""
+
+
+def final_answer(text: str, truncated: bool = False) -> FinalAnswer:
+    """Extract the final answer of ``text`` with the marker that gave it (rules in the module docstring).
+
+    ``truncated``: the text was cut off at the token limit; its unfinished last sentence or line is
+    dropped first, since an answer there may be cut mid-way (``#### 1`` of ``#### 18``).
+    """
     if not isinstance(text, str):
         raise TypeError(f"text must be str, got {type(text).__name__}")
     text = _prepare(text)
+    if truncated:
+        text = _complete_statements(text)
     markers = _markers(text)
     if markers:
         start, end, kind, answers = markers[-1]
@@ -224,14 +236,14 @@ def final_answer(text: str) -> FinalAnswer:
     return FinalAnswer(answer, "last number")
 
 
-def extract_answer(text: str) -> str | None:
+def extract_answer(text: str, truncated: bool = False) -> str | None:
     """The final answer of a completion or reference solution, or None when there is none.
 
     The last marker by position wins: ``\\boxed{}``/``\\fbox{}``, a ``####`` answer line, "answer is";
     with no marker, the last number. A hedged final statement (several different answers) gives None.
-    Raises TypeError when ``text`` is not a str.
+    ``truncated=True`` drops a cut-off last sentence first. Raises TypeError when ``text`` is not a str.
     """
-    return final_answer(text).answer
+    return final_answer(text, truncated).answer
 
 
 # ----------------------------------------------------------------------------------------------
@@ -553,8 +565,17 @@ def _gold_answer(reference: str) -> str | None:
     return gold or None
 
 
+def _check_flags(truncated: Any, n: int) -> list[bool]:
+    if truncated is None:
+        return [False] * n
+    flags = np.asarray(truncated.cpu() if hasattr(truncated, "cpu") else truncated)
+    if flags.dtype != bool or flags.shape != (n,):
+        raise ValueError(f"truncated must be {n} bools (one per completion), got dtype {flags.dtype} shape {flags.shape}")
+    return flags.tolist()
+
+
 def math_accuracy(completions: Sequence[str], references: Sequence[str], timeout_s: float = 5.0,
-                  workers: int = 1) -> list[float]:
+                  workers: int = 1, truncated: Any = None) -> list[float]:
     """1.0 per completion whose final answer equals its reference answer, else 0.0.
 
     Args:
@@ -563,18 +584,21 @@ def math_accuracy(completions: Sequence[str], references: Sequence[str], timeout
             solution (``"... #### 72"``, ``"... \\boxed{72}"``).
         timeout_s: the batch's math-verify deadline for slow items (module docstring); > 0.
         workers: math-verify processes, >= 1.
+        truncated: None or (N,) bool (list, array or tensor): completions cut off at the token limit;
+            their unfinished last sentence is ignored (``final_answer``).
 
     Returns:
         N floats in {0.0, 1.0}. A hedged, missing, unparsable or timed-out answer scores 0.
 
     Raises:
         TypeError: a sequence is not a list/tuple of str (names the index and type), before any work.
-        ValueError: lengths differ, or ``timeout_s``/``workers`` out of range.
+        ValueError: lengths differ, or ``timeout_s``/``workers``/``truncated`` out of range.
     """
     _check_texts("completions", completions)
     _check_texts("references", references)
     if len(completions) != len(references):
         raise ValueError(f"got {len(completions)} completions but {len(references)} references")
+    cut = _check_flags(truncated, len(completions))
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
         raise ValueError(f"timeout_s must be a number > 0, got {timeout_s!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -582,7 +606,7 @@ def math_accuracy(completions: Sequence[str], references: Sequence[str], timeout
     scores = [0.0] * len(completions)
     pending: list[tuple[int, str, str]] = []
     for index, (completion, reference) in enumerate(zip(completions, references)):
-        prediction, gold = extract_answer(completion), _gold_answer(reference)
+        prediction, gold = extract_answer(completion, cut[index]), _gold_answer(reference)
         if prediction is None or gold is None:
             continue
         decided = _compare_in_process(prediction, gold)
@@ -596,27 +620,30 @@ def math_accuracy(completions: Sequence[str], references: Sequence[str], timeout
     return scores
 
 
-def format_reward(completions: Sequence[str]) -> list[float]:
+def format_reward(completions: Sequence[str], truncated: Any = None) -> list[float]:
     """1.0 per completion whose final answer comes from a marker (``\\boxed{}``/``\\fbox{}``, a ``####``
-    answer line, "answer is") and is not hedged; the same extraction as ``extract_answer``."""
+    answer line, "answer is") and is not hedged; the same extraction as ``extract_answer``.
+    ``truncated``: as in ``math_accuracy``."""
     _check_texts("completions", completions)
+    cut = _check_flags(truncated, len(completions))
     out = []
-    for text in completions:
-        found = final_answer(text)
+    for text, is_cut in zip(completions, cut):
+        found = final_answer(text, is_cut)
         out.append(float(found.answer is not None and found.marker in ("boxed", "####", "answer is")))
     return out
 
 
-def score_completions(completions: Sequence[str], references: Sequence[str], config: RewardConfig) -> tuple[list[float], list[bool]]:
+def score_completions(completions: Sequence[str], references: Sequence[str], config: RewardConfig,
+                      truncated: Any = None) -> tuple[list[float], list[bool]]:
     """(rewards, correct) for a rollout batch: accuracy plus ``format_weight`` x format.
 
-    The truncation policy is applied separately (``apply_truncation_policy``), by the trainer, which
-    knows which completions were cut off.
+    ``truncated`` (N,) bool or None only changes extraction (``final_answer``); the policy
+    ``config.truncated`` is applied by the caller with ``apply_truncation_policy``.
     """
-    accuracy = math_accuracy(completions, references, config.timeout_s, config.workers)
+    accuracy = math_accuracy(completions, references, config.timeout_s, config.workers, truncated)
     rewards = list(accuracy)
     if config.format_weight:
-        rewards = [a + config.format_weight * f for a, f in zip(accuracy, format_reward(completions))]
+        rewards = [a + config.format_weight * f for a, f in zip(accuracy, format_reward(completions, truncated))]
     return rewards, [a > 0.5 for a in accuracy]
 
 
@@ -634,17 +661,14 @@ def apply_truncation_policy(rewards: Sequence[float], correct: Sequence[bool], t
         (rewards, correct, keep): ``keep`` (N,) bool is False on rows to leave out of the loss.
 
     Raises:
-        ValueError: unknown policy or a ``truncated`` of the wrong length.
+        ValueError: unknown policy, or ``truncated`` not (N,) bool.
     """
     if policy not in TRUNCATION_POLICIES:
         raise ValueError(f"policy must be one of {'|'.join(TRUNCATION_POLICIES)}, got {policy!r}")
     n = len(rewards)
     if len(correct) != n:
         raise ValueError(f"got {n} rewards but {len(correct)} correct flags")
-    flags = np.zeros(n, dtype=bool) if truncated is None else np.asarray(
-        truncated.cpu() if hasattr(truncated, "cpu") else truncated, dtype=bool).reshape(-1)
-    if flags.shape != (n,):
-        raise ValueError(f"truncated has {flags.size} flags for {n} completions")
+    flags = np.asarray(_check_flags(truncated, n), dtype=bool)
     rewards, correct = [float(r) for r in rewards], [bool(c) for c in correct]
     keep = np.ones(n, dtype=bool)
     if policy == "zero":
