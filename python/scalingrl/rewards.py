@@ -33,6 +33,7 @@ import os
 import re
 import threading
 import time
+from concurrent.futures.process import BrokenProcessPool
 from fractions import Fraction
 from typing import Any, Callable, Sequence
 
@@ -401,11 +402,12 @@ def _compare_in_process(prediction: str, gold: str) -> float | None:
 _FIRST_ATTEMPT_S = 1  # math-verify's limits are whole seconds (signal.alarm)
 
 
-def _verify_one(prediction: str, gold: str, limit_s: int) -> float | None:
+def _verify_one(prediction: str, gold: str, limit_s: int | None) -> float | None:
     """Runs in a worker process: math-verify ``verify(parse(gold), parse(prediction))``, except that two
     rationals are compared exactly (math-verify rounds numbers to 6 decimals).
 
-    ``limit_s`` is math-verify's own limit per parse/verify call (whole seconds). Returns 1.0 or 0.0,
+    ``limit_s`` is math-verify's own limit per parse/verify call (whole seconds; None = none, for the
+    warm-up outside a worker's main thread). Returns 1.0 or 0.0,
     or None when the item ran out of time without a match (it may deserve a longer retry).
     """
     import sympy
@@ -420,22 +422,27 @@ def _verify_one(prediction: str, gold: str, limit_s: int) -> float | None:
         if verify(gold_parsed, predicted, timeout_seconds=limit_s):
             return 1.0
     # math-verify returns []/False on its own timeouts: tell them apart from a real 0 by the clock
-    return None if time.monotonic() - started >= limit_s else 0.0
+    return None if limit_s is not None and time.monotonic() - started >= limit_s else 0.0
 
 
-def _warm_worker() -> None:
+_WARM_UP = (("\\frac{1}{2}", "0.5"), ("x^2+2x+1", "(x+1)^2"), ("2\\sqrt{3}", "\\sqrt{12}"), ("(1, 2)", "(1,2)"),
+            ("y = 2x + 3", "y=2x+3"), ("[1, 2)", "[1,2)"), ("\\text{Navin}", "Navin"))
+
+
+def _warm_up_math_verify() -> None:
+    """Load math-verify's grammar and sympy's caches in this process, without signals (any thread), so
+    that forked workers start warm instead of spending their first timed attempts on it."""
     import logging
 
-    logging.getLogger("math_verify").setLevel(logging.ERROR)  # its timeouts are expected here
-    try:  # loads the LaTeX grammar before the first timed task
-        _verify_one("\\frac{1}{2}", "0.5", 5)
-    except Exception:  # a broken install shows up in the tasks themselves
-        pass
+    logging.getLogger("math_verify").setLevel(logging.ERROR)  # its own timeouts are expected here
+    for prediction, gold in _WARM_UP:
+        _verify_one(prediction, gold, None)
 
 
 _POOL: Any = None
 _POOL_KEY: tuple[int, int] | None = None
 _POOL_LOCK = threading.Lock()
+_WARMED = False
 
 
 def _start_method() -> str:
@@ -446,7 +453,7 @@ def _start_method() -> str:
 
 def _pool(workers: int):
     """The shared pebble pool with ``workers`` processes (re-created when broken, resized or forked)."""
-    global _POOL, _POOL_KEY
+    global _POOL, _POOL_KEY, _WARMED
     import pebble
 
     with _POOL_LOCK:
@@ -454,11 +461,10 @@ def _pool(workers: int):
         if _POOL is not None and (_POOL_KEY != key or not _POOL.active):
             _stop_pool()
         if _POOL is None:
-            import math_verify  # noqa: F401  (imported before forking: workers never import under a lock)
-            import sympy  # noqa: F401
-
-            _POOL = pebble.ProcessPool(max_workers=workers, initializer=_warm_worker,
-                                       context=multiprocessing.get_context(_start_method()))
+            if _start_method() == "fork" and not _WARMED:
+                _warm_up_math_verify()  # before forking: no worker imports under a lock or starts cold
+                _WARMED = True
+            _POOL = pebble.ProcessPool(max_workers=workers, context=multiprocessing.get_context(_start_method()))
             _POOL_KEY = key
         return _POOL
 
@@ -480,21 +486,24 @@ def shutdown_pool() -> None:
 atexit.register(shutdown_pool)
 
 
-def _collect(futures: dict, scores: dict[int, float], wait_s: float) -> list[int]:
-    """Scores of finished futures into ``scores``; returns the indices that ran out of time.
+def _collect(futures: dict, scores: dict[int, float], wait_s: float) -> tuple[list[int], list[int]]:
+    """Scores of finished futures into ``scores``; returns (indices out of time, indices hit by a broken pool).
 
     Futures still unfinished after ``wait_s`` are cancelled (pebble stops their workers and starts
-    new ones) and count as out of time; an item whose worker died (pebble.ProcessExpired) or that
-    raised scores 0.
+    new ones) and count as out of time; an item whose own worker died (pebble.ProcessExpired) or
+    that raised scores 0.
     """
     done, not_done = concurrent.futures.wait(futures, timeout=wait_s)
-    out_of_time = []
+    out_of_time, broken = [], []
     for future in done:
         index = futures[future]
         try:
             score = future.result()
         except TimeoutError:  # pebble's per-task backstop killed a worker stuck outside Python
             out_of_time.append(index)
+            continue
+        except BrokenProcessPool:  # the pool itself failed (e.g. all idle workers were killed)
+            broken.append(index)
             continue
         except Exception:
             score = 0.0
@@ -505,11 +514,30 @@ def _collect(futures: dict, scores: dict[int, float], wait_s: float) -> list[int
     for future in not_done:
         future.cancel()
         out_of_time.append(futures[future])
+    return out_of_time, broken
+
+
+def _run_round(workers: int, verify, tasks: list[tuple[int, str, str]], limit_s: int, backstop_s: float,
+               wait_s: float, scores: dict[int, float]) -> set[int]:
+    """Schedule ``tasks`` and collect them; tasks lost to a broken pool run once more on a fresh pool.
+    Returns the indices that ran out of time."""
+    out_of_time: set[int] = set()
+    for attempt in range(2):
+        try:
+            pool = _pool(workers)
+            futures = {pool.schedule(verify, args=(p, g, limit_s), timeout=backstop_s): i for i, p, g in tasks}
+        except RuntimeError:  # the pool stopped between the check and the call
+            futures, broken = {}, [i for i, _, _ in tasks]
+        else:
+            late, broken = _collect(futures, scores, wait_s)
+            out_of_time.update(late)
+        if not broken:
+            break
+        shutdown_pool()
+        tasks = [task for task in tasks if task[0] in set(broken)]
+    else:
+        out_of_time.update(broken)
     return out_of_time
-
-
-def _schedule(pool, verify, tasks, limit_s: int, backstop_s: float) -> dict:
-    return {pool.schedule(verify, args=(p, g, limit_s), timeout=backstop_s): i for i, p, g in tasks}
 
 
 def _verify_in_pool(tasks: list[tuple[int, str, str]], timeout_s: float, workers: int,
@@ -517,30 +545,23 @@ def _verify_in_pool(tasks: list[tuple[int, str, str]], timeout_s: float, workers
     """Scores ``{index: score}`` of (index, prediction, gold) tasks under one batch deadline.
 
     Round 1 gives every task a first attempt of 1 s (math-verify's limit; pebble stops a worker
-    stuck for longer, outside Python). Round 2 retries the tasks that ran out of time, all sharing
-    one deadline: ``2 * timeout_s`` after the batch started, but at least ``timeout_s / 2`` after the
-    retry starts. Whatever is unfinished then scores 0. With ``timeout_s <= 1`` there is one round.
+    stuck for longer outside Python). Round 2 retries the tasks that ran out of time, shortest
+    first, all sharing one deadline: ``2 * timeout_s`` after the batch started, but at least
+    ``timeout_s / 2`` after the retry starts. Whatever is unfinished then scores 0. With
+    ``timeout_s <= 1`` there is one round.
     """
     started = time.monotonic()
     two_rounds = timeout_s > _FIRST_ATTEMPT_S
     first_limit = _FIRST_ATTEMPT_S if two_rounds else 1
     first_backstop = min(timeout_s, 3 * first_limit + 1.0)
     scores: dict[int, float] = {}
-    pool = _pool(workers)
-    try:
-        futures = _schedule(pool, verify, tasks, first_limit, first_backstop)
-    except RuntimeError:  # the pool stopped between the check and the call: start a fresh one
-        shutdown_pool()
-        pool = _pool(workers)
-        futures = _schedule(pool, verify, tasks, first_limit, first_backstop)
     # a safety net only: pebble ends every task within its backstop, plus a worker restart
     safety_s = 30.0 + (len(tasks) / workers + 1) * (first_backstop + 5.0)
-    out_of_time = set(_collect(futures, scores, safety_s))
+    out_of_time = _run_round(workers, verify, tasks, first_limit, first_backstop, safety_s, scores)
     if out_of_time and two_rounds:
-        now = time.monotonic()
-        remaining = max(started + 2 * timeout_s - now, timeout_s / 2)
-        retried = _schedule(pool, verify, [t for t in tasks if t[0] in out_of_time], max(1, int(remaining)), remaining)
-        out_of_time = set(_collect(retried, scores, remaining))
+        remaining = max(started + 2 * timeout_s - time.monotonic(), timeout_s / 2)
+        retry = sorted((t for t in tasks if t[0] in out_of_time), key=lambda t: len(t[1]) + len(t[2]))
+        out_of_time = _run_round(workers, verify, retry, max(1, int(remaining)), remaining, remaining, scores)
     for index in out_of_time:
         scores[index] = 0.0
     return scores
