@@ -14,10 +14,12 @@ answer and scores 0.
 
 Comparison: where both sides are plain numbers (integers of any size, decimals, fractions, powers)
 they are compared exactly as rationals in-process; anything else goes to math-verify in a ``pebble``
-process pool (math-verify uses ``signal.alarm``, so it must run in a worker's main thread). Each item
-gets a short first attempt; items that exceed it are retried together under one deadline of
-``timeout_s`` per batch, so a few pathological items cost at most ~``timeout_s`` and never starve the
-items queued behind them. A worker that dies or hangs is replaced; its item scores 0.
+process pool (math-verify uses ``signal.alarm``, so it must run in a worker's main thread; the pool
+forks, so callers need no ``__main__`` guard). Every item gets a 1 s first attempt; items that run out
+of it are retried together under one batch deadline (``2 * timeout_s`` from the batch start, at least
+``timeout_s / 2``), so a few pathological items cost about ``timeout_s`` in all and never starve the
+items queued behind them. A worker that dies or hangs is replaced; its item scores 0. Design and
+reasons: docs/rewards.md.
 
 Left out on purpose: learned reward models, partial credit, and multiple-choice letter matching.
 """
@@ -39,8 +41,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["RewardConfig", "TRUNCATION_POLICIES", "extract_answer", "math_accuracy", "format_reward",
-           "score_completions", "apply_truncation_policy", "shutdown_pool"]
+__all__ = ["RewardConfig", "TRUNCATION_POLICIES", "FinalAnswer", "final_answer", "extract_answer", "exact_value",
+           "math_accuracy", "format_reward", "score_completions", "apply_truncation_policy", "shutdown_pool"]
 
 TRUNCATION_POLICIES = ("score", "zero", "mask")
 
@@ -52,8 +54,9 @@ class RewardConfig:
     Attributes:
         format_weight: weight of the format reward (1 if the completion states a final answer with a
             marker) added to the accuracy reward; 0 turns it off.
-        timeout_s: math-verify time budget in seconds: one shared deadline for a batch's slow items
-            (and math-verify's own per-call limit, rounded up to whole seconds).
+        timeout_s: seconds; the batch deadline for items math-verify cannot settle in a 1 s first
+            attempt: their retries end ``2 * timeout_s`` after the batch started (at least
+            ``timeout_s / 2`` after the retries start); unfinished items score 0.
         workers: math-verify worker processes.
         truncated: what a completion cut off at ``rollout.max_new_tokens`` (no EOS) gets: "score"
             (scored like any other), "zero" (reward 0, counted as incorrect) or "mask" (scored, but
