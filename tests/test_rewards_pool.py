@@ -26,6 +26,11 @@ def _stand_in_verify(prediction, gold, limit_s):
     if prediction == "slow":  # math-verify hitting its own limit: gives up after limit_s
         time.sleep(limit_s)
         return None
+    if prediction == "needs 2 s":  # correct, but slower than the first attempt allows
+        if limit_s < 2:
+            time.sleep(limit_s)
+            return None
+        return 1.0
     if prediction == "kill":  # the worker is killed mid-task (OOM killer, SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
     return float(prediction == gold)
@@ -47,6 +52,11 @@ def test_slow_and_hung_items_do_not_starve_the_queue(fresh_pool):
     scores = rewards._verify_in_pool(tasks, timeout_s=1.5, workers=1, verify=_stand_in_verify)
     assert time.monotonic() - started < 120
     assert scores == {0: 0.0, 1: 0.0, 2: 0.0, **{i: 1.0 for i in range(3, 60)}, 60: 0.0}
+
+
+def test_an_item_slower_than_its_first_attempt_gets_a_retry(fresh_pool):
+    tasks = [(0, "needs 2 s", "x"), (1, "7", "7"), (2, "slow", "7")]
+    assert rewards._verify_in_pool(tasks, timeout_s=3.0, workers=1, verify=_stand_in_verify) == {0: 1.0, 1: 1.0, 2: 0.0}
 
 
 def test_a_killed_worker_costs_only_its_item_and_the_next_call_works(fresh_pool):
