@@ -63,6 +63,8 @@ class RolloutBatch:
         sampling_logprobs: (N, R) float32 log-probs of the sampled tokens under the sampling
             distribution (temperature applied); 0 on padding.
         texts: N decoded completions (special tokens removed).
+        truncated: (N,) bool tensor, True where the completion was cut off at ``max_new_tokens``
+            (no EOS); None when the engine cannot tell.
     """
 
     prompt_ids: Any
@@ -71,6 +73,7 @@ class RolloutBatch:
     response_mask: Any
     sampling_logprobs: Any
     texts: list[str]
+    truncated: Any = None
 
 
 class RolloutEngine(Protocol):
@@ -127,11 +130,12 @@ class HFGenerateEngine:
             logprobs = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
         self.model.train(was_training)
         generated = out.sequences[:, prompt_ids.shape[1]:]
-        rows, logprob_rows = [], []
+        rows, logprob_rows, truncated = [], [], []
         for tokens, token_logprobs in zip(generated.tolist(), logprobs.float()):
             length = len(tokens)
             if tokenizer.eos_token_id in tokens:
                 length = tokens.index(tokenizer.eos_token_id) + 1
+            truncated.append(tokenizer.eos_token_id not in tokens)  # ran to max_new_tokens
             rows.append(tokens[:length])
             logprob_rows.append(token_logprobs[:length])
         response_ids, response_mask = _pad_right(rows, tokenizer.pad_token_id)
@@ -139,7 +143,8 @@ class HFGenerateEngine:
         for i, row in enumerate(logprob_rows):
             sampling_logprobs[i, : len(row)] = row
         texts = tokenizer.batch_decode(response_ids, skip_special_tokens=True)
-        return RolloutBatch(prompt_ids, prompt_mask.long(), response_ids, response_mask, sampling_logprobs, texts)
+        return RolloutBatch(prompt_ids, prompt_mask.long(), response_ids, response_mask, sampling_logprobs, texts,
+                            torch.tensor(truncated, dtype=torch.bool))
 
 
 class VLLMEngine:
@@ -183,9 +188,10 @@ class VLLMEngine:
                                 max_tokens=config.max_new_tokens, logprobs=0)
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
         encoded = self.tokenizer(prompts, return_tensors="pt", padding=True)
-        rows, logprob_rows, texts = [], [], []
+        rows, logprob_rows, texts, truncated = [], [], [], []
         for output in outputs:
             for sample in output.outputs:
+                truncated.append(sample.finish_reason == "length")
                 rows.append(list(sample.token_ids))
                 logprob_rows.append([next(iter(step.values())).logprob for step in sample.logprobs])
                 texts.append(sample.text)
@@ -195,7 +201,7 @@ class VLLMEngine:
             sampling_logprobs[i, : len(row)] = torch.tensor(row)
         return RolloutBatch(encoded["input_ids"].repeat_interleave(group, 0),
                             encoded["attention_mask"].repeat_interleave(group, 0),
-                            response_ids, response_mask, sampling_logprobs, texts)
+                            response_ids, response_mask, sampling_logprobs, texts, torch.tensor(truncated, dtype=torch.bool))
 
 
 def make_engine(config: SamplingConfig, model, tokenizer, model_path: str | None = None) -> RolloutEngine:

@@ -202,7 +202,7 @@ def grpo_step(run: Run, step: int) -> dict[str, Any]:
 
     from scalingrl import ops
     from scalingrl.model import format_prompts
-    from scalingrl.rewards import score_completions
+    from scalingrl.rewards import apply_truncation_policy, score_completions
 
     config, group = run.config, run.config.rollout.group_size
     started = time.perf_counter()
@@ -216,7 +216,9 @@ def grpo_step(run: Run, step: int) -> dict[str, Any]:
     batch = run.rollout.generate(prompts, config.rollout)
     rolled_out = time.perf_counter()
     references = [row["answer"] for row in rows for _ in range(group)]
-    rewards, correct = score_completions(batch.texts, references, config.reward)
+    truncated = batch.truncated if batch.truncated is not None else np.zeros(len(references), dtype=bool)
+    rewards, correct = score_completions(batch.texts, references, config.reward, truncated)
+    rewards, correct, complete_keep = apply_truncation_policy(rewards, correct, truncated, config.reward.truncated)
     scored = time.perf_counter()
     reward_tensor = torch.tensor(rewards, dtype=torch.float32)
     advantages, group_stats = ops.group_advantages(reward_tensor, group, scale=config.grpo.advantage_scale)
@@ -224,6 +226,7 @@ def grpo_step(run: Run, step: int) -> dict[str, Any]:
     keep = np.ones(len(rewards), dtype=bool)
     if run.selector.drops_zero_variance_groups:
         keep = np.repeat(~zero_variance, group)
+    keep = keep & complete_keep  # reward.truncated=mask drops cut-off completions from the loss
     update_stats, entropy, logprobs = update_policy(run, batch, advantages, keep)
     updated = time.perf_counter()
     seq = ops.sequence_stats(entropy, logprobs, batch.response_mask)
@@ -236,7 +239,7 @@ def grpo_step(run: Run, step: int) -> dict[str, Any]:
     metrics = {
         "reward_mean": float(np.mean(rewards)), "reward_std": float(np.std(rewards)),
         "pass_rate": float(np.mean(correct)), "zero_variance_fraction": float(zero_variance.mean()),
-        "groups_used_fraction": float(keep.mean()),
+        "groups_used_fraction": float(keep.mean()), "truncated_fraction": float(np.mean(np.asarray(truncated, dtype=bool))),
         "entropy_mean": float(cot_stats["entropy_mean"].mean()),
         "response_length_mean": float(cot_stats["response_length"].mean()),
         "explore_fraction": float(np.mean(selection.is_explore)),
