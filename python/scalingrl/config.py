@@ -113,8 +113,9 @@ class EvalConfig:
 
     Attributes:
         size: held-out problems (0 = all of the held-out set).
-        samples: n samples per problem.
-        temperature: sampling temperature of the evaluation.
+        samples: n completions generated per problem (1 = exactly one each).
+        temperature: sampling temperature of the evaluation; 0 = greedy decoding (the argmax token at
+            every step, deterministic; needs samples=1), the usual setting for pass@1 reports.
         max_new_tokens: longest completion (0 = rollout.max_new_tokens).
         every: evaluate every this many steps (0 = only at the start and the end).
         batch_size: problems per generate call.
@@ -130,8 +131,11 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.size < 0 or self.samples < 1 or self.every < 0 or self.batch_size < 1 or self.max_new_tokens < 0:
             raise ConfigError("eval.size, eval.every and eval.max_new_tokens must be >= 0; eval.samples and eval.batch_size >= 1")
-        if not self.temperature > 0:
-            raise ConfigError(f"eval.temperature must be > 0, got {self.temperature}")
+        if not self.temperature >= 0:
+            raise ConfigError(f"eval.temperature must be > 0, or 0 for greedy decoding; got {self.temperature}")
+        if self.temperature == 0 and self.samples != 1:
+            raise ConfigError(f"eval.temperature=0 (greedy) gives {self.samples} identical samples per problem; "
+                              "set eval.samples=1 or a temperature > 0")
 
 
 @dataclasses.dataclass
@@ -178,6 +182,9 @@ class TrainConfig:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.save_every < 0 or self.log_every < 1 or self.keep_checkpoints < 1:
             raise ConfigError("save_every must be >= 0; log_every and keep_checkpoints >= 1")
+        if not self.rollout.temperature > 0:
+            raise ConfigError(f"rollout.temperature must be > 0 for GRPO (it samples groups; greedy decoding is for "
+                              f"eval.temperature=0), got {self.rollout.temperature}")
         if self.batch_size * self.rollout.group_size % self.grpo.updates_per_batch:
             raise ConfigError(
                 f"batch_size x rollout.group_size ({self.batch_size * self.rollout.group_size}) must divide by "

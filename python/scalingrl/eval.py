@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,27 +36,40 @@ def evaluate(engine, rows: list[dict[str, Any]], prompts: list[str], eval_config
     from scalingrl.rewards import score_completions
 
     n = eval_config.samples
-    sampling = dataclasses.replace(sampling_config, temperature=eval_config.temperature, group_size=max(n, 2),
+    sampling = dataclasses.replace(sampling_config, temperature=eval_config.temperature,
                                    max_new_tokens=eval_config.max_new_tokens or sampling_config.max_new_tokens)
-    correct_rows = []
+    correct_rows, generated_tokens, started = [], 0, time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for start in range(0, len(rows), eval_config.batch_size):
             chunk_rows = rows[start : start + eval_config.batch_size]
-            batch = engine.generate(prompts[start : start + eval_config.batch_size], sampling, group_size=n if n > 1 else None)
-            group = n if n > 1 else sampling.group_size
-            references = [row["answer"] for row in chunk_rows for _ in range(group)]
+            batch = engine.generate(prompts[start : start + eval_config.batch_size], sampling, group_size=n)
+            if len(batch.texts) != len(chunk_rows) * n:
+                raise RuntimeError(f"the rollout engine returned {len(batch.texts)} completions for {len(chunk_rows)} "
+                                   f"problems x {n} samples; expected {len(chunk_rows) * n}")
+            generated_tokens += int(batch.response_mask.sum())
+            references = [row["answer"] for row in chunk_rows for _ in range(n)]
             _, correct = score_completions(batch.texts, references, reward_config)
-            correct_rows.append(np.asarray(correct, dtype=bool).reshape(len(chunk_rows), group)[:, :n])
+            correct_rows.append(np.asarray(correct, dtype=bool).reshape(len(chunk_rows), n))
     correct = np.concatenate(correct_rows) if correct_rows else np.zeros((0, n), dtype=bool)
     by_level: dict[str, float] = {}
     levels = [row.get("level") for row in rows]
     for level in sorted({l for l in levels if l is not None and l == l}):
         members = [i for i, l in enumerate(levels) if l == level]
         by_level[str(level)] = float(correct[members].mean())
-    return {"accuracy": float(correct.mean()) if correct.size else 0.0,
+    accuracy = float(correct.mean()) if correct.size else 0.0
+    return {"accuracy": accuracy, "pass_at_1": accuracy, "decoding": _decoding(sampling),
             "pass_at_n": float(correct.any(1).mean()) if correct.size else 0.0,
-            "accuracy_by_level": by_level, "n_problems": len(rows), "n_samples": n}
+            "accuracy_by_level": by_level, "n_problems": len(rows), "n_samples": n,
+            "generated_tokens": generated_tokens, "wall_clock_s": time.perf_counter() - started}
+
+
+def _decoding(sampling) -> dict[str, Any]:
+    """How the completions were decoded: greedy (temperature 0) or sampled, with the settings used."""
+    if sampling.temperature == 0:
+        return {"method": "greedy", "max_new_tokens": sampling.max_new_tokens}
+    return {"method": "sampling", "temperature": sampling.temperature, "top_p": sampling.top_p,
+            "max_new_tokens": sampling.max_new_tokens}
 
 
 def _resolve_model(target: str) -> tuple[str, Path | None]:
