@@ -23,11 +23,18 @@ __all__ = ["evaluate", "main", "cli", "EvalError"]
 
 
 def evaluate(engine, rows: list[dict[str, Any]], prompts: list[str], eval_config, sampling_config, reward_config,
-             seed: int = 0) -> dict[str, Any]:
+             seed: int = 0, log=None) -> dict[str, Any]:
     """Accuracy of ``engine`` on held-out ``rows`` (with their formatted ``prompts``).
 
-    Returns {"accuracy": mean over problems and samples, "pass_at_n": fraction of problems with any
-    correct sample, "accuracy_by_level": {level: accuracy}, "n_problems", "n_samples"}.
+    Generates exactly ``eval_config.samples`` completions per problem (``group_size`` of the engine
+    call; GRPO's group of >= 2 does not apply), greedily when ``eval_config.temperature`` is 0.
+    ``log`` (a print-like callable or None) gets one progress line per generate batch.
+
+    Returns {"accuracy" and "pass_at_1": mean correctness over problems and samples (pass@1 under
+    "decoding"), "decoding": {"method": "greedy" | "sampling", ...}, "pass_at_n": fraction of problems
+    with any correct sample, "accuracy_by_level": {level: accuracy}, "n_problems", "n_samples",
+    "generated_tokens", "wall_clock_s" (generation plus scoring)}.
+    Raises RuntimeError if the engine returns another number of completions than asked for.
     """
     import dataclasses
 
@@ -51,6 +58,10 @@ def evaluate(engine, rows: list[dict[str, Any]], prompts: list[str], eval_config
             references = [row["answer"] for row in chunk_rows for _ in range(n)]
             _, correct = score_completions(batch.texts, references, reward_config)
             correct_rows.append(np.asarray(correct, dtype=bool).reshape(len(chunk_rows), n))
+            if log is not None:
+                done = start + len(chunk_rows)
+                log(f"eval {done}/{len(rows)} problems: {generated_tokens} tokens, "
+                    f"accuracy {np.concatenate(correct_rows).mean():.3f}, {time.perf_counter() - started:.1f}s")
     correct = np.concatenate(correct_rows) if correct_rows else np.zeros((0, n), dtype=bool)
     by_level: dict[str, float] = {}
     levels = [row.get("level") for row in rows]
@@ -197,7 +208,8 @@ def _run(target: str, args: argparse.Namespace) -> dict[str, Any]:
     rows = heldout.rows(np.arange(min(len(heldout), config.eval.size or len(heldout))))
     prompts = format_prompts(tokenizer, [r["prompt"] for r in rows], config.data.prompt_template,
                              config.model.use_chat_template, config.model.system_prompt)
-    result = evaluate(HFGenerateEngine(model, tokenizer), rows, prompts, config.eval, config.rollout, config.reward, config.seed)
+    result = evaluate(HFGenerateEngine(model, tokenizer), rows, prompts, config.eval, config.rollout, config.reward, config.seed,
+                      log=lambda line: print(line, file=sys.stderr, flush=True))
     result["model"] = str(model_dir)
     return result
 
