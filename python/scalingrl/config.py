@@ -4,13 +4,17 @@
 eval). ``load_config(path, overrides)`` reads a YAML preset, applies ``a.b=value`` overrides (values
 parsed as YAML), and builds the dataclasses, whose ``__post_init__`` checks reject bad values with a
 message naming the key and the fix, before any model is loaded. ``describe_fields`` lists every key
-with its default and documentation for ``--help``.
+with its default and documentation for ``--help``. ``add_config_arguments``, ``parse_command_line`` and
+``config_from_args`` are the one command-line convention of ``scalingrl.train`` and ``scalingrl.eval``:
+``--config`` takes a preset name or a YAML path, and ``key.sub=value`` overrides may come in any order,
+intermixed with the options.
 
 Left out on purpose: environment-variable overrides and config inheritance between presets.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import re
 import typing
@@ -27,7 +31,8 @@ from scalingrl.synthetic import SyntheticConfig
 from scalingrl.training import OptimConfig
 
 __all__ = ["TrainConfig", "ModelConfig", "DataConfig", "EvalConfig", "load_config", "apply_overrides",
-           "to_dict", "from_dict", "describe_fields", "ConfigError"]
+           "to_dict", "from_dict", "describe_fields", "ConfigError", "add_config_arguments", "parse_command_line",
+           "config_from_args", "is_override"]
 
 
 class ConfigError(ValueError):
@@ -113,8 +118,9 @@ class EvalConfig:
 
     Attributes:
         size: held-out problems (0 = all of the held-out set).
-        samples: n samples per problem.
-        temperature: sampling temperature of the evaluation.
+        samples: n completions generated per problem (1 = exactly one each).
+        temperature: sampling temperature of the evaluation; 0 = greedy decoding (the argmax token at
+            every step, deterministic; needs samples=1), the usual setting for pass@1 reports.
         max_new_tokens: longest completion (0 = rollout.max_new_tokens).
         every: evaluate every this many steps (0 = only at the start and the end).
         batch_size: problems per generate call.
@@ -130,8 +136,11 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.size < 0 or self.samples < 1 or self.every < 0 or self.batch_size < 1 or self.max_new_tokens < 0:
             raise ConfigError("eval.size, eval.every and eval.max_new_tokens must be >= 0; eval.samples and eval.batch_size >= 1")
-        if not self.temperature > 0:
-            raise ConfigError(f"eval.temperature must be > 0, got {self.temperature}")
+        if not self.temperature >= 0:
+            raise ConfigError(f"eval.temperature must be > 0, or 0 for greedy decoding; got {self.temperature}")
+        if self.temperature == 0 and self.samples != 1:
+            raise ConfigError(f"eval.temperature=0 (greedy) gives {self.samples} identical samples per problem; "
+                              "set eval.samples=1 or a temperature > 0")
 
 
 @dataclasses.dataclass
@@ -178,6 +187,9 @@ class TrainConfig:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.save_every < 0 or self.log_every < 1 or self.keep_checkpoints < 1:
             raise ConfigError("save_every must be >= 0; log_every and keep_checkpoints >= 1")
+        if not self.rollout.temperature > 0:
+            raise ConfigError(f"rollout.temperature must be > 0 for GRPO (it samples groups; greedy decoding is for "
+                              f"eval.temperature=0), got {self.rollout.temperature}")
         if self.batch_size * self.rollout.group_size % self.grpo.updates_per_batch:
             raise ConfigError(
                 f"batch_size x rollout.group_size ({self.batch_size * self.rollout.group_size}) must divide by "
@@ -319,3 +331,44 @@ def describe_fields(config, prefix: str = "") -> list[str]:
         else:
             lines.append(f"  {prefix}{field.name} = {value!r}  # {docs.get(field.name, '')}")
     return lines
+
+
+_OVERRIDE = re.compile(r"^\s*[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*\s*=")
+
+
+def is_override(word: str) -> bool:
+    """Whether a command-line word is a dotted override (``eval.size=200``), not a path or a name."""
+    return bool(_OVERRIDE.match(word))
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, default: str | None = "quickstart", config_help: str = "") -> None:
+    """Add ``--config`` (preset name in configs/ or a YAML file) and the ``key=value`` overrides to ``parser``."""
+    try:
+        presets = f" ({', '.join(sorted(p.stem for p in preset_dir().glob('*.yaml')))})"
+    except ConfigError:
+        presets = ""
+    parser.add_argument("--config", default=default, help=config_help or (
+        f"preset name in configs/{presets} or a YAML file" + (f" (default: {default})" if default else "")))
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="dotted overrides, value parsed as YAML (e.g. eval.size=200 rollout.group_size=8); "
+                             "in any order, before or after the options")
+
+
+def parse_command_line(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv`` (None: ``sys.argv[1:]``) with options and positionals in any order.
+
+    ``argparse.parse_intermixed_args`` is what lets ``MODEL --config X eval.size=200`` work: plain
+    ``parse_args`` stops filling a ``nargs="*"`` positional at the first option.
+    """
+    return parser.parse_intermixed_args(argv)
+
+
+def config_from_args(args: argparse.Namespace, fallback: str | Path | None = None) -> tuple[Path | None, TrainConfig]:
+    """(YAML file used or None, validated config) for parsed ``--config`` and ``overrides``.
+
+    ``args.config`` is a preset name or a YAML path; when it is empty, ``fallback`` (a YAML path) is
+    read, and without either the dataclass defaults. Raises ``ConfigError`` for a missing file, an
+    unknown key or a bad value.
+    """
+    path = resolve_preset(args.config) if args.config else (Path(fallback) if fallback else None)
+    return path, load_config(path, args.overrides)

@@ -25,7 +25,8 @@ class SamplingConfig:
     Attributes:
         engine: "hf" (transformers generate; CPU default) or "vllm" (GPU; needs the vllm extra).
         group_size: G, samples per prompt.
-        temperature: sampling temperature (> 0).
+        temperature: sampling temperature (> 0); 0 means greedy decoding (argmax each token;
+            evaluation only: GRPO training needs sampled groups and rejects it).
         top_p: nucleus sampling mass (1.0 = off).
         max_new_tokens: longest completion in tokens.
         vllm_gpu_memory_utilization: fraction of GPU memory vLLM may take (engine="vllm" only).
@@ -43,8 +44,8 @@ class SamplingConfig:
             raise ValueError(f"rollout.engine must be 'hf' or 'vllm', got {self.engine!r}")
         if self.group_size < 2:
             raise ValueError(f"rollout.group_size must be >= 2 (GRPO compares samples of a group), got {self.group_size}")
-        if not self.temperature > 0:
-            raise ValueError(f"rollout.temperature must be > 0, got {self.temperature}")
+        if not self.temperature >= 0:
+            raise ValueError(f"rollout.temperature must be > 0 (or 0 for greedy decoding), got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"rollout.top_p must be in (0, 1], got {self.top_p}")
         if self.max_new_tokens < 1:
@@ -121,9 +122,11 @@ class HFGenerateEngine:
         was_training = self.model.training
         self.model.eval()
         with torch.no_grad():
+            decoding = dict(do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=0)
+            if config.temperature == 0:  # greedy: argmax tokens, log-probs of the untempered model
+                decoding = dict(do_sample=False, temperature=None, top_p=None, top_k=None)
             out = self.model.generate(
-                input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=True, temperature=config.temperature,
-                top_p=config.top_p, top_k=0, max_new_tokens=config.max_new_tokens,
+                input_ids=prompt_ids, attention_mask=prompt_mask, **decoding, max_new_tokens=config.max_new_tokens,
                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
                 return_dict_in_generate=True, output_scores=True,
             )

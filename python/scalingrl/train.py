@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -339,7 +338,7 @@ def finish(run: Run, final_eval: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_parser():
-    from scalingrl.config import describe_fields, load_config, resolve_preset
+    from scalingrl.config import add_config_arguments, describe_fields, load_config, resolve_preset
 
     try:
         fields = "\n".join(describe_fields(load_config(resolve_preset("quickstart"))))
@@ -349,23 +348,21 @@ def build_parser():
         prog="python -m scalingrl.train", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="GRPO on math prompts chosen by DES and the curriculum (quickstart preset by default).",
         epilog="overrides (key=value, value parsed as YAML; defaults of the quickstart preset):\n" + fields)
-    parser.add_argument("--config", default="quickstart", help="preset name in configs/ or a YAML file (default: quickstart)")
+    add_config_arguments(parser, default="quickstart")
     parser.add_argument("--output-dir", default="", help="run folder (default: runs/<preset>-<time>)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in --output-dir")
-    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. steps=50 rollout.group_size=8")
     return parser
 
 
 def cli(argv: list[str] | None = None) -> dict[str, Any]:
     from scalingrl.checkpoint import CheckpointError
-    from scalingrl.config import ConfigError, load_config, resolve_preset
+    from scalingrl.config import ConfigError, config_from_args, parse_command_line
     from scalingrl.data import DataError
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_intermixed_args(sys.argv[1:] if argv is None else argv)
+    args = parse_command_line(build_parser(), argv)
     try:
-        preset = resolve_preset(args.config)
-        config = load_config(preset, args.overrides)
+        preset, config = config_from_args(args)
         if args.resume and not (args.output_dir or config.output_dir):
             raise ConfigError("--resume needs --output-dir (the run folder to continue)")
         if args.output_dir:
