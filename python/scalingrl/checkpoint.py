@@ -9,7 +9,9 @@ A checkpoint is a folder ``checkpoints/step-000120/``:
 - ``rng/rank-NNNNN.pt``: each rank's torch/numpy/python RNG state,
 - ``selection.pt``: the selector's ``state_dict`` (identical on every rank; rank 0 writes it),
 - ``manifest.json``: format version, step, world size, ZeRO stage, a fingerprint of the settings that
-  must match on resume, and the SHA-256 of every file above.
+  must match on resume, the SHA-256 of every file above, and ``selection_digests``: the SHA-256 of
+  every rank's selector state (``scalingrl.distributed.state_digest``); saving raises
+  ``CheckpointError`` when they differ, i.e. when data-parallel ranks have diverged.
 
 All ranks write into one staging folder (``.step-000120.partial``), then rank 0 writes the manifest
 and renames the folder into place, so a run killed at any moment leaves only complete checkpoints;
@@ -19,7 +21,8 @@ model is built), then the checksums (each rank hashes its share of the files and
 the same ``CheckpointError``, naming the path and the reason).
 
 Left out on purpose: ZeRO-3 (sharded parameters; ``model.safetensors`` would need a gather) and
-resuming ZeRO-1/2 optimizer partitions at another world size (DeepSpeed's universal checkpoints do that).
+resuming at another world size (refused with a clear error; DeepSpeed's universal checkpoints could
+re-partition ZeRO-1/2 optimizer state).
 """
 
 from __future__ import annotations
@@ -78,6 +81,10 @@ def save_checkpoint(root: str | Path, step: int, trainer, selection_state: dict[
 
     root = Path(root)
     current_rank, size = distributed.rank(), distributed.world_size()
+    digests = distributed.all_gather_object(distributed.state_digest(selection_state))
+    if len(set(digests)) > 1:
+        raise CheckpointError(f"the selector state differs across ranks (SHA-256 per rank: {digests}); data-parallel "
+                              "ranks must feed their selectors the same all-gathered outcomes")
     final = root / f"step-{step:06d}"
     staging = root / f".step-{step:06d}.partial"
     if current_rank == 0:
@@ -98,7 +105,7 @@ def save_checkpoint(root: str | Path, step: int, trainer, selection_state: dict[
         try:
             files = sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
             manifest = {"format": FORMAT, "version": VERSION, "step": step, "world_size": size,
-                        "zero_stage": trainer.zero_stage, "fingerprint": fingerprint,
+                        "zero_stage": trainer.zero_stage, "fingerprint": fingerprint, "selection_digests": digests,
                         "sha256": {name: _sha256(staging / name) for name in files}}
             (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
             with open(staging / "manifest.json", "rb") as handle:
@@ -156,9 +163,9 @@ def check_resumable(path: str | Path, fingerprint: dict[str, Any] | None, world_
 
     Raises:
         CheckpointError: no or bad manifest; a fingerprint differing from ``fingerprint`` (names
-            the keys); a different ZeRO stage; or, under ZeRO-1/2, a different world size (the
-            optimizer state is partitioned into one file per rank of the saving run). Under ZeRO-0
-            the optimizer state is whole and any world size resumes.
+            the keys); a different ZeRO stage; a different world size (under ZeRO-1/2 the optimizer
+            state is partitioned into one file per rank of the saving run; resuming at another
+            world size is not tested here, so it is refused for every stage).
     """
     path = Path(path)
     manifest = read_manifest(path)
@@ -173,10 +180,12 @@ def check_resumable(path: str | Path, fingerprint: dict[str, Any] | None, world_
     if saved_stage != zero_stage:
         raise CheckpointError(f"{path} was written under ZeRO-{saved_stage} but this run uses ZeRO-{zero_stage}; "
                               f"resume with optim.zero_stage={saved_stage}")
-    if saved_stage > 0 and saved_size != world_size:
-        raise CheckpointError(f"{path} was written by {saved_size} processes under ZeRO-{saved_stage}, whose optimizer "
-                              f"state is partitioned into {saved_size} per-rank files; this run has {world_size}. Resume "
-                              f"with {saved_size} processes (torchrun --nproc_per_node {saved_size} ...) or start a new run")
+    if saved_size != world_size:
+        why = (f"under ZeRO-{saved_stage} its optimizer state is partitioned into {saved_size} per-rank files" if saved_stage
+               else "its per-rank RNG streams and the default rollout sharding belong to that world size")
+        raise CheckpointError(f"{path} was written by {saved_size} process(es) but this run has {world_size}: {why}. "
+                              f"Resume with {saved_size} process(es) (torchrun --nproc_per_node {saved_size} ...) "
+                              "or start a new output directory")
     return manifest
 
 

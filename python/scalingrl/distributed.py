@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 __all__ = ["ParallelConfig", "rank", "world_size", "is_main", "init", "barrier", "all_gather_object", "all_reduce_sum",
-           "resolve_shards", "shard_groups", "rank_shards", "minibatch_parts", "combine_eval"]
+           "resolve_shards", "shard_groups", "rank_shards", "minibatch_parts", "combine_eval", "state_digest"]
 
 
 @dataclasses.dataclass
@@ -165,3 +165,36 @@ def combine_eval(results: Sequence[dict[str, Any]], level_counts: Sequence[dict[
                               for r, c in zip(results, level_counts)) / count
     return {"accuracy": weighted("accuracy"), "pass_at_n": weighted("pass_at_n"), "accuracy_by_level": by_level,
             "n_problems": total, "n_samples": results[0]["n_samples"]}
+
+
+def state_digest(state: Any) -> str:
+    """SHA-256 of a nested state (dicts, sequences, numpy arrays, tensors, scalars), stable across processes.
+
+    Arrays hash their dtype, shape and bytes; dicts hash their items in sorted-key order. Used to prove
+    that every rank's selector state is identical.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+
+    def visit(value: Any) -> None:
+        if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch tensor
+            value = value.detach().cpu().numpy()
+        if isinstance(value, np.ndarray):
+            array = np.ascontiguousarray(value)
+            digest.update(f"array{array.dtype.str}{array.shape}".encode())
+            digest.update(array.tobytes() if array.dtype != object else repr(array.tolist()).encode())
+        elif isinstance(value, dict):
+            digest.update(f"dict{len(value)}".encode())
+            for key in sorted(value, key=repr):
+                digest.update(repr(key).encode())
+                visit(value[key])
+        elif isinstance(value, (list, tuple)):
+            digest.update(f"{type(value).__name__}{len(value)}".encode())
+            for item in value:
+                visit(item)
+        else:
+            digest.update(repr(value).encode())
+
+    visit(state)
+    return digest.hexdigest()

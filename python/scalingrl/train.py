@@ -494,6 +494,7 @@ def build_parser():
     parser.add_argument("--config", default="quickstart", help="preset name in configs/ or a YAML file (default: quickstart)")
     parser.add_argument("--output-dir", default="", help="run folder (default: runs/<preset>-<time>)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in --output-dir")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed launcher
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. steps=50 rollout.group_size=8")
     return parser
 
