@@ -200,7 +200,7 @@ def _launch(launcher: str, config_path: Path, *args: str) -> subprocess.Popen:
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
     else:
         command = [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", "2", "--master_port", str(_free_port())]
-    command += ["-m", "scalingrl.train", "--config", str(config_path), *args]
+    command += ["--module" if launcher == "deepspeed" else "-m", "scalingrl.train", "--config", str(config_path), *args]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_child_env(), start_new_session=True)
 
 
@@ -310,16 +310,19 @@ def test_other_world_size_stops_before_any_work(two_process_run, tmp_path):
 
 
 @pytest.mark.parametrize("stage", [1, 2])
-def test_zero_resume_in_one_process(cache, tmp_path, stage):
-    """ZeRO-1/2 resume (it raised KeyError: 0 in the optimizer load before DeepSpeed's checkpoint API)."""
+def test_zero_resume_in_one_process(one_process_run, tmp_path, stage):
+    """ZeRO-1/2 stop and resume (it raised KeyError: 0 in the optimizer load before DeepSpeed's checkpoint API)."""
     from scalingrl.train import main
 
-    extra = (f"optim.zero_stage={stage}", "parallel.rollout_shards=0", "steps=2")
-    main(_config(tmp_path / "full", *extra))
-    main(_config(tmp_path / "part", *extra, "steps=1"))
-    main(_config(tmp_path / "part", *extra), resume=True)
-    full, resumed = _training_rows(tmp_path / "full"), _training_rows(tmp_path / "part")
-    assert [{k: r[k] for k in EXACT + ("loss",)} for r in resumed] == [{k: r[k] for k in EXACT + ("loss",)} for r in full]
-    a, b = _weights(tmp_path / "full" / "checkpoints" / "step-000002"), _weights(tmp_path / "part" / "checkpoints" / "step-000002")
-    for name in a:
-        torch.testing.assert_close(b[name], a[name], rtol=0, atol=0, msg=name)
+    main(_config(tmp_path, f"optim.zero_stage={stage}", "steps=1"))
+    main(_config(tmp_path, f"optim.zero_stage={stage}"), resume=True)
+    rows, reference = _training_rows(tmp_path), _training_rows(one_process_run)  # the reference ran ZeRO-2 uninterrupted
+    assert [{k: r[k] for k in EXACT} for r in rows] == [{k: r[k] for k in EXACT} for r in reference]
+    exact = stage == 2
+    for a, b in zip(rows, reference):
+        if b["loss"] is not None:
+            assert a["loss"] == (b["loss"] if exact else pytest.approx(b["loss"], rel=1e-4, abs=1e-6))
+    resumed, uninterrupted = _weights(tmp_path / "checkpoints" / "step-000003"), _weights(one_process_run / "checkpoints" / "step-000003")
+    for name in uninterrupted:
+        torch.testing.assert_close(resumed[name], uninterrupted[name], rtol=0 if exact else 1e-4, atol=0 if exact else 1e-6,
+                                   msg=name)

@@ -243,6 +243,9 @@ def update_policy(run: Run, shards: list[ShardRollout]):
     return {key: float(np.mean(values)) for key, values in totals.items()}, entropies, logprobs_all
 
 
+_LOSS_STATS = ("approx_kl_old", "clip_fraction", "kl", "ratio_mean")  # what grpo.policy_loss reports
+
+
 def _minibatch_loss(run: Run, shards: list[ShardRollout], losses: list, normalizer: float):
     """This rank's share of a minibatch's loss (a sum over its shard parts) and the global loss statistics."""
     import torch
@@ -272,7 +275,8 @@ def _minibatch_loss(run: Run, shards: list[ShardRollout], losses: list, normaliz
     if total is None:  # other ranks have rows with a gradient: join their gradient all-reduce with zeros
         total = sum((p * 0.0).sum() for p in run.trainer.module.parameters() if p.requires_grad)
     all_tokens = max(distributed.all_reduce_sum(tokens), 1.0)
-    stats = {key: distributed.all_reduce_sum(value) / all_tokens for key, value in sorted(weighted.items())}
+    # the same collectives on every rank, in the same order, even on a rank without rows in this minibatch
+    stats = {key: distributed.all_reduce_sum(weighted.get(key, 0.0)) / all_tokens for key in _LOSS_STATS}
     stats["loss"] = distributed.all_reduce_sum(float(total.detach()))
     return total, stats
 
