@@ -8,6 +8,7 @@ For each pool size this measures, for ``selection.method=des``:
 - ``select(step, B)`` and ``update(...)`` time per step (median over steps, B prompts x G samples),
 - ``state_dict()`` time, its ``torch.save`` size on disk (MiB) and save time,
 - ``state_digest`` time (the cross-rank equality check run at every checkpoint),
+- the process's peak RSS (MiB; imports included, ~0.4 GiB) after all of the above,
 
 side by side with the smallest thing a user would keep instead: one float64 score per prompt
 (8 bytes/prompt; ``numpy.argsort`` of it for a batch, the usual "rank and take the top" baseline).
@@ -19,10 +20,11 @@ side by side with the smallest thing a user would keep instead: one float64 scor
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import platform
+import resource
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,10 +66,11 @@ def measure(size: int, batch: int, group: int, steps: int, seed: int) -> dict:
     started = time.perf_counter()
     state = selector.state_dict()
     state_s = time.perf_counter() - started
-    buffer = io.BytesIO()
-    started = time.perf_counter()
-    torch.save(state, buffer)
-    save_s = time.perf_counter() - started
+    with tempfile.TemporaryDirectory() as folder:  # a file, as a checkpoint writes it (a BytesIO would double the peak)
+        started = time.perf_counter()
+        torch.save(state, Path(folder) / "selection.pt")
+        save_s = time.perf_counter() - started
+        checkpoint_bytes = (Path(folder) / "selection.pt").stat().st_size
     started = time.perf_counter()
     distributed.state_digest(state)
     digest_s = time.perf_counter() - started
@@ -81,7 +84,8 @@ def measure(size: int, batch: int, group: int, steps: int, seed: int) -> dict:
         "pool_size": size, "batch": batch, "group": group, "steps": steps,
         "build_s": build_s, "memory_mib": memory_mib, "bytes_per_prompt": memory_mib * 2**20 / size,
         "select_ms": 1e3 * statistics.median(select_s), "update_ms": 1e3 * statistics.median(update_s),
-        "state_dict_s": state_s, "checkpoint_mib": buffer.tell() / 2**20, "torch_save_s": save_s, "digest_s": digest_s,
+        "state_dict_s": state_s, "checkpoint_mib": checkpoint_bytes / 2**20,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "torch_save_s": save_s, "digest_s": digest_s,
         "baseline_float64_mib": size * 8 / 2**20, "baseline_argsort_ms": 1e3 * statistics.median(argsort_s),
     }
 

@@ -183,7 +183,7 @@ def state_digest(state: Any) -> str:
         if isinstance(value, np.ndarray):
             array = np.ascontiguousarray(value)
             digest.update(f"array{array.dtype.str}{array.shape}".encode())
-            digest.update(array.tobytes() if array.dtype != object else repr(array.tolist()).encode())
+            digest.update(array.data if array.dtype != object else repr(array.tolist()).encode())  # no copy
         elif isinstance(value, dict):
             digest.update(f"dict{len(value)}".encode())
             for key in sorted(value, key=repr):
