@@ -1,4 +1,5 @@
-"""Checkpoints: atomic round trip, and clear errors for corrupt, incomplete or incompatible ones."""
+"""Checkpoints: atomic round trip through DeepSpeed's engine checkpoint, and clear errors for corrupt,
+incomplete, incompatible or other-world-size ones."""
 
 import json
 
@@ -6,38 +7,57 @@ import numpy as np
 import pytest
 import torch
 
-from scalingrl.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+from scalingrl.checkpoint import (CheckpointError, check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint,
+                                  set_rng_state)
+from scalingrl.training import DeepSpeedEngine, OptimConfig
 
 
-def _model():
-    return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+def _trainer(stage=0, seed=0):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    return DeepSpeedEngine(model, OptimConfig(lr=1e-2, zero_stage=stage, threads=0))
 
 
-def _save(root, step=3, fingerprint=None, keep=2):
-    model = _model()
-    optimizer = torch.optim.AdamW(model.parameters())
-    model(torch.randn(2, 4)).sum().backward()
-    optimizer.step()
+def _train_step(trainer):
+    loss = trainer.forward_model()(torch.randn(2, 4)).pow(2).sum()
+    trainer.backward(loss)
+    trainer.step()
+
+
+def _save(root, step=3, fingerprint=None, keep=2, stage=0):
+    trainer = _trainer(stage)
+    _train_step(trainer)
     selection = {"scores": np.arange(5.0), "nested": {"k": [1, 2]}, "method": "des"}
-    path = save_checkpoint(root, step, model, {"optimizer": optimizer.state_dict()}, selection,
-                           fingerprint or {"pool_size": 5}, extra={"wall_clock_s": 1.5}, keep=keep)
-    return path, model
+    path = save_checkpoint(root, step, trainer, selection, fingerprint or {"pool_size": 5}, extra={"wall_clock_s": 1.5}, keep=keep)
+    return path, trainer
 
 
-def test_round_trip_and_rng(tmp_path):
+@pytest.mark.parametrize("stage", [0, 1, 2])
+def test_round_trip_restores_weights_optimizer_and_rng(tmp_path, stage):
     torch.manual_seed(123)
-    path, model = _save(tmp_path)
+    path, trainer = _save(tmp_path, stage=stage)
     expected_draw = torch.rand(3)
     torch.manual_seed(999)
-    state = load_checkpoint(path, {"pool_size": 5})
-    assert state["step"] == 3 and state["extra"]["wall_clock_s"] == 1.5
-    for name, tensor in model.state_dict().items():
-        torch.testing.assert_close(state["model"][name], tensor, rtol=0, atol=0)
+    state = load_checkpoint(path, {"pool_size": 5}, world_size=1, zero_stage=stage)
+    assert state["step"] == 3 and state["extra"]["wall_clock_s"] == 1.5 and state["world_size"] == 1
     np.testing.assert_array_equal(state["selection"]["scores"], np.arange(5.0))
-    from scalingrl.checkpoint import set_rng_state
-
     set_rng_state(state["rng"])
     torch.testing.assert_close(torch.rand(3), expected_draw)
+    restored = _trainer(stage, seed=7)  # other initial weights
+    restored.load_state(path / "deepspeed")
+    for (name, a), b in zip(trainer.module.state_dict().items(), restored.module.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=0, atol=0, msg=name)
+    torch.manual_seed(5)
+    batch = torch.randn(2, 4)
+    for engine in (trainer, restored):  # the same next step: the optimizer moments came back too
+        engine.backward(engine.forward_model()(batch).pow(2).sum())
+        engine.step()
+    for a, b in zip(trainer.module.parameters(), restored.module.parameters()):
+        torch.testing.assert_close(b, a, rtol=0, atol=0)
+    from safetensors.torch import load_file
+
+    weights = load_file(str(path / "model.safetensors"))
+    assert set(weights) == set(trainer.module.state_dict())
 
 
 def test_keeps_newest_and_ignores_incomplete(tmp_path):
@@ -45,14 +65,14 @@ def test_keeps_newest_and_ignores_incomplete(tmp_path):
         _save(tmp_path, step)
     assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-000002", "step-000003"]
     (tmp_path / "step-000009").mkdir()  # a folder without manifest (as if renamed halfway: impossible, but safe)
-    (tmp_path / ".step-000010-abc").mkdir()  # staging folder of a killed run
+    (tmp_path / ".step-000010.partial").mkdir()  # staging folder of a killed run
     assert latest_checkpoint(tmp_path).name == "step-000003"
     assert latest_checkpoint(tmp_path / "missing") is None
 
 
 @pytest.mark.parametrize("damage, message", [
     ("truncate_model", "does not match its checksum"),
-    ("flip_trainer", "does not match its checksum"),
+    ("flip_engine", "does not match its checksum"),
     ("delete_selection", "selection.pt is missing"),
     ("bad_manifest", "manifest.json is corrupt"),
     ("no_manifest", "not a complete checkpoint"),
@@ -63,10 +83,11 @@ def test_corrupt_checkpoints_raise_clear_errors(tmp_path, damage, message):
     if damage == "truncate_model":
         data = (path / "model.safetensors").read_bytes()
         (path / "model.safetensors").write_bytes(data[: len(data) // 2])
-    elif damage == "flip_trainer":
-        data = bytearray((path / "trainer.pt").read_bytes())
+    elif damage == "flip_engine":
+        engine_file = next((path / "deepspeed").rglob("*model_states.pt"))
+        data = bytearray(engine_file.read_bytes())
         data[len(data) // 2] ^= 0xFF
-        (path / "trainer.pt").write_bytes(bytes(data))
+        engine_file.write_bytes(bytes(data))
     elif damage == "delete_selection":
         (path / "selection.pt").unlink()
     elif damage == "bad_manifest":
@@ -75,13 +96,19 @@ def test_corrupt_checkpoints_raise_clear_errors(tmp_path, damage, message):
         (path / "manifest.json").unlink()
     elif damage == "old_version":
         manifest = json.loads((path / "manifest.json").read_text())
-        manifest["version"] = 0
+        manifest["version"] = 1
         (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(CheckpointError, match=message):
         load_checkpoint(path)
 
 
-def test_incompatible_configuration(tmp_path):
-    path, _ = _save(tmp_path, fingerprint={"pool_size": 5, "selection": "des"})
+def test_incompatible_configuration_stage_and_world_size(tmp_path):
+    path, _ = _save(tmp_path, fingerprint={"pool_size": 5, "selection": "des"}, stage=1)
     with pytest.raises(CheckpointError, match="incompatible configuration.*pool_size: checkpoint 5 vs now 6"):
-        load_checkpoint(path, {"pool_size": 6, "selection": "des"})
+        check_resumable(path, {"pool_size": 6, "selection": "des"}, world_size=1, zero_stage=1)
+    with pytest.raises(CheckpointError, match="written under ZeRO-1 but this run uses ZeRO-2; resume with optim.zero_stage=1"):
+        check_resumable(path, None, world_size=1, zero_stage=2)
+    with pytest.raises(CheckpointError, match=r"written by 1 process\(es\) but this run has 4: under ZeRO-1 its optimizer"):
+        check_resumable(path, None, world_size=4, zero_stage=1)
+    manifest = check_resumable(path, {"pool_size": 5, "selection": "des"}, world_size=1, zero_stage=1)
+    assert manifest["world_size"] == 1 and len(manifest["selection_digests"]) == 1

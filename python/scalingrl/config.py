@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from scalingrl.distributed import ParallelConfig
 from scalingrl.grpo import GRPOConfig
 from scalingrl.model import TinyModelConfig
 from scalingrl.rewards import RewardConfig
@@ -159,6 +160,7 @@ class TrainConfig:
         progress_bar: show a tqdm progress bar.
         tensorboard: also write TensorBoard events.
         report: write plots and report.md at the end.
+        parallel: data parallel across processes (rollout shards).
     """
 
     output_dir: str = ""
@@ -179,6 +181,7 @@ class TrainConfig:
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     selection: Any = dataclasses.field(default_factory=_selection_config)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    parallel: ParallelConfig = dataclasses.field(default_factory=ParallelConfig)
 
     def __post_init__(self) -> None:
         if self.steps < 1:

@@ -76,6 +76,12 @@ class RolloutBatch:
     texts: list[str]
     truncated: Any = None
 
+    def to(self, device) -> "RolloutBatch":
+        """The same batch with every tensor on ``device`` (the policy's device); texts unchanged."""
+        return RolloutBatch(self.prompt_ids.to(device), self.prompt_mask.to(device), self.response_ids.to(device),
+                            self.response_mask.to(device), self.sampling_logprobs.to(device), self.texts,
+                            None if self.truncated is None else self.truncated.to(device))
+
 
 class RolloutEngine(Protocol):
     def generate(self, prompts: list[str], config: SamplingConfig, group_size: int | None = None) -> RolloutBatch:
@@ -117,8 +123,9 @@ class HFGenerateEngine:
         group = group_size or config.group_size
         tokenizer = self.tokenizer
         encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=not getattr(tokenizer, "chat_template", None))
-        prompt_ids = encoded["input_ids"].repeat_interleave(group, dim=0)
-        prompt_mask = encoded["attention_mask"].repeat_interleave(group, dim=0)
+        device = next(self.model.parameters()).device
+        prompt_ids = encoded["input_ids"].repeat_interleave(group, dim=0).to(device)
+        prompt_mask = encoded["attention_mask"].repeat_interleave(group, dim=0).to(device)
         was_training = self.model.training
         self.model.eval()
         with torch.no_grad():

@@ -49,13 +49,23 @@ class Run:
     model_path: str
     start_step: int = 0
     extra: dict = dataclasses.field(default_factory=dict)
+    shards: int = 1
+    rank: int = 0
+    world_size: int = 1
 
 
-def _prepare_output_dir(config, resume: bool) -> Path:
+class _SilentRecords:
+    """Stands in for the metrics recorder and the selection log on ranks other than 0 (they write nothing)."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+def _prepare_output_dir(config, resume: bool, rank: int = 0) -> Path:
     out = Path(config.output_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
+        probe = out / f".write-test-{rank}"
         probe.write_text("ok")
         probe.unlink()
     except OSError as error:
@@ -82,11 +92,25 @@ def _load_policy(config, log):
     return path, model, tokenizer
 
 
+def _load_policy_rank0_first(config, main_rank: bool):
+    """Rank 0 loads (and on first use builds and caches) the policy before the others read the cache."""
+    from scalingrl import distributed
+
+    if not main_rank:
+        distributed.barrier()
+    loaded = _load_policy(config, print if main_rank else (lambda *args, **kwargs: None))
+    if main_rank:
+        distributed.barrier()
+    return loaded
+
+
 def setup(config, resume: bool = False) -> Run:
     """Validate paths, load data and model, build engines and selector, restore a checkpoint."""
+    import copy
+
     import torch
 
-    from scalingrl import records, selection
+    from scalingrl import distributed, records, selection
     from scalingrl.checkpoint import latest_checkpoint, load_checkpoint, set_rng_state
     from scalingrl.config import to_dict
     from scalingrl.data import build_pools
@@ -95,108 +119,170 @@ def setup(config, resume: bool = False) -> Run:
     from scalingrl.rollout import make_engine
     from scalingrl.training import DeepSpeedEngine
 
-    out = _prepare_output_dir(config, resume)
+    rank, world = distributed.init()
+    main_rank = rank == 0
+    out = _prepare_output_dir(config, resume, rank)
     if config.optim.threads:
         torch.set_num_threads(config.optim.threads)
     pool, heldout = build_pools(config.data, config.eval.size, config.seed)  # data errors before any model work
+    try:
+        shards = distributed.resolve_shards(config.parallel, world, config.batch_size)
+    except ValueError as error:
+        raise RunError(str(error)) from None
     checkpoint = latest_checkpoint(out / "checkpoints") if resume else None
     fingerprint = _fingerprint(config, len(pool))
-    state = load_checkpoint(checkpoint, fingerprint) if checkpoint else None
-    (out / "config.yaml").write_text(__import__("yaml").safe_dump(to_dict(config), sort_keys=False))
+    state = load_checkpoint(checkpoint, fingerprint, world, config.optim.zero_stage) if checkpoint else None
+    if main_rank:
+        (out / "config.yaml").write_text(__import__("yaml").safe_dump(to_dict(config), sort_keys=False))
     torch.manual_seed(config.seed)
-    model_path, model, tokenizer = _load_policy(config, print)
-    ref_model = None
-    if config.grpo.kl_coef > 0:
-        import copy
-
-        ref_model = copy.deepcopy(model).eval().requires_grad_(False)
-    if state is not None:
-        model.load_state_dict(state["model"], strict=False)
+    model_path, model, tokenizer = _load_policy_rank0_first(config, main_rank)
+    ref_model = copy.deepcopy(model).eval().requires_grad_(False) if config.grpo.kl_coef > 0 else None
     trainer = DeepSpeedEngine(model, config.optim)
+    if ref_model is not None:
+        ref_model.to(trainer.device)  # the reference model lives with the policy
     selector = selection.make_selector(pool.pool_info(), config.selection, seed=config.seed)
     start_step = 0
     if state is not None:
-        trainer.load_optimizer_state_dict(state["optimizer"])
+        trainer.load_state(checkpoint / "deepspeed")
         selector.load_state_dict(state["selection"])
         set_rng_state(state["rng"])
         start_step = state["step"]
-    recorder = MetricsRecorder(out, config.steps, start_step, config.tensorboard, config.progress_bar)
-    recorder.truncate_after(start_step)
-    selection_log = records.SelectionLog(out / "selection_log.jsonl", keep_before_step=start_step)
+    recorder, selection_log = _SilentRecords(), _SilentRecords()
+    if main_rank:
+        recorder = MetricsRecorder(out, config.steps, start_step, config.tensorboard, config.progress_bar)
+        recorder.truncate_after(start_step)
+        selection_log = records.SelectionLog(out / "selection_log.jsonl", keep_before_step=start_step)
     heldout_rows = heldout.rows(np.arange(min(len(heldout), config.eval.size or len(heldout))))
     heldout_prompts = format_prompts(tokenizer, [row["prompt"] for row in heldout_rows], config.data.prompt_template,
                                      config.model.use_chat_template, config.model.system_prompt)
     rollout = make_engine(config.rollout, trainer.module, tokenizer, model_path)
     run = Run(config, out, pool, heldout_rows, heldout_prompts, tokenizer, trainer, rollout, selector, recorder,
-              selection_log, ref_model, model_path, start_step, dict(state["extra"]) if state else {})
+              selection_log, ref_model, model_path, start_step, dict(state["extra"]) if state else {}, shards, rank, world)
     if checkpoint:
-        recorder.write(f"resumed from {checkpoint} at step {start_step}")
+        recorder.write(f"resumed from {checkpoint} at step {start_step} ({world} process(es))")
     return run
 
 
-def _step_seed(seed: int, step: int) -> int:
-    return int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
+def _step_seed(seed: int, step: int, shard: int = 0) -> int:
+    """Sampling seed of rollout shard ``shard`` at ``step`` (shard 0 keeps the single-process stream)."""
+    entropy = [seed, step] + ([shard] if shard else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
-def update_policy(run: Run, batch, advantages, keep):
-    """Optimizer step(s) on one rollout batch; returns (stats, per-row entropy, per-row logprobs).
+@dataclasses.dataclass
+class ShardRollout:
+    """One rollout shard on this rank: its batch (on the policy's device) and outcomes."""
 
-    ``keep`` (N,) bool drops rows from the loss (DAPO's zero-variance groups) while their entropies
-    are still measured for the selector. Rows whose loss terms are exactly 0 (zero advantage and no
-    KL term) only get a no-grad forward; the loss keeps their tokens in its denominator, so the
-    gradient equals that of the full batch.
+    index: int
+    batch: Any
+    rewards: list
+    correct: list
+    advantages: Any
+    keep: np.ndarray
+    zero_variance: np.ndarray
+    truncated: np.ndarray
+    time_rollout_s: float = 0.0
+    time_reward_s: float = 0.0
+
+
+def update_policy(run: Run, shards: list[ShardRollout]):
+    """Optimizer step(s) on this rank's rollout shards; returns (stats, per-shard entropy, per-shard logprobs).
+
+    Minibatch k is the k-th of ``grpo.updates_per_batch`` parts of every shard (the same rows at any
+    world size). Its loss is normalised by the global token (or sequence) count, all-reduced over
+    ranks, and scaled by the world size because DeepSpeed averages gradients, so the update equals
+    the 1-process update of the whole minibatch. ``keep`` drops rows from the loss (DAPO's
+    zero-variance groups) while their entropies are still measured for the selector. Rows whose loss
+    terms are exactly 0 (zero advantage and no KL term) only get a no-grad forward.
     """
     import torch
 
-    from scalingrl.grpo import policy_loss, response_logprobs
+    from scalingrl import distributed
+    from scalingrl.grpo import response_logprobs
 
     config = run.config
-    n = batch.response_ids.shape[0]
-    entropy = torch.zeros_like(batch.response_mask)
-    logprobs_all = torch.zeros_like(batch.response_mask)
-    keep_t = torch.as_tensor(keep, dtype=batch.response_mask.dtype)
-    needs_grad = keep & ((advantages.numpy() != 0) | (config.grpo.kl_coef > 0))
+    entropies = [torch.zeros_like(shard.batch.response_mask) for shard in shards]
+    logprobs_all = [torch.zeros_like(shard.batch.response_mask) for shard in shards]
     totals: dict[str, list[float]] = {}
     forward = run.trainer.forward_model()
 
-    def score(rows, model, grad):
-        index = torch.as_tensor(rows, dtype=torch.long)
+    def score(i, rows, model, grad):
+        batch = shards[i].batch
+        index = torch.as_tensor(rows, dtype=torch.long, device=batch.response_mask.device)
         with torch.set_grad_enabled(grad):
             out = response_logprobs(model, batch.prompt_ids[index], batch.prompt_mask[index], batch.response_ids[index],
                                     batch.response_mask[index], config.rollout.temperature)
-        entropy[index] = out[1].detach() * batch.response_mask[index]
-        logprobs_all[index] = out[0].detach() * batch.response_mask[index]
+        entropies[i][index] = out[1].detach() * batch.response_mask[index]
+        logprobs_all[i][index] = out[0].detach() * batch.response_mask[index]
         return index, out[0]
 
-    for rows in np.array_split(np.arange(n), config.grpo.updates_per_batch):
-        loss_mask_all = batch.response_mask[rows] * keep_t[rows].unsqueeze(-1)
-        normalizer = float(loss_mask_all.sum()) if config.grpo.aggregation == "token_mean" else float((loss_mask_all.sum(-1) > 0).sum())
-        if (~needs_grad[rows]).any():
-            score(rows[~needs_grad[rows]], run.trainer.module, grad=False)
-        active = rows[needs_grad[rows]]
-        if len(active) == 0:
-            continue
-        index, logprobs = score(active, forward, grad=True)
+    parts = [distributed.minibatch_parts(shard.batch.response_ids.shape[0], config.grpo.updates_per_batch) for shard in shards]
+    for k in range(config.grpo.updates_per_batch):
+        losses, local_count, local_active = [], 0.0, 0
+        for i, shard in enumerate(shards):
+            rows, batch = parts[i][k], shard.batch
+            keep_t = torch.as_tensor(shard.keep[rows], dtype=batch.response_mask.dtype, device=batch.response_mask.device)
+            loss_mask = batch.response_mask[torch.as_tensor(rows, device=keep_t.device)] * keep_t.unsqueeze(-1)
+            local_count += float(loss_mask.sum()) if config.grpo.aggregation == "token_mean" else float((loss_mask.sum(-1) > 0).sum())
+            needs_grad = shard.keep[rows] & ((shard.advantages.cpu().numpy()[rows] != 0) | (config.grpo.kl_coef > 0))
+            if (~needs_grad).any():
+                score(i, rows[~needs_grad], run.trainer.module, grad=False)
+            active = rows[needs_grad]
+            if len(active):
+                local_active += len(active)
+                losses.append((i, active) + score(i, active, forward, grad=True))
+        normalizer = max(distributed.all_reduce_sum(local_count), 1.0)
+        if distributed.all_reduce_sum(local_active) == 0:
+            continue  # no rank has a row with a gradient: every rank skips this optimizer step
+        loss, stats = _minibatch_loss(run, shards, losses, normalizer)
+        run.trainer.backward(loss * distributed.dp_loss_scale())
+        stats["grad_norm"] = run.trainer.step()
+        for key, value in stats.items():
+            totals.setdefault(key, []).append(value)
+    run.rollout.sync_weights(run.trainer.module)
+    return {key: float(np.mean(values)) for key, values in totals.items()}, entropies, logprobs_all
+
+
+_LOSS_STATS = ("approx_kl_old", "clip_fraction", "kl", "ratio_mean")  # what grpo.policy_loss reports
+
+
+def _minibatch_loss(run: Run, shards: list[ShardRollout], losses: list, normalizer: float):
+    """This rank's share of a minibatch's loss (a sum over its shard parts) and the global loss statistics."""
+    import torch
+
+    from scalingrl import distributed
+    from scalingrl.grpo import policy_loss, response_logprobs
+
+    config = run.config
+    total, weighted, tokens = None, {}, 0.0
+    for i, active, index, logprobs in losses:
+        batch = shards[i].batch
+        keep_t = torch.as_tensor(shards[i].keep[active], dtype=batch.response_mask.dtype, device=batch.response_mask.device)
+        mask = batch.response_mask[index] * keep_t.unsqueeze(-1)
         ref_logprobs = None
         if run.ref_model is not None:
             with torch.no_grad():
                 ref_logprobs, _ = response_logprobs(run.ref_model, batch.prompt_ids[index], batch.prompt_mask[index],
                                                     batch.response_ids[index], batch.response_mask[index],
                                                     config.rollout.temperature)
-        loss, stats = policy_loss(logprobs, batch.sampling_logprobs[index], advantages[index],
-                                  batch.response_mask[index] * keep_t[index].unsqueeze(-1), config.grpo, ref_logprobs,
-                                  normalizer=max(normalizer, 1.0))
-        run.trainer.backward(loss)
-        stats["grad_norm"] = run.trainer.step()
-        stats["loss"] = float(loss.detach())
+        loss, stats = policy_loss(logprobs, batch.sampling_logprobs[index], shards[i].advantages[index], mask, config.grpo,
+                                  ref_logprobs, normalizer=normalizer)
+        total = loss if total is None else total + loss
+        count = float(mask.sum())
+        tokens += count
         for key, value in stats.items():
-            totals.setdefault(key, []).append(value)
-    run.rollout.sync_weights(run.trainer.module)
-    return {key: float(np.mean(values)) for key, values in totals.items()}, entropy, logprobs_all
+            weighted[key] = weighted.get(key, 0.0) + value * count
+    if total is None:  # other ranks have rows with a gradient: join their gradient all-reduce with zeros
+        total = sum((p * 0.0).sum() for p in run.trainer.module.parameters() if p.requires_grad)
+    all_tokens = max(distributed.all_reduce_sum(tokens), 1.0)
+    # the same collectives on every rank, in the same order, even on a rank without rows in this minibatch
+    stats = {key: distributed.all_reduce_sum(weighted.get(key, 0.0)) / all_tokens for key in _LOSS_STATS}
+    stats["loss"] = distributed.all_reduce_sum(float(total.detach()))
+    return total, stats
 
 
-def grpo_step(run: Run, step: int) -> dict[str, Any]:
-    """One GRPO step: select, roll out, score, advantages, update, feed back. Returns its metrics."""
+def _roll_out_and_score(run: Run, step: int, rows: list, shard_index: int, groups: np.ndarray) -> ShardRollout:
+    """Roll out one shard (seeded from (seed, step, shard)), score it, and compute its group advantages."""
     import torch
 
     from scalingrl import ops
@@ -204,41 +290,90 @@ def grpo_step(run: Run, step: int) -> dict[str, Any]:
     from scalingrl.rewards import apply_truncation_policy, score_completions
 
     config, group = run.config, run.config.rollout.group_size
-    started = time.perf_counter()
-    selection = run.selector.select(step, config.batch_size)
-    run.selection_log.write(selection)
-    rows = run.pool.rows(selection.prompt_ids)
-    prompts = format_prompts(run.tokenizer, [row["prompt"] for row in rows], config.data.prompt_template,
+    shard_rows = [rows[i] for i in groups]
+    prompts = format_prompts(run.tokenizer, [row["prompt"] for row in shard_rows], config.data.prompt_template,
                              config.model.use_chat_template, config.model.system_prompt)
-    selected = time.perf_counter()
-    torch.manual_seed(_step_seed(config.seed, step))
-    batch = run.rollout.generate(prompts, config.rollout)
+    started = time.perf_counter()
+    torch.manual_seed(_step_seed(config.seed, step, shard_index))
+    batch = run.rollout.generate(prompts, config.rollout).to(run.trainer.device)
     rolled_out = time.perf_counter()
-    references = [row["answer"] for row in rows for _ in range(group)]
-    truncated = batch.truncated if batch.truncated is not None else np.zeros(len(references), dtype=bool)
+    references = [row["answer"] for row in shard_rows for _ in range(group)]
+    truncated = (np.asarray(batch.truncated.cpu(), dtype=bool) if batch.truncated is not None
+                 else np.zeros(len(references), dtype=bool))
     rewards, correct = score_completions(batch.texts, references, config.reward, truncated)
     rewards, correct, complete_keep = apply_truncation_policy(rewards, correct, truncated, config.reward.truncated)
-    scored = time.perf_counter()
-    reward_tensor = torch.tensor(rewards, dtype=torch.float32)
+    reward_tensor = torch.tensor(rewards, dtype=torch.float32, device=run.trainer.device)
     advantages, group_stats = ops.group_advantages(reward_tensor, group, scale=config.grpo.advantage_scale)
-    zero_variance = np.asarray(group_stats["zero_variance"], dtype=bool).reshape(-1)
+    zero_variance = np.asarray(torch.as_tensor(group_stats["zero_variance"]).cpu(), dtype=bool).reshape(-1)
     keep = np.ones(len(rewards), dtype=bool)
     if run.selector.drops_zero_variance_groups:
         keep = np.repeat(~zero_variance, group)
     keep = keep & complete_keep  # reward.truncated=mask drops cut-off completions from the loss
-    update_stats, entropy, logprobs = update_policy(run, batch, advantages, keep)
+    return ShardRollout(shard_index, batch, rewards, correct, advantages, keep, zero_variance, truncated,
+                        rolled_out - started, time.perf_counter() - rolled_out)
+
+
+def _gather_outcomes(run: Run, shards: list[ShardRollout], entropies, logprobs) -> dict[str, Any]:
+    """Every rank's shard outcomes, all-gathered and put back into selection order (shard 0 first)."""
+    from scalingrl import distributed, ops
+
+    local = {}
+    for shard, entropy, logprob in zip(shards, entropies, logprobs):
+        seq = ops.sequence_stats(entropy, logprob, shard.batch.response_mask)
+        local[shard.index] = {
+            "rewards": np.asarray(shard.rewards, dtype=np.float64), "correct": np.asarray(shard.correct, dtype=bool),
+            "keep": shard.keep, "zero_variance": shard.zero_variance, "truncated": shard.truncated,
+            "tokens": float(shard.batch.response_mask.sum()),
+            "cot_stats": {key: np.asarray(value.cpu() if hasattr(value, "cpu") else value, dtype=np.float64).reshape(-1)
+                          for key, value in seq.items()},
+        }
+    merged = {}
+    for part in distributed.all_gather_object(local):
+        merged.update(part)
+    ordered = [merged[s] for s in range(run.shards)]
+    group = run.config.rollout.group_size
+    return {
+        "rewards": np.concatenate([o["rewards"] for o in ordered]).reshape(-1, group),
+        "correct": np.concatenate([o["correct"] for o in ordered]).reshape(-1, group),
+        "keep": np.concatenate([o["keep"] for o in ordered]),
+        "zero_variance": np.concatenate([o["zero_variance"] for o in ordered]),
+        "truncated": np.concatenate([o["truncated"] for o in ordered]),
+        "tokens": sum(o["tokens"] for o in ordered),
+        "cot_stats": {key: np.concatenate([o["cot_stats"][key] for o in ordered]).reshape(-1, group)
+                      for key in ordered[0]["cot_stats"]},
+    }
+
+
+def grpo_step(run: Run, step: int) -> dict[str, Any]:
+    """One GRPO step: select, roll out, score, advantages, update, feed back. Returns its metrics.
+
+    Every rank selects the same prompts; rank r rolls out and scores the rollout shards s with
+    s % world_size == r; the outcomes are all-gathered in selection order before ``selector.update``.
+    """
+    from scalingrl import distributed
+
+    config = run.config
+    started = time.perf_counter()
+    selection = run.selector.select(step, config.batch_size)
+    run.selection_log.write(selection)
+    rows = run.pool.rows(selection.prompt_ids)
+    shard_groups = distributed.shard_groups(len(rows), run.shards)
+    mine = distributed.rank_shards(run.shards, run.rank, run.world_size)
+    selected = time.perf_counter()
+    shards = [_roll_out_and_score(run, step, rows, s, shard_groups[s]) for s in mine]  # roll out + score
+    rolled_out = time.perf_counter()
+    update_stats, entropies, logprobs = update_policy(run, shards)
     updated = time.perf_counter()
-    seq = ops.sequence_stats(entropy, logprobs, batch.response_mask)
-    cot_stats = {key: np.asarray(value, dtype=np.float64).reshape(len(rows), group) for key, value in seq.items()}
-    run.selector.update(step, np.asarray(selection.prompt_ids), np.asarray(rewards, dtype=np.float64).reshape(len(rows), group),
-                        np.asarray(correct, dtype=bool).reshape(len(rows), group), cot_stats)
+    outcome = _gather_outcomes(run, shards, entropies, logprobs)
+    rewards, correct, cot_stats = outcome["rewards"], outcome["correct"], outcome["cot_stats"]
+    run.selector.update(step, np.asarray(selection.prompt_ids), rewards, correct, cot_stats)
     fed_back = time.perf_counter()
-    generated_tokens = float(batch.response_mask.sum())
     levels = np.array([row.get("level", np.nan) for row in rows], dtype=np.float64)
     metrics = {
         "reward_mean": float(np.mean(rewards)), "reward_std": float(np.std(rewards)),
-        "pass_rate": float(np.mean(correct)), "zero_variance_fraction": float(zero_variance.mean()),
-        "groups_used_fraction": float(keep.mean()), "truncated_fraction": float(np.mean(np.asarray(truncated, dtype=bool))),
+        "pass_rate": float(np.mean(correct)), "zero_variance_fraction": float(outcome["zero_variance"].mean()),
+        "groups_used_fraction": float(outcome["keep"].mean()),
+        "truncated_fraction": float(outcome["truncated"].mean()),
         "entropy_mean": float(cot_stats["entropy_mean"].mean()),
         "response_length_mean": float(cot_stats["response_length"].mean()),
         "explore_fraction": float(np.mean(selection.is_explore)),
@@ -246,10 +381,12 @@ def grpo_step(run: Run, step: int) -> dict[str, Any]:
         "selected_level_mean": float(np.nanmean(levels)) if np.isfinite(levels).any() else None,
         "selected_levels": [None if not np.isfinite(l) else float(l) for l in levels],
         "unique_prompts_used": int(run.selector.unique_prompts_used()),
-        "tokens_per_s": generated_tokens / max(rolled_out - selected, 1e-9),
+        "tokens_per_s": outcome["tokens"] / max(distributed.all_reduce_sum(rolled_out - selected) / run.world_size, 1e-9),
         "lr": float(run.trainer.scheduler.get_last_lr()[0]),
-        "time_selection_s": (selected - started) + (fed_back - updated), "time_rollout_s": rolled_out - selected,
-        "time_reward_s": scored - rolled_out, "time_update_s": updated - scored, "time_step_s": fed_back - started,
+        "time_selection_s": (selected - started) + (fed_back - updated),
+        "time_rollout_s": sum(shard.time_rollout_s for shard in shards),
+        "time_reward_s": sum(shard.time_reward_s for shard in shards),
+        "time_update_s": updated - rolled_out, "time_step_s": fed_back - started,
     }
     metrics.update({key: update_stats.get(key) for key in ("loss", "kl", "clip_fraction", "grad_norm", "approx_kl_old")})
     metrics.update({f"selection/{key}": value for key, value in run.selector.metrics().items()})
@@ -258,11 +395,23 @@ def grpo_step(run: Run, step: int) -> dict[str, Any]:
 
 
 def run_eval(run: Run, step: int) -> dict[str, Any]:
+    """Held-out accuracy; each rank evaluates a contiguous shard of the problems, results are gathered."""
+    from scalingrl import distributed
     from scalingrl.eval import evaluate
 
     started = time.perf_counter()
-    result = evaluate(run.rollout, run.heldout_rows, run.heldout_prompts, run.config.eval, run.config.rollout,
-                      run.config.reward, seed=_step_seed(run.config.seed + 7919, step))
+    mine = np.array_split(np.arange(len(run.heldout_rows)), run.world_size)[run.rank]
+    rows = [run.heldout_rows[i] for i in mine]
+    prompts = [run.heldout_prompts[i] for i in mine]
+    local = evaluate(run.rollout, rows, prompts, run.config.eval, run.config.rollout, run.config.reward,
+                     seed=_step_seed(run.config.seed + 7919, step, run.rank))
+    levels: dict[str, int] = {}
+    for row in rows:
+        level = row.get("level")
+        if level is not None and level == level:
+            levels[str(level)] = levels.get(str(level), 0) + 1
+    gathered = distributed.all_gather_object((local, levels))
+    result = distributed.combine_eval([g[0] for g in gathered], [g[1] for g in gathered]) if run.world_size > 1 else local
     run.recorder.write(f"step {step}: held-out accuracy {result['accuracy']:.3f} (pass@{result['n_samples']} "
                        f"{result['pass_at_n']:.3f}, {len(run.heldout_rows)} problems, {time.perf_counter() - started:.1f}s)")
     return result
@@ -271,13 +420,15 @@ def run_eval(run: Run, step: int) -> dict[str, Any]:
 def save(run: Run, step: int) -> Path:
     from scalingrl.checkpoint import save_checkpoint
 
-    return save_checkpoint(run.out_dir / "checkpoints", step, run.trainer.module, run.trainer.optimizer_state_dict(),
-                           run.selector.state_dict(), _fingerprint(run.config, len(run.pool)), run.extra,
-                           keep=run.config.keep_checkpoints)
+    return save_checkpoint(run.out_dir / "checkpoints", step, run.trainer, run.selector.state_dict(),
+                           _fingerprint(run.config, len(run.pool)), run.extra, keep=run.config.keep_checkpoints)
 
 
 def main(config, resume: bool = False) -> dict[str, Any]:
-    """Train with GRPO as ``config`` (a ``TrainConfig``) says; returns the summary (also in summary.json)."""
+    """Train with GRPO as ``config`` (a ``TrainConfig``) says; returns the summary (also in summary.json).
+
+    Under a launcher (``torchrun``/``deepspeed``) every rank calls it; only rank 0 writes records.
+    """
     run = setup(config, resume)
     clock = time.perf_counter() - run.extra.get("wall_clock_s", 0.0)
     if "initial_eval" not in run.extra:
@@ -306,7 +457,7 @@ def main(config, resume: bool = False) -> dict[str, Any]:
 
 
 def finish(run: Run, final_eval: dict[str, Any]) -> dict[str, Any]:
-    """Summary, exports and report at the end of a run."""
+    """Summary, exports and report at the end of a run (written by rank 0)."""
     from scalingrl import records
     from scalingrl.rewards import shutdown_pool
 
@@ -319,10 +470,14 @@ def finish(run: Run, final_eval: dict[str, Any]) -> dict[str, Any]:
         "steps": config.steps, "wall_clock_s": run.extra["wall_clock_s"],
         "selection_method": getattr(config.selection, "method", None), "model": run.model_path,
         "data_rows_missing_answer": run.pool.stats.get("rows_missing_answer", 0), "output_dir": str(run.out_dir),
+        "world_size": run.world_size, "rollout_shards": run.shards,
     }
-    (run.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     run.selection_log.close()
     run.recorder.close()
+    shutdown_pool()
+    if run.rank != 0:
+        return summary
+    (run.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     records.export_prompt_stats(run.selector, run.out_dir / "prompt_stats.parquet")
     used = np.asarray(run.selector.used_prompt_ids(), dtype=np.int64)
     records.export_used_prompts(used, run.pool.rows(used), run.out_dir / "used_prompts",
@@ -331,7 +486,6 @@ def finish(run: Run, final_eval: dict[str, Any]) -> dict[str, Any]:
         from scalingrl.report import write_report
 
         write_report(run.out_dir, summary)
-    shutdown_pool()
     print(f"initial eval accuracy {summary['initial_eval_accuracy']:.3f} -> final {summary['final_eval_accuracy']:.3f} "
           f"({summary['eval_gain_points']:+.1f} points) in {summary['wall_clock_s']:.0f}s; records in {run.out_dir}")
     return summary
@@ -351,6 +505,7 @@ def build_parser():
     add_config_arguments(parser, default="quickstart")
     parser.add_argument("--output-dir", default="", help="run folder (default: runs/<preset>-<time>)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in --output-dir")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed launcher
     return parser
 
 

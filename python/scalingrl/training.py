@@ -2,12 +2,13 @@
 
 ``DeepSpeedEngine`` wraps ``deepspeed.initialize`` around the policy with a torch AdamW client
 optimizer (DeepSpeed's own Adam JIT-compiles for minutes on CPU) and exposes what the trainer
-needs: ``module`` (the unwrapped policy, shared with the HF rollout engine), ``backward``/``step``
-(returns the pre-clip grad norm), and optimizer state for checkpoints. On one process it sets up the
-torch.distributed env itself (gloo on CPU); under ``deepspeed``/``torchrun`` launchers it uses
-theirs, so data parallel across processes and nodes needs no change here. Every rank then selects
-identical prompts (the selector is seeded identically and fed the all-gathered rewards) and takes
-its shard of the batch via ``rank``/``world_size``.
+needs: ``module`` (the unwrapped policy, shared with the HF rollout engine), ``device`` (where the
+policy lives: ``cuda:LOCAL_RANK`` on GPUs, ``cpu`` here), ``backward``/``step`` (returns the
+pre-clip global grad norm), and ``save_state``/``load_state`` through DeepSpeed's
+``save_checkpoint``/``load_checkpoint`` (under ZeRO-1/2 every rank writes and reads its own optimizer
+partition). On one process it sets up the torch.distributed env itself (gloo on CPU); under
+``deepspeed``/``torchrun`` launchers it uses theirs. Gradients are averaged over ranks by DeepSpeed;
+how a step's work is split across ranks is ``scalingrl.distributed``.
 
 Left out on purpose: pipeline/tensor parallel, and the loss itself (``scalingrl.grpo``).
 """
@@ -102,12 +103,13 @@ class DeepSpeedEngine:
 
         import torch
 
-        self.rank, self.world_size = setup_distributed_env()
+        from scalingrl import distributed
+
+        self.rank, self.world_size = distributed.init()
         import deepspeed
 
         logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
-        if not torch.distributed.is_initialized():
-            deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo", verbose=False)
+        self.zero_stage = config.zero_stage
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(step, config))
         ds_config: dict[str, Any] = {
@@ -129,6 +131,11 @@ class DeepSpeedEngine:
         """The unwrapped policy module (what rollouts and checkpoints use)."""
         return self.engine.module
 
+    @property
+    def device(self):
+        """The device of the policy's parameters; every training tensor goes there."""
+        return next(self.engine.module.parameters()).device
+
     def forward_model(self):
         """The callable to run forward passes through (the DeepSpeed engine)."""
         return self.engine
@@ -148,19 +155,19 @@ class DeepSpeedEngine:
             norm = local_norm
         return float(norm) if norm is not None else float("nan")
 
-    def optimizer_state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+    def save_state(self, directory: str | Path) -> None:
+        """Module, optimizer (this rank's ZeRO partition) and scheduler into ``directory``; collective."""
+        self.engine.save_checkpoint(str(directory), tag="state")
 
-    def load_optimizer_state_dict(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+    def load_state(self, directory: str | Path) -> None:
+        """Inverse of ``save_state``; collective. Raises RuntimeError when DeepSpeed finds no state there."""
+        path, _ = self.engine.load_checkpoint(str(directory), tag="state", load_optimizer_states=True,
+                                              load_lr_scheduler_states=True)
+        if path is None:
+            raise RuntimeError(f"DeepSpeed found no engine state under {directory}")
 
     def all_gather_object(self, value):
         """Gather a picklable value from every rank (a one-element list on one process)."""
-        import torch
+        from scalingrl import distributed
 
-        if self.world_size == 1:
-            return [value]
-        out = [None] * self.world_size
-        torch.distributed.all_gather_object(out, value)
-        return out
+        return distributed.all_gather_object(value)
