@@ -1,9 +1,10 @@
 """Held-out evaluation: pass@1 as the mean accuracy over n samples per problem.
 
-``evaluate`` samples ``eval.samples`` completions per held-out problem with a rollout engine and
-scores them with ``scalingrl.rewards``; its RNG is forked and seeded from (seed, step) so an
-evaluation never shifts the training run's random stream (resumed runs stay identical).
-``python -m scalingrl.eval`` evaluates a checkpoint, a run folder or any HF model folder on a test set.
+``evaluate`` generates exactly ``eval.samples`` completions per held-out problem with a rollout engine
+(greedily at ``eval.temperature=0``) and scores them with ``scalingrl.rewards``; its RNG is forked and
+seeded from (seed, step) so an evaluation never shifts the training run's random stream (resumed runs
+stay identical). ``python -m scalingrl.eval`` evaluates a checkpoint, a run folder or any HF model folder
+on a test set, with the command-line convention of ``scalingrl.train`` (``scalingrl.config`` helpers).
 
 Left out on purpose: pass@k for k > 1 estimators and per-token scoring.
 """
