@@ -127,7 +127,7 @@ def setup(config, resume: bool = False) -> Run:
     heldout_rows = heldout.rows(np.arange(min(len(heldout), config.eval.size or len(heldout))))
     heldout_prompts = format_prompts(tokenizer, [row["prompt"] for row in heldout_rows], config.data.prompt_template,
                                      config.model.use_chat_template, config.model.system_prompt)
-    rollout = make_engine(config.rollout, trainer.module, tokenizer, model_path)
+    rollout = make_engine(config.rollout, trainer.module, tokenizer, model_path, seed=config.seed, log=recorder.write)
     run = Run(config, out, pool, heldout_rows, heldout_prompts, tokenizer, trainer, rollout, selector, recorder,
               selection_log, ref_model, model_path, start_step, dict(state["extra"]) if state else {})
     if checkpoint:
@@ -192,7 +192,6 @@ def update_policy(run: Run, batch, advantages, keep):
         stats["loss"] = float(loss.detach())
         for key, value in stats.items():
             totals.setdefault(key, []).append(value)
-    run.rollout.sync_weights(run.trainer.module)
     return {key: float(np.mean(values)) for key, values in totals.items()}, entropy, logprobs_all
 
 
@@ -224,7 +223,10 @@ def grpo_step(run: Run, step: int) -> dict[str, Any]:
     keep = np.ones(len(rewards), dtype=bool)
     if run.selector.drops_zero_variance_groups:
         keep = np.repeat(~zero_variance, group)
+    run.rollout.sleep()  # colocated vLLM frees its GPU memory for the update (no-op otherwise)
     update_stats, entropy, logprobs = update_policy(run, batch, advantages, keep)
+    trained = time.perf_counter()
+    run.rollout.sync_weights(run.trainer.module)  # in place; bumps the engine's weight_version
     updated = time.perf_counter()
     seq = ops.sequence_stats(entropy, logprobs, batch.response_mask)
     cot_stats = {key: np.asarray(value, dtype=np.float64).reshape(len(rows), group) for key, value in seq.items()}
@@ -247,7 +249,8 @@ def grpo_step(run: Run, step: int) -> dict[str, Any]:
         "tokens_per_s": generated_tokens / max(rolled_out - selected, 1e-9),
         "lr": float(run.trainer.scheduler.get_last_lr()[0]),
         "time_selection_s": (selected - started) + (fed_back - updated), "time_rollout_s": rolled_out - selected,
-        "time_reward_s": scored - rolled_out, "time_update_s": updated - scored, "time_step_s": fed_back - started,
+        "time_reward_s": scored - rolled_out, "time_update_s": trained - scored, "time_sync_s": updated - trained,
+        "weight_version": int(run.rollout.weight_version), "time_step_s": fed_back - started,
     }
     metrics.update({key: update_stats.get(key) for key in ("loss", "kl", "clip_fraction", "grad_norm", "approx_kl_old")})
     metrics.update({f"selection/{key}": value for key, value in run.selector.metrics().items()})
