@@ -18,12 +18,15 @@ import time
 from pathlib import Path
 
 
-def _run(engine, prompts, sampling, repeats: int, seed: int) -> dict:
+def _run(engine, prompts, references, sampling, repeats: int, seed: int) -> dict:
     import torch
+
+    from scalingrl.data import _reference
+    from scalingrl.rewards import RewardConfig, score_completions
 
     torch.manual_seed(seed)
     engine.generate(prompts[:2], sampling)  # warm-up
-    tokens, seconds, truncated = 0.0, 0.0, 0.0
+    tokens, seconds, truncated, correct = 0.0, 0.0, 0.0, []
     for repeat in range(repeats):
         torch.manual_seed(seed + 1 + repeat)
         started = time.perf_counter()
@@ -31,8 +34,10 @@ def _run(engine, prompts, sampling, repeats: int, seed: int) -> dict:
         seconds += time.perf_counter() - started
         tokens += float(batch.response_mask.sum())
         truncated += float(batch.truncated.float().mean())
+        answers = [_reference(reference) for reference in references for _ in range(sampling.group_size)]
+        correct += score_completions(batch.texts, answers, RewardConfig())[1]
     return {"generated_tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds,
-            "truncated_fraction": truncated / repeats}
+            "truncated_fraction": truncated / repeats, "pass_rate": sum(correct) / len(correct)}
 
 
 def main() -> None:
@@ -71,14 +76,15 @@ def main() -> None:
         engine = (VLLMEngine(args.model, tokenizer, sampling, seed=args.seed) if name == "vllm"
                   else HFGenerateEngine(model, tokenizer))
         start_s = time.perf_counter() - started
-        results[name] = {"engine_start_s": start_s, **_run(engine, prompts, sampling, args.repeats, args.seed)}
+        results[name] = {"engine_start_s": start_s, **_run(engine, prompts, [row["answer"] for row in rows], sampling,
+                                                                args.repeats, args.seed)}
         del engine  # frees the vLLM engine process before the HF run
         __import__("gc").collect()
     ratio = results["vllm"]["tokens_per_s"] / results["hf"]["tokens_per_s"]
-    print(f"{'engine':<6} {'start s':>8} {'tokens':>8} {'gen s':>8} {'tokens/s':>9} {'truncated':>9}")
+    print(f"{'engine':<6} {'start s':>8} {'tokens':>8} {'gen s':>8} {'tokens/s':>9} {'truncated':>9} {'pass':>6}")
     for name, row in results.items():
         print(f"{name:<6} {row['engine_start_s']:8.1f} {row['generated_tokens']:8.0f} {row['seconds']:8.1f} "
-              f"{row['tokens_per_s']:9.1f} {row['truncated_fraction']:9.2f}")
+              f"{row['tokens_per_s']:9.1f} {row['truncated_fraction']:9.2f} {row['pass_rate']:6.3f}")
     print(f"vLLM / HF generated tokens/s: {ratio:.2f}x")
     out = {"command": "python benchmarks/bench_rollout.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "output"),
            "settings": vars(args), "results": results, "vllm_over_hf_tokens_per_s": ratio,

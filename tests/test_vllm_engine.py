@@ -8,9 +8,13 @@ the whole module.
 """
 
 import importlib.util
+import os
 
 import pytest
 import torch
+
+if os.environ.get("SCALINGRL_REQUIRE_VLLM") == "1" and importlib.util.find_spec("vllm") is None:
+    raise ImportError("SCALINGRL_REQUIRE_VLLM=1 but vllm is not importable: the vLLM tests would be skipped")
 
 pytestmark = [
     pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
@@ -45,8 +49,8 @@ def served(tmp_path_factory):
                          pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True)
     model = LlamaForCausalLM(config)
-    with torch.no_grad():  # sharper than the random init's near-uniform next-token distribution
-        model.lm_head.weight.mul_(8.0)
+    with torch.no_grad():  # sharper than the random init's near-uniform next-token distribution, far from one-hot
+        model.lm_head.weight.mul_(3.0)
     model.generation_config.repetition_penalty = 1.5  # a shipped processor both engines must ignore
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -121,7 +125,7 @@ def test_weight_push_in_place(served):
     with torch.no_grad():
         generator = torch.Generator().manual_seed(5)
         for parameter in updated.parameters():
-            parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
+            parameter.add_(0.5 * parameter.std() * torch.randn(parameter.shape, generator=generator))
     for version in (1, 2):
         engine.sync_weights(updated)
         assert engine.weight_version == version and engine.worker_weight_versions() == [version]
@@ -139,3 +143,30 @@ def test_weight_push_in_place(served):
             for parameter in updated.parameters():
                 parameter.mul_(0.97)
     engine.sync_weights(model)  # back to the served start for any later test
+
+
+def _cuda() -> bool:
+    return torch.cuda.is_available()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda(), reason="needs a CUDA device (colocated sleep/wake frees GPU memory)")
+def test_colocated_sleep_wake_then_push(served):
+    """GPU only: sleep frees the engine's memory for the update; sync_weights wakes it and loads the new weights."""
+    import copy
+
+    model, tokenizer, engine, sampling, prompts, _ = served
+    assert engine.sleep_enabled
+    free_awake = torch.cuda.mem_get_info()[0]
+    engine.sleep()
+    assert engine.asleep and torch.cuda.mem_get_info()[0] > free_awake
+    updated = copy.deepcopy(model)
+    with torch.no_grad():
+        for parameter in updated.parameters():
+            parameter.mul_(1.01)
+    engine.sync_weights(updated)
+    assert not engine.asleep
+    torch.manual_seed(11)
+    batch = engine.generate(prompts, sampling)
+    _check_against_trainer(updated, batch, sampling.temperature)
+    engine.sync_weights(model)

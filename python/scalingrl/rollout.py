@@ -307,21 +307,42 @@ class HFGenerateEngine:
         return assemble_batch(tokenizer, prompt_rows, group, rows, logprob_rows, truncated, self.weight_version)
 
 
+def _pack_weights(model) -> list[tuple[str, str, list[int], bytes]]:
+    """``model``'s state dict as (name, dtype, shape, raw bytes): survives vLLM's RPC serialization as is."""
+    import torch
+
+    packed = []
+    for name, tensor in model.state_dict().items():
+        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+        packed.append((name, str(flat.dtype).removeprefix("torch."), list(tensor.shape),
+                       flat.view(torch.uint8).numpy().tobytes()))
+    return packed
+
+
+def _unpack_weights(packed):
+    import torch
+
+    for name, dtype, shape, data in packed:
+        yield name, torch.frombuffer(bytearray(data), dtype=torch.uint8).view(getattr(torch, dtype)).reshape(shape)
+
+
 class VLLMWeightSyncExtension:
     """vLLM worker extension (``worker_extension_cls``): in-place weight replacement with a version.
 
-    Its methods run inside each vLLM worker, called by name through ``LLM.collective_rpc``.
+    Its methods run inside each vLLM worker, called by name through ``LLM.collective_rpc``. Weights
+    travel as raw bytes (``_pack_weights``): vLLM's RPC encoder does not keep tensors nested in
+    argument lists, and a pickled closure would need ``VLLM_ALLOW_INSECURE_SERIALIZATION``.
     """
 
-    def scalingrl_load_weights(self, weights: list[tuple[str, Any]], version: int) -> int:
-        """Load HF-named ``weights`` into the running model (``reload_weights``); returns ``version``."""
-        self.reload_weights(weights_iterator=iter(weights), is_checkpoint_format=True)
-        self.scalingrl_weight_version = int(version)
+    def scalingrl_load_weights(self, packed: list, version: int) -> int:
+        """Load HF-named weights into the running model (the worker's ``reload_weights``); returns ``version``."""
+        self.reload_weights(weights_iterator=_unpack_weights(packed), is_checkpoint_format=True)
+        self._scalingrl_version = int(version)
         return int(version)
 
     def scalingrl_weight_version(self) -> int:
         """The version of the last weights this worker loaded (0 = the checkpoint it started from)."""
-        return int(getattr(self, "scalingrl_weight_version", 0))
+        return int(getattr(self, "_scalingrl_version", 0))
 
 
 def _configure_vllm_cpu(config: SamplingConfig) -> None:
@@ -401,9 +422,8 @@ class VLLMEngine:
     def sync_weights(self, model) -> None:
         """Push ``model``'s weights into the running engine in place; increments ``weight_version``."""
         self.wake_up()
-        weights = [(name, tensor.detach().contiguous()) for name, tensor in model.state_dict().items()]
         version = self.weight_version + 1
-        loaded = self.llm.collective_rpc("scalingrl_load_weights", args=(weights, version))
+        loaded = self.llm.collective_rpc("scalingrl_load_weights", args=(_pack_weights(model), version))
         if any(v != version for v in loaded):
             raise RuntimeError(f"vLLM workers report weight versions {loaded}, expected {version}")
         self.weight_version = version
