@@ -55,7 +55,8 @@ def served(tmp_path_factory):
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     model.eval()
-    sampling = SamplingConfig(engine="vllm", group_size=3, max_new_tokens=12, max_prompt_tokens=64, vllm_dtype="float32")
+    sampling = SamplingConfig(engine="vllm", group_size=3, max_new_tokens=12, max_prompt_tokens=64, vllm_dtype="float32",
+                              vllm_enforce_eager=True)
     lines = []
     engine = VLLMEngine(str(folder), tokenizer, sampling, seed=0, log=lines.append)
     prompts = format_prompts(tokenizer, PROMPTS, "{prompt}", use_chat_template=True)

