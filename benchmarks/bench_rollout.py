@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--vllm-dtype", default="bfloat16")
+    parser.add_argument("--vllm-compile", action="store_true", help="torch.compile in vLLM (default: eager, as the preset)")
     parser.add_argument("--hf-dtype", default="float32")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "rollout_cpu.json"))
@@ -71,7 +72,8 @@ def main() -> None:
     results = {}
     for name in ("vllm", "hf"):
         sampling = SamplingConfig(engine=name, group_size=args.group_size, temperature=args.temperature,
-                                  max_new_tokens=args.max_new_tokens, max_prompt_tokens=512, vllm_dtype=args.vllm_dtype)
+                                  max_new_tokens=args.max_new_tokens, max_prompt_tokens=512, vllm_dtype=args.vllm_dtype,
+                                  vllm_enforce_eager=not args.vllm_compile)
         started = time.perf_counter()
         engine = (VLLMEngine(args.model, tokenizer, sampling, seed=args.seed) if name == "vllm"
                   else HFGenerateEngine(model, tokenizer))
@@ -86,7 +88,8 @@ def main() -> None:
         print(f"{name:<6} {row['engine_start_s']:8.1f} {row['generated_tokens']:8.0f} {row['seconds']:8.1f} "
               f"{row['tokens_per_s']:9.1f} {row['truncated_fraction']:9.2f} {row['pass_rate']:6.3f}")
     print(f"vLLM / HF generated tokens/s: {ratio:.2f}x")
-    out = {"command": "python benchmarks/bench_rollout.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "output"),
+    out = {"command": "python benchmarks/bench_rollout.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("output", "vllm_compile"))
+                      + (" --vllm-compile" if args.vllm_compile else ""),
            "settings": vars(args), "results": results, "vllm_over_hf_tokens_per_s": ratio,
            "loadavg_1min_start": load_start, "loadavg_1min_end": os.getloadavg()[0], "cpu_count": os.cpu_count(),
            "machine": platform.machine(), "torch": torch.__version__}

@@ -47,9 +47,9 @@ def served(tmp_path_factory):
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
                          num_key_value_heads=2, intermediate_size=256, max_position_embeddings=256,
                          pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True)
+                         eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False)
     model = LlamaForCausalLM(config)
-    with torch.no_grad():  # sharper than the random init's near-uniform next-token distribution, far from one-hot
+    with torch.no_grad():  # untied and scaled: a spread next-token distribution, neither uniform nor one-hot
         model.lm_head.weight.mul_(3.0)
     model.generation_config.repetition_penalty = 1.5  # a shipped processor both engines must ignore
     model.save_pretrained(folder)
