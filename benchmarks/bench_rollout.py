@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--vllm-dtype", default="bfloat16")
+    parser.add_argument("--vllm-dtype", default="float32")
     parser.add_argument("--vllm-compile", action="store_true", help="torch.compile in vLLM (default: eager, as the preset)")
     parser.add_argument("--hf-dtype", default="float32")
     parser.add_argument("--seed", type=int, default=0)
