@@ -189,7 +189,7 @@ def _run(target: str, args: argparse.Namespace) -> dict[str, Any]:
     from scalingrl.config import config_from_args, resolve_preset
     from scalingrl.data import build_pools
     from scalingrl.model import format_prompts, load_model_and_tokenizer
-    from scalingrl.rollout import HFGenerateEngine
+    from scalingrl.rollout import make_engine
 
     model_dir, run_dir = _resolve_model(target)
     run_config = run_dir / "config.yaml" if run_dir and (run_dir / "config.yaml").exists() else None
@@ -198,18 +198,24 @@ def _run(target: str, args: argparse.Namespace) -> dict[str, Any]:
     _, heldout = build_pools(config.data, config.eval.size, config.seed)  # data errors before any model work
     if config.optim.threads:
         torch.set_num_threads(config.optim.threads)
-    if (Path(model_dir) / "manifest.json").exists():  # a scalingrl checkpoint: weights on top of the base model
+    model_path = model_dir
+    checkpoint = (Path(model_dir) / "manifest.json").exists()
+    if checkpoint:  # a scalingrl checkpoint: weights on top of the base model
         from safetensors.torch import load_file
 
-        base = config.model.path or _quickstart_path(config)
-        model, tokenizer = load_model_and_tokenizer(base, config.model.dtype, config.model.trust_remote_code)
+        model_path = config.model.path or _quickstart_path(config)
+        model, tokenizer = load_model_and_tokenizer(model_path, config.model.dtype, config.model.trust_remote_code)
         model.load_state_dict(load_file(str(Path(model_dir) / "model.safetensors")), strict=False)
     else:
         model, tokenizer = load_model_and_tokenizer(model_dir, config.model.dtype, config.model.trust_remote_code)
     rows = heldout.rows(np.arange(min(len(heldout), config.eval.size or len(heldout))))
     prompts = format_prompts(tokenizer, [r["prompt"] for r in rows], config.data.prompt_template,
                              config.model.use_chat_template, config.model.system_prompt)
-    result = evaluate(HFGenerateEngine(model, tokenizer), rows, prompts, config.eval, config.rollout, config.reward, config.seed,
+    engine = make_engine(config.rollout, model, tokenizer, model_path, seed=config.seed,  # rollout.engine: hf or vllm
+                         log=lambda line: print(line, file=sys.stderr))
+    if checkpoint:
+        engine.sync_weights(model)  # vLLM starts from the base folder: push the checkpoint's weights in place
+    result = evaluate(engine, rows, prompts, config.eval, config.rollout, config.reward, config.seed,
                       log=lambda line: print(line, file=sys.stderr, flush=True))
     result["model"] = str(model_dir)
     return result

