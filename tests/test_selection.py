@@ -44,7 +44,10 @@ def config(method, **curriculum):
 @pytest.mark.parametrize("method", METHODS)
 def test_contract(method):
     selector = make_selector(pool_info(), config(method), seed=1)
-    assert selector.drops_zero_variance_groups == (method == "dapo")
+    mixed = np.zeros((4, G))
+    mixed[1, 0] = mixed[3] = 1.0  # groups 0 and 2 all wrong, 3 all right: zero-variance; 1 informative
+    expected = [False, True, False, False] if method in ("dapo", "greso") else [True] * 4
+    np.testing.assert_array_equal(selector.loss_groups(mixed), expected)
     for step in range(3):
         sel = selector.select(step, B)
         assert sel.prompt_ids.dtype == np.int64 and sel.prompt_ids.shape == (B,)

@@ -142,7 +142,7 @@ def _step_seed(seed: int, step: int) -> int:
 def update_policy(run: Run, batch, advantages, keep):
     """Optimizer step(s) on one rollout batch; returns (stats, per-row entropy, per-row logprobs).
 
-    ``keep`` (N,) bool drops rows from the loss (DAPO's zero-variance groups) while their entropies
+    ``keep`` (N,) bool drops rows from the loss (the selector's ``loss_groups`` hook) while their entropies
     are still measured for the selector. Rows whose loss terms are exactly 0 (zero advantage and no
     KL term) only get a no-grad forward; the loss keeps their tokens in its denominator, so the
     gradient equals that of the full batch.
@@ -221,9 +221,7 @@ def grpo_step(run: Run, step: int) -> dict[str, Any]:
     reward_tensor = torch.tensor(rewards, dtype=torch.float32)
     advantages, group_stats = ops.group_advantages(reward_tensor, group, scale=config.grpo.advantage_scale)
     zero_variance = np.asarray(group_stats["zero_variance"], dtype=bool).reshape(-1)
-    keep = np.ones(len(rewards), dtype=bool)
-    if run.selector.drops_zero_variance_groups:
-        keep = np.repeat(~zero_variance, group)
+    keep = np.repeat(run.selector.loss_groups(np.asarray(rewards, dtype=np.float64).reshape(-1, group)), group)
     update_stats, entropy, logprobs = update_policy(run, batch, advantages, keep)
     updated = time.perf_counter()
     seq = ops.sequence_stats(entropy, logprobs, batch.response_mask)
