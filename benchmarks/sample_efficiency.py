@@ -34,6 +34,7 @@ import pathlib
 import subprocess
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -94,7 +95,19 @@ def launch(out: pathlib.Path, setting: str, method: str, seed: int, overrides: l
     log = open(folder / "train.log", "a")
     log.write(f"\n$ {' '.join(command)}\n")
     log.flush()
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    (folder / "run.pid").write_text(f"{process.pid}\n")
+    return process
+
+
+def live_pid(folder: pathlib.Path) -> int | None:
+    """The pid of a training process still running in ``folder`` (started by an earlier driver), else None."""
+    try:
+        pid = int((folder / "run.pid").read_text())
+        cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except (OSError, ValueError):
+        return None
+    return pid if str(folder) in cmdline else None
 
 
 def queue(setting: str, methods: list[str], seeds: list[int], lr_check: bool) -> list[tuple[str, int, list[str]]]:
@@ -110,7 +123,13 @@ def queue(setting: str, methods: list[str], seeds: list[int], lr_check: bool) ->
 def run_all(out: pathlib.Path, setting: str, jobs, parallel: int, json_path: pathlib.Path) -> None:
     pending = [job for job in jobs if not (run_dir(out, setting, job[0], job[1]) / "summary.json").exists()]
     print(f"{len(jobs) - len(pending)} of {len(jobs)} runs already finished; {len(pending)} to go", flush=True)
-    running: list[tuple[subprocess.Popen, str, int, float]] = []
+    running: list[tuple[Any, str, int, float]] = []
+    for job in list(pending):  # runs an earlier driver started and that still train: wait for them
+        pid = live_pid(run_dir(out, setting, job[0], job[1]))
+        if pid is not None:
+            pending.remove(job)
+            running.append((_Adopted(pid, run_dir(out, setting, job[0], job[1])), job[0], job[1], time.time()))
+            print(f"{time.strftime('%H:%M:%S')} waiting for running {job[0]} seed {job[1]} (pid {pid})", flush=True)
     while pending or running:
         while pending and len(running) < parallel:
             method, seed, overrides = pending.pop(0)
@@ -125,6 +144,19 @@ def run_all(out: pathlib.Path, setting: str, jobs, parallel: int, json_path: pat
             status = "done" if process.returncode == 0 else f"FAILED rc={process.returncode} (see train.log)"
             print(f"{time.strftime('%H:%M:%S')} {status}: {method} seed {seed} in {time.time() - started:.0f}s", flush=True)
             collect(out, setting, json_path)
+
+
+class _Adopted:
+    """A training process started by an earlier driver: finished once its pid is gone."""
+
+    def __init__(self, pid: int, folder: pathlib.Path) -> None:
+        self.pid, self.folder, self.returncode = pid, folder, None
+
+    def poll(self):
+        if live_pid(self.folder) == self.pid:
+            return None
+        self.returncode = 0 if (self.folder / "summary.json").exists() else 1
+        return self.returncode
 
 
 def read_run(folder: pathlib.Path) -> dict | None:
