@@ -182,3 +182,19 @@ def test_config_errors():
         PoolInfo(10, prior_difficulty=np.zeros(3))
     with pytest.raises(ValueError, match="empty"):
         PoolInfo(0)
+
+
+@pytest.mark.parametrize("always_correct, grows", [(True, True), (False, False)])
+def test_des_scale_grows_only_when_replayed_prompts_stop_giving_signal(always_correct, grows):
+    # All groups all-correct (no signal) -> the target grows; groups half right (signal) -> it holds,
+    # however flat the reward is (the old reward-trend rule grew it in both cases).
+    selector = make_selector(PoolInfo(5000), SelectionConfig(curriculum=CurriculumConfig(initial_pool=300)), seed=0)
+    rng = np.random.default_rng(0)
+    for step in range(30):
+        sel = selector.select(step, 32)
+        correct = np.ones((32, G), dtype=bool) if always_correct else rng.permuted(np.tile([True, False], (32, G // 2)), axis=1)
+        selector.update(step, sel.prompt_ids, correct.astype(float), correct)
+    metrics = selector.metrics()
+    assert (metrics["pool_target"] > 300) == grows
+    assert metrics["exploit_signal"] == pytest.approx(0.0 if always_correct else 1.0)
+    assert metrics["explore_signal"] == pytest.approx(0.0 if always_correct else 1.0)
