@@ -190,7 +190,20 @@ def read_run(folder: pathlib.Path) -> dict | None:
             "zero_variance_share": float(np.mean(zero)) if zero else None,
             "selection_overhead_ms": float(np.mean(overhead)) if overhead else None,
             "train_time_s": elapsed, "wall_clock_s": summary["wall_clock_s"], "steps": summary["steps"], "curve": curve,
-            "code_version": (folder / "code_version.txt").read_text().strip() if (folder / "code_version.txt").exists() else None}
+            "code_version": (folder / "code_version.txt").read_text().strip() if (folder / "code_version.txt").exists() else None,
+            "accuracy_by_level_initial": summary["initial_eval"].get("accuracy_by_level"),
+            "accuracy_by_level_final": summary["final_eval"].get("accuracy_by_level"),
+            "selected_levels": _level_counts(train_rows.values())}
+
+
+def _level_counts(rows) -> dict[str, int] | None:
+    """How many selected prompts per difficulty level over the run (None without levels)."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        for level in row.get("selected_levels") or []:
+            if level is not None:
+                counts[str(int(level))] = counts.get(str(int(level)), 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: int(item[0]))) or None
 
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:

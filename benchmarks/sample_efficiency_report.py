@@ -70,6 +70,27 @@ def table(methods: dict) -> list[str]:
     return lines
 
 
+def by_level(methods: dict) -> list[str]:
+    """Per-level held-out accuracy change (final - initial, mean over seeds) and training share per level."""
+    levels = None
+    rows = []
+    for name, m in methods.items():
+        runs = [r for r in m["runs"].values() if r.get("accuracy_by_level_final") and r.get("accuracy_by_level_initial")]
+        if not runs:
+            continue
+        levels = levels or sorted(runs[0]["accuracy_by_level_final"], key=float)
+        delta = [np.mean([r["accuracy_by_level_final"][k] - r["accuracy_by_level_initial"][k] for r in runs]) for k in levels]
+        picked = [sum((r.get("selected_levels") or {}).get(str(int(float(k))), 0) for r in runs) for k in levels]
+        total = max(sum(picked), 1)
+        rows.append(f"| {name} | " + " | ".join(f"{d:+.2f} ({100 * p / total:.0f}%)" for d, p in zip(delta, picked)) + " |")
+    if not rows:
+        return []
+    head = "| method | " + " | ".join(f"L{int(float(k))}" for k in levels) + " |"
+    return ["## Per level: held-out accuracy change, and share of training prompts (mean over seeds)", "",
+            "Levels of the synthetic task (docs/des_evidence.md lists what each is and the initial pass rates).", "",
+            head, "|" + "---|" * (len(levels) + 1), *rows, ""]
+
+
 def goals(methods: dict) -> list[str]:
     des, uniform = methods.get("des"), methods.get("uniform")
     if not des or not uniform:
@@ -108,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
             f"common overrides `{' '.join(document['common_overrides'])}`). The runs come from",
             "`python benchmarks/sample_efficiency.py --setting quickstart --out /work/se-runs` (docs/des_evidence.md).",
             "Only finished runs count; every finished seed is listed. Accuracy: held-out pass@1 (512 problems x 4 samples).",
-            "", *table(methods), "", "## Goals of issue 8 (quickstart, mean over seeds, equal steps)", "", *goals(methods), "",
+            "", *table(methods), "", *by_level(methods), "## Goals of issue 8 (quickstart, mean over seeds, equal steps)", "", *goals(methods), "",
             "![accuracy vs steps](results/sample_efficiency_steps.png)", "",
             "![accuracy vs wall-clock](results/sample_efficiency_wallclock.png)", "",
             "Wall-clock is the sum of the runs' step times on a 2-core machine shared with other jobs: it is noisy and",
