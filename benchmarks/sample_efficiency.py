@@ -111,12 +111,14 @@ def live_pid(folder: pathlib.Path) -> int | None:
 
 
 def queue(setting: str, methods: list[str], seeds: list[int], lr_check: bool) -> list[tuple[str, int, list[str]]]:
-    """(method, seed, overrides) in seed-major order, so partial results cover every method; the uniform
-    checks run after the first seed."""
+    """(method, seed, overrides) in seed-major order, so partial results cover every method; uniform's
+    batch check third, its learning-rate checks after the first seed."""
     table = {**METHODS, **LR_CHECK}
     jobs = [(m, seeds[0], table[m]) for m in methods]
     if lr_check:
-        jobs += [(m, seeds[0], overrides) for m, overrides in LR_CHECK.items()]
+        # uniform_b32 right after the first pair: it decides whether per-step signal limits learning at all.
+        jobs.insert(min(2, len(jobs)), ("uniform_b32", seeds[0], LR_CHECK["uniform_b32"]))
+        jobs += [(m, seeds[0], overrides) for m, overrides in LR_CHECK.items() if m != "uniform_b32"]
     return jobs + [(m, s, table[m]) for s in seeds[1:] for m in methods]
 
 
