@@ -70,6 +70,7 @@ SETTINGS = {
     "smoke": {"steps": 2, "overrides": ["eval.every=1", "eval.size=8", "batch_size=4", "rollout.group_size=2"]},
     "full_pass": {"steps": 3438, "overrides": ["eval.every=250", "optim.decay_steps=6876"], "methods": ["uniform"]},
 }
+POLL_S = 5.0  # seconds between checks on running trainings
 FIXED = ["optim.threads=1", "report=false", "tensorboard=false", "progress_bar=false", "save_every=25"]
 
 
@@ -137,7 +138,7 @@ def run_all(out: pathlib.Path, setting: str, jobs, parallel: int, json_path: pat
             method, seed, overrides = pending.pop(0)
             print(f"{time.strftime('%H:%M:%S')} start {method} seed {seed}", flush=True)
             running.append((launch(out, setting, method, seed, overrides), method, seed, time.time()))
-        time.sleep(5)
+        time.sleep(POLL_S)
         for item in list(running):
             process, method, seed, started = item
             if process.poll() is None:
