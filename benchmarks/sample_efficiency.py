@@ -45,6 +45,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "sample_efficiency.json"
 METHODS = {
     "uniform": ["selection.method=uniform"],
     "des": ["selection.method=des"],
+    "des_calibrated": ["selection.method=des", "selection.des.calibrate_labels=true"],
     "mopps": ["selection.method=mopps"],
     "greso": ["selection.method=greso"],
     "dapo": ["selection.method=dapo"],
@@ -118,7 +119,7 @@ def queue(setting: str, methods: list[str], seeds: list[int], lr_check: bool) ->
     jobs = [(m, seeds[0], table[m]) for m in methods]
     if lr_check:
         # uniform_b32 right after the first pair: it decides whether per-step signal limits learning at all.
-        jobs.insert(min(2, len(jobs)), ("uniform_b32", seeds[0], LR_CHECK["uniform_b32"]))
+        jobs.insert(min(2, len(jobs)), ("uniform_b32", seeds[0], LR_CHECK["uniform_b32"]))  # before des_calibrated
         jobs += [(m, seeds[0], overrides) for m, overrides in LR_CHECK.items() if m != "uniform_b32"]
     return jobs + [(m, s, table[m]) for s in seeds[1:] for m in methods]
 

@@ -77,6 +77,8 @@ def test_queue_is_seed_major_with_checks_after_the_first_seed():
     assert jobs[:3] == [("uniform", 0), ("des", 0), ("uniform_b32", 0)]
     assert jobs[-3:] == [("uniform", 1), ("des", 1), ("mopps", 1)]
     assert len(jobs) == 3 * 2 + len(se.LR_CHECK)
+    every = [m for m, _, _ in se.queue("quickstart", list(se.METHODS), [0], lr_check=False)]
+    assert every[:3] == ["uniform", "des", "des_calibrated"]
 
 
 def test_out_inside_the_repository_is_refused():

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from scalingrl.curriculum import CurriculumConfig, ScheduleState, next_schedule, split_batch, step_signal
-from scalingrl.des import FACTORS, DESConfig, PromptStore
+from scalingrl.des import FACTORS, DESConfig, PromptStore, difficulty_factor
 from scalingrl.online_selection import (GRESOConfig, MoPPSConfig, greso_keep_probability, greso_next_explore,
                                         mopps_pick, mopps_prior, mopps_update)
 from scalingrl.sampler import WeightedSampler
@@ -400,8 +400,9 @@ class DESSelector(_BaseSelector):
         self.in_play = WeightedSampler(pool.size, seed=int(self.rng.integers(2**63)))
         self.unseen = WeightedSampler(pool.size, seed=int(self.rng.integers(2**63)))
         everything = np.arange(pool.size, dtype=np.int64)
-        prior_des, _ = self.store.score(everything)  # O(pool) once, at construction
+        prior_des, prior_factors = self.store.score(everything)  # O(pool) once, at construction
         self.unseen.update(everything, config.des.sampler_weight(prior_des))
+        self.calibration = _LabelCalibration(pool, config.des, prior_factors) if config.des.calibrate_labels else None
         self.in_play_count = 0
         self.retests: collections.deque[tuple[int, np.ndarray]] = collections.deque()
         limit = pool.size if c.max_pool == 0 else min(c.max_pool, pool.size)
@@ -466,6 +467,12 @@ class DESSelector(_BaseSelector):
         if leaving.any():
             self.retests.append((step + c.retest_interval, ids[leaving]))
         self.schedule = next_schedule(self.schedule, step_signal(rewards, self._explore_mask(ids)), c, self.pool.size)
+        if self.calibration is not None:
+            self.calibration.observe(ids, correct)
+            if (step + 1) % self.config.des.calibrate_every == 0:
+                unseen = np.flatnonzero(self.status == UNSEEN)  # O(pool), every calibrate_every steps
+                ids_w, weights = self.calibration.unseen_weights(unseen)
+                self.unseen.update(ids_w, weights)
 
     def _explore_mask(self, ids):
         """(B,) bool: which of ``ids`` the last selection drew as new prompts (none if not selected here)."""
@@ -494,7 +501,8 @@ class DESSelector(_BaseSelector):
                 "unseen": self.unseen.state_dict(), "in_play_count": self.in_play_count,
                 "retest_steps": np.array([s for s, _ in self.retests], dtype=np.int64),
                 "retest_ids": [ids.copy() for _, ids in self.retests],
-                "schedule": dataclasses.asdict(self.schedule), "probe_left": self.probe_left}
+                "schedule": dataclasses.asdict(self.schedule), "probe_left": self.probe_left,
+                "calibration": None if self.calibration is None else self.calibration.state_dict()}
 
     def _load_method_state(self, state):
         self.in_play.load_state_dict(state["in_play"])
@@ -506,6 +514,72 @@ class DESSelector(_BaseSelector):
             (int(s), np.asarray(ids, dtype=np.int64)) for s, ids in zip(state["retest_steps"], state["retest_ids"]))
         self.schedule = ScheduleState(**state["schedule"])
         self.probe_left = int(state["probe_left"])
+        if (self.calibration is None) != (state.get("calibration") is None):
+            raise ValueError("selection state and config disagree on des.calibrate_labels")
+        if self.calibration is not None:
+            self.calibration.load_state_dict(state["calibration"])
+
+
+class _LabelCalibration:
+    """Measured pass rate per difficulty label, and the unseen prompts' sampler weights it implies.
+
+    Per label L (the distinct finite values of ``prior_difficulty``): decayed successes s_L and trials
+    t_L of every rollout on prompts with that label (``s_L <- calibration_decay * s_L + successes``
+    each step), a Beta posterior around the label's nominal pass rate ``m_L = clip(1 - L, 0.02, 0.98)``
+    with ``prior_strength`` pseudo-trials, ``q_L = (k m_L + s_L) / (k + t_L)``. An unseen prompt's DES
+    uses ``difficulty_factor(q_L)`` in place of its nominal label's; its CoT and adaptability factors are
+    unchanged (reference length, 0.5). Prompts without a label keep their prior weight.
+    """
+
+    def __init__(self, pool: PoolInfo, config: DESConfig, prior_factors: dict[str, np.ndarray]) -> None:
+        prior = pool.prior_difficulty
+        finite = np.isfinite(prior) if prior is not None else np.zeros(pool.size, dtype=bool)
+        if not finite.any():
+            raise ValueError("des.calibrate_labels=true needs difficulty labels (PoolInfo.prior_difficulty); "
+                             "this pool has none: set des.calibrate_labels=false")
+        labels, inverse = np.unique(prior[finite], return_inverse=True)
+        if len(labels) > 1024:
+            raise ValueError(f"des.calibrate_labels groups prompts by label, but the pool has {len(labels)} distinct "
+                             "labels (> 1024): bin prior_difficulty first or set des.calibrate_labels=false")
+        self.config = config
+        self.label_of = np.full(pool.size, -1, dtype=np.int64)
+        self.label_of[finite] = inverse
+        self.nominal = np.clip(1.0 - labels, 0.02, 0.98)
+        self.successes, self.trials = np.zeros(len(labels)), np.zeros(len(labels))
+        self.other = (config.weight_cot * prior_factors["cot_complexity"]
+                      + config.weight_adaptability * prior_factors["adaptability"])
+
+    def observe(self, ids: np.ndarray, correct: np.ndarray) -> None:
+        label = self.label_of[ids]
+        known = label >= 0
+        k = len(self.nominal)
+        self.successes = self.config.calibration_decay * self.successes + np.bincount(
+            label[known], weights=correct[known].sum(axis=1), minlength=k)
+        self.trials = self.config.calibration_decay * self.trials + np.bincount(
+            label[known], weights=np.full(int(known.sum()), float(correct.shape[1])), minlength=k)
+
+    def pass_rates(self) -> np.ndarray:
+        """(labels,) float64 posterior mean pass rate per label."""
+        k = self.config.prior_strength
+        return (k * self.nominal + self.successes) / (k + self.trials)
+
+    def unseen_weights(self, unseen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, sampler weights) for the labelled prompts among ``unseen``."""
+        ids = unseen[self.label_of[unseen] >= 0]
+        c = self.config
+        difficulty = difficulty_factor(self.pass_rates(), c.target_pass)[self.label_of[ids]]
+        des = (c.weight_difficulty * difficulty + self.other[ids]) / (c.weight_difficulty + c.weight_cot
+                                                                       + c.weight_adaptability)
+        return ids, c.sampler_weight(des)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"successes": self.successes.copy(), "trials": self.trials.copy()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        successes, trials = (np.asarray(state[k], dtype=np.float64) for k in ("successes", "trials"))
+        if successes.shape != self.successes.shape or trials.shape != self.trials.shape:
+            raise ValueError(f"label calibration state has {successes.shape} labels, this pool {self.successes.shape}")
+        self.successes, self.trials = successes.copy(), trials.copy()
 
 
 @register_method("mopps")
