@@ -7,7 +7,7 @@ at a time, and writes ``benchmarks/results/sample_efficiency.json``:
 - top level: ``pool_size``, ``setting``, ``steps``, ``common_overrides``;
 - ``methods.<name>``: ``final_accuracy_mean``, ``final_accuracy_std``, ``gain_mean`` (final - initial),
   ``gain_std``, ``unique_prompts_mean``, ``pool_share_used_mean``, ``zero_variance_share_mean`` (share
-  of rollouts in all-equal-reward groups), ``selection_overhead_ms_mean`` (select + update per step),
+  of rollouts in all-equal-reward groups), ``selection_overhead_ms_mean`` (the selector's select + update per step),
   ``seeds`` (finished seeds), ``overrides``, and ``runs.<seed>``: the held-out accuracy curve against
   steps, rollouts and wall-clock (``curve``: list of {step, rollouts, wall_clock_s, accuracy}).
 
@@ -187,7 +187,9 @@ def read_run(folder: pathlib.Path) -> dict | None:
     curve = list({point["step"]: point for point in curve}.values())  # last value per step (resumed runs)
     curve.sort(key=lambda point: point["step"])
     zero = [r["zero_variance_fraction"] for r in train_rows.values()]
-    overhead = [1e3 * r["time_selection_s"] for r in train_rows.values()]
+    # The selector's own select + update time (not the prompt rows' generation and formatting).
+    overhead = [r["selection/selection_ms"] + r["selection/update_ms"] for r in train_rows.values()
+                if r.get("selection/selection_ms") is not None and r.get("selection/update_ms") is not None]
     return {"initial_accuracy": summary["initial_eval_accuracy"], "final_accuracy": summary["final_eval_accuracy"],
             "gain": summary["final_eval_accuracy"] - summary["initial_eval_accuracy"],
             "unique_prompts": summary["unique_prompts_used"], "pool_size": summary["pool_size"],

@@ -21,7 +21,7 @@ def fake_run(folder: pathlib.Path, initial: float, final: float, zero: list[floa
     (folder / "config.yaml").write_text(yaml.safe_dump({"batch_size": 4, "rollout": {"group_size": 2}}))
     rows = [{"step": 0, "eval_accuracy": initial}]
     for step, share in enumerate(zero, start=1):
-        rows.append({"step": step, "time_step_s": 2.0, "time_selection_s": 0.001 * step, "zero_variance_fraction": share,
+        rows.append({"step": step, "time_step_s": 2.0, "selection/selection_ms": 0.5 * step, "selection/update_ms": 0.5 * step, "zero_variance_fraction": share,
                      "selected_levels": [0.0, 1.0, 1.0, None]})
     rows.append({"step": len(zero), "eval_accuracy": final, "final": True})
     (folder / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
