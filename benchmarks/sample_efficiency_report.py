@@ -6,7 +6,8 @@ Writes ``benchmarks/results/sample_efficiency_steps.png`` (held-out accuracy aga
 ``..._wallclock.png`` (against training wall-clock), each method's seed mean with its min-max spread
 over seeds shaded, and ``benchmarks/RESULTS.md``: the table of every method with every seed's final
 accuracy, and the issue's goals checked against the numbers. It states what the runs show; it does not
-choose a winner by hand.
+choose a winner by hand. A hand-written reading in ``benchmarks/RESULTS_notes.md``, if present, is
+appended as it is (keep it in step with the numbers when the runs progress).
 """
 
 from __future__ import annotations
