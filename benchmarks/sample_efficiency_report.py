@@ -96,7 +96,8 @@ def goals(methods: dict) -> list[str]:
     des, uniform = methods.get("des"), methods.get("uniform")
     if not des or not uniform:
         return ["- DES or uniform has no finished run yet: goals not checkable."]
-    others = {k: v for k, v in methods.items() if k != "des" and not k.startswith("des_") and not k.startswith("uniform_lr")}
+    # Other methods only: DES variants and uniform's checks (uniform_b32, uniform_lr*) are not competitors.
+    others = {k: v for k, v in methods.items() if k != "des" and not k.startswith(("des_", "uniform_"))}
     best_other = max(others.items(), key=lambda item: item[1]["gain_mean"])
     ratio = des["gain_mean"] / uniform["gain_mean"] if uniform["gain_mean"] else float("nan")
     seeds = min(len(des["seeds"]), len(uniform["seeds"]))
