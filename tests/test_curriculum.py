@@ -1,56 +1,86 @@
-"""Curriculum rules: scale and mix move the documented way, batches split correctly."""
+"""Curriculum rules: scale grows only when replayed prompts stop giving signal, the mix follows the
+measured signal, batches split correctly. ``next_schedule`` is checked against a scalar restatement."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from scalingrl.curriculum import CurriculumConfig, ScheduleState, next_schedule, split_batch
+from scalingrl.curriculum import (CurriculumConfig, ScheduleState, StepSignal, next_schedule, next_schedule_reference,
+                                  split_batch, step_signal)
 
-CONFIG = CurriculumConfig(rate=0.1, min_pool=10, max_pool=1000, min_explore=0.1, max_explore=0.8)
+CONFIG = CurriculumConfig(rate=0.1, min_pool=10, max_pool=1000, min_explore=0.1, max_explore=0.8, signal_ema=0.5,
+                          signal_low=0.5)
+START = ScheduleState(pool_target=100.0, explore_share=0.5)
 
 
-def steps(pass_rate, zero_variance, rewards, state=None):
-    state = state or ScheduleState(pool_target=100.0, explore_share=0.5)
-    for reward in rewards:
-        state = next_schedule(state, pass_rate, zero_variance, reward, CONFIG, pool_limit=5000)
+def run_steps(signals, state=START, config=CONFIG):
+    for signal in signals:
+        state = next_schedule(state, signal, config, pool_limit=5000)
     return state
 
 
-def test_too_easy_grows_pool_and_explores_more():
-    state = steps(0.9, 0.2, [0.9, 0.9])
-    assert state.pool_target == pytest.approx(100 * 1.1**2)
-    assert state.explore_share == pytest.approx(0.7)
+def test_spent_pool_grows_scale():
+    # Replayed groups: 1 of 10 informative (mastered or hopeless prompts): grow by rate each step.
+    state = run_steps([StepSignal(5, 10, 1, 10)] * 3)
+    assert state.pool_target == pytest.approx(100 * 1.1**3)
 
 
-def test_mostly_all_correct_groups_count_as_too_easy():
-    state = steps(0.6, 0.8, [0.6])
-    assert state.pool_target > 100 and state.explore_share > 0.5
+def test_flat_reward_with_informative_replay_holds_scale():
+    # The old rule grew the pool whenever the reward trend was flat; now informative replay holds it.
+    state = run_steps([StepSignal(5, 10, 8, 10)] * 50)
+    assert state.pool_target == 100.0
 
 
-def test_too_hard_shrinks_pool_and_replays_more():
-    state = steps(0.1, 0.3, [0.1, 0.12, 0.15])
-    assert state.pool_target == pytest.approx(100 * 0.9**3)
-    assert state.explore_share == pytest.approx(0.2)
+def test_mix_moves_towards_the_side_with_more_signal():
+    new_better = run_steps([StepSignal(9, 10, 3, 10)] * 40)
+    replay_better = run_steps([StepSignal(2, 10, 8, 10)] * 40)
+    assert new_better.explore_share == pytest.approx(0.75, abs=0.01)  # 0.9 / (0.9 + 0.3)
+    assert replay_better.explore_share == pytest.approx(0.2, abs=0.01)  # 0.2 / (0.2 + 0.8)
 
 
-def test_learning_inside_band_holds():
-    state = steps(0.5, 0.1, [0.3, 0.4, 0.5, 0.6])  # rising reward: trend well above the plateau
-    assert state.pool_target == 100.0 and state.explore_share == 0.5
-    assert state.reward_trend > CONFIG.plateau
+def test_no_signal_anywhere_holds_the_mix_and_grows():
+    state = run_steps([StepSignal(0, 10, 0, 10)] * 5)
+    assert state.explore_share == 0.5 and state.pool_target == pytest.approx(100 * 1.1**5)
 
 
-def test_stalled_inside_band_grows():
-    state = steps(0.5, 0.1, [0.5] * 4)
-    assert state.pool_target > 100 and state.explore_share > 0.5
+def test_a_side_without_groups_keeps_its_smoothed_value():
+    state = run_steps([StepSignal(4, 10, 6, 10), StepSignal(0, 0, 10, 10)])
+    assert state.explore_signal == 0.4 and state.exploit_signal == pytest.approx(0.8)
 
 
 def test_limits_clip():
-    state = steps(0.95, 0.9, [0.95] * 200)
-    assert state.pool_target == 1000 and state.explore_share == 0.8
-    state = steps(0.0, 0.9, [0.0] * 200)
+    state = run_steps([StepSignal(10, 10, 0, 10)] * 300)
+    assert state.pool_target == 1000 and state.explore_share == pytest.approx(0.8)
+    state = run_steps([StepSignal(0, 10, 10, 10)] * 300, state=ScheduleState(5.0, 0.5))
     assert state.pool_target == 10 and math.isclose(state.explore_share, 0.1)
+
+
+def test_next_schedule_matches_scalar_reference_on_random_sequences():
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        config = CurriculumConfig(rate=float(rng.uniform(0.01, 0.5)), signal_ema=float(rng.uniform(0.05, 1)),
+                                  signal_low=float(rng.uniform(0, 1)), min_pool=16, max_pool=int(rng.integers(16, 4000)))
+        state = ref = ScheduleState(pool_target=float(rng.integers(16, 500)), explore_share=0.5)
+        for _ in range(30):
+            n_explore, n_exploit = rng.integers(0, 20, 2)
+            signal = StepSignal(int(rng.integers(0, n_explore + 1)), int(n_explore),
+                                int(rng.integers(0, n_exploit + 1)), int(n_exploit))
+            state = next_schedule(state, signal, config, pool_limit=3000)
+            ref = next_schedule_reference(ref, signal, config, pool_limit=3000)
+            for field in ("pool_target", "explore_share", "explore_signal", "exploit_signal"):
+                a, b = getattr(state, field), getattr(ref, field)
+                assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-12), (trial, field)
+
+
+def test_step_signal_counts_informative_groups_by_origin():
+    rewards = np.array([[0, 0, 0], [0, 1, 0], [1, 1, 1], [1, 0, 1], [0.5, 0.5, 0.5]])
+    signal = step_signal(rewards, np.array([True, True, False, False, False]))
+    assert signal == StepSignal(explore_informative=1, explore_groups=2, exploit_informative=1, exploit_groups=3)
+    with pytest.raises(ValueError, match="is_explore"):
+        step_signal(rewards, np.ones(3, dtype=bool))
 
 
 @pytest.mark.parametrize(
@@ -77,7 +107,8 @@ def test_split_batch_impossible():
 
 @pytest.mark.parametrize(
     "field, value",
-    [("initial_pool", 0), ("pass_low", 0.9), ("rate", 1.5), ("retest_interval", 0), ("initial_explore", 0.99)],
+    [("initial_pool", 0), ("signal_low", 1.5), ("signal_ema", 0.0), ("rate", 1.5), ("retest_interval", 0),
+     ("initial_explore", 0.99)],
 )
 def test_config_errors_name_the_field(field, value):
     with pytest.raises(ValueError, match=f"curriculum.{field}"):

@@ -44,7 +44,10 @@ def config(method, **curriculum):
 @pytest.mark.parametrize("method", METHODS)
 def test_contract(method):
     selector = make_selector(pool_info(), config(method), seed=1)
-    assert selector.drops_zero_variance_groups == (method == "dapo")
+    mixed = np.zeros((4, G))
+    mixed[1, 0] = mixed[3] = 1.0  # groups 0 and 2 all wrong, 3 all right: zero-variance; 1 informative
+    expected = [False, True, False, False] if method in ("dapo", "greso") else [True] * 4
+    np.testing.assert_array_equal(selector.loss_groups(mixed), expected)
     for step in range(3):
         sel = selector.select(step, B)
         assert sel.prompt_ids.dtype == np.int64 and sel.prompt_ids.shape == (B,)
@@ -179,3 +182,94 @@ def test_config_errors():
         PoolInfo(10, prior_difficulty=np.zeros(3))
     with pytest.raises(ValueError, match="empty"):
         PoolInfo(0)
+
+
+@pytest.mark.parametrize("always_correct, grows", [(True, True), (False, False)])
+def test_des_scale_grows_only_when_replayed_prompts_stop_giving_signal(always_correct, grows):
+    # All groups all-correct (no signal) -> the target grows; groups half right (signal) -> it holds,
+    # however flat the reward is (the old reward-trend rule grew it in both cases).
+    selector = make_selector(PoolInfo(5000), SelectionConfig(curriculum=CurriculumConfig(initial_pool=300)), seed=0)
+    rng = np.random.default_rng(0)
+    for step in range(30):
+        sel = selector.select(step, 32)
+        correct = np.ones((32, G), dtype=bool) if always_correct else rng.permuted(np.tile([True, False], (32, G // 2)), axis=1)
+        selector.update(step, sel.prompt_ids, correct.astype(float), correct)
+    metrics = selector.metrics()
+    assert (metrics["pool_target"] > 300) == grows
+    assert metrics["exploit_signal"] == pytest.approx(0.0 if always_correct else 1.0)
+    assert metrics["explore_signal"] == pytest.approx(0.0 if always_correct else 1.0)
+
+
+def test_difficulty_factor_matches_the_native_store_on_unseen_prompts():
+    from scalingrl.des import DESConfig, PromptStore, difficulty_factor
+
+    labels = np.linspace(0, 1, 11)
+    for target in (0.3, 0.5, 0.7):
+        store = PromptStore(11, DESConfig(target_pass=target), labels, None)
+        _, factors = store.score(np.arange(11))
+        np.testing.assert_allclose(factors["difficulty"], difficulty_factor(np.clip(1 - labels, 0.02, 0.98), target),
+                                   rtol=1e-12)
+
+
+def calibrated(**des):
+    from scalingrl.des import DESConfig
+
+    return SelectionConfig(des=DESConfig(calibrate_labels=True, calibrate_every=1, **des),
+                           curriculum=CurriculumConfig(initial_pool=256, retest_interval=5))
+
+
+def test_label_calibration_counts_match_a_float64_loop():
+    selector = make_selector(pool_info(), calibrated(calibration_decay=0.8), seed=0)
+    prior = pool_info().prior_difficulty
+    labels = sorted(set(prior[np.isfinite(prior)].tolist()))
+    s, t = {l: 0.0 for l in labels}, {l: 0.0 for l in labels}
+    rng = np.random.default_rng(3)
+    for step in range(5):
+        sel = selector.select(step, B)
+        correct = rng.random((B, G)) < true_pass(sel.prompt_ids)[:, None]
+        selector.update(step, sel.prompt_ids, correct.astype(float), correct)
+        for l in labels:
+            s[l] *= 0.8
+            t[l] *= 0.8
+        for i, row in zip(sel.prompt_ids, correct):
+            if np.isfinite(prior[i]):
+                s[prior[i]] += row.sum()
+                t[prior[i]] += G
+    expected = [(2 * min(max(1 - l, 0.02), 0.98) + s[l]) / (2 + t[l]) for l in labels]
+    np.testing.assert_allclose(selector.calibration.pass_rates(), expected, rtol=1e-12)
+
+
+def test_label_calibration_moves_exploration_to_labels_measured_near_the_target():
+    # Label 0.5 (nominally the most learnable) is hopeless for this learner; label 0.0 passes half the time.
+    pool = PoolInfo(4000, prior_difficulty=np.repeat([0.0, 0.5, 1.0], [1300, 1400, 1300]).astype(float))
+    true = {0.0: 0.5, 0.5: 0.0, 1.0: 0.0}
+    shares = {}
+    for calibrate in (False, True):
+        config = calibrated() if calibrate else SelectionConfig(curriculum=CurriculumConfig(initial_pool=256))
+        selector = make_selector(pool, config, seed=0)
+        rng = np.random.default_rng(0)
+        explored = []
+        for step in range(25):
+            sel = selector.select(step, 32)
+            p = np.array([true[v] for v in pool.prior_difficulty[sel.prompt_ids]])
+            correct = rng.random((32, G)) < p[:, None]
+            selector.update(step, sel.prompt_ids, correct.astype(float), correct)
+            if step >= 10:
+                explored.append(sel.prompt_ids[sel.is_explore])
+        explored = np.concatenate(explored)
+        shares[calibrate] = float(np.mean(pool.prior_difficulty[explored] == 0.0))
+    assert shares[False] < 0.1  # the nominal label ranks label 0.0 (nominal pass 0.98) at the bottom
+    assert shares[True] > 0.8
+
+
+def test_label_calibration_round_trips_and_needs_labels():
+    a, b = make_selector(pool_info(), calibrated(), seed=4), make_selector(pool_info(), calibrated(), seed=4)
+    run(a, 4), run(b, 4)
+    restored = make_selector(pool_info(), calibrated(), seed=0)
+    restored.load_state_dict(a.state_dict())
+    for x, y in zip(run(a, 5, start=4), run(restored, 5, start=4)):
+        np.testing.assert_array_equal(x, y)
+    with pytest.raises(ValueError, match="disagree on des.calibrate_labels"):
+        make_selector(pool_info(), config("des"), seed=0).load_state_dict(b.state_dict())
+    with pytest.raises(ValueError, match="needs difficulty labels"):
+        make_selector(PoolInfo(100), calibrated(), seed=0)

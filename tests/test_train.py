@@ -167,7 +167,7 @@ def test_eval_cli_on_a_run_and_a_checkpoint(full_run, tmp_path):
     assert eval_main([str(checkpoint), "eval.size=8"])["accuracy"] == result["accuracy"]
 
 
-@pytest.mark.parametrize("method", ["uniform", "random_subset", "dapo", "adarft"])
+@pytest.mark.parametrize("method", ["uniform", "random_subset", "dapo", "adarft", "mopps", "greso"])
 def test_every_selection_method_runs_through_the_same_loop(method, tmp_path):
     from scalingrl.train import main
 

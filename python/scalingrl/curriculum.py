@@ -1,7 +1,16 @@
 """Adaptive curriculum rules: how many prompts are in play (scale) and the explore/exploit mix.
 
-Pure functions of the previous schedule state and one step's training signals, so they are easy to
-test and to swap. ``scalingrl.selection.DESSelector`` applies them; docs/curriculum.md explains them.
+Pure functions of the previous schedule state and one step's measured learning signal, so they are
+easy to test and to swap. ``scalingrl.selection.DESSelector`` applies them; docs/curriculum.md
+explains them and why the earlier reward-trend rule was dropped (it ran away).
+
+The signal of a group is whether its G rewards differ (GRPO's advantage is zero otherwise). The
+rules read that signal separately for the prompts replayed from the pool in play ("exploit") and for
+the new prompts ("explore"):
+
+- scale: the pool target grows only while the replayed prompts stop giving signal (mastered or
+  hopeless); it never grows because the reward curve is flat;
+- mix: the explore share moves towards the share of the measured signal that new prompts bring.
 
 Left out on purpose: anything that needs the model (probing runs through the trainer's rollouts).
 """
@@ -9,8 +18,12 @@ Left out on purpose: anything that needs the model (probing runs through the tra
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
+
+__all__ = ["CurriculumConfig", "ScheduleState", "StepSignal", "step_signal", "next_schedule", "split_batch",
+           "next_schedule_reference"]
 
 
 @dataclasses.dataclass
@@ -24,12 +37,11 @@ class CurriculumConfig:
         initial_explore: share of each batch drawn from unseen prompts at the start.
         min_explore: smallest explore share (a trickle of new prompts never stops).
         max_explore: largest explore share.
-        pass_low: below this batch pass rate the batch is too hard: shrink the pool, replay more.
-        pass_high: above this batch pass rate the batch is too easy: grow the pool, explore more.
-        zero_variance_high: above this fraction of all-equal-reward groups, explore more.
-        rate: relative change of the pool target and absolute change of the explore share per step.
-        trend_ema: smoothing of the batch mean reward used for the reward trend.
-        plateau: |reward trend| under which training counts as stalled (grow and explore).
+        signal_ema: weight of the newest step in the smoothed informative shares (explore, exploit).
+        signal_low: when the smoothed informative share of replayed groups falls below this, the
+            prompts in play are spent (mastered or hopeless): the pool target grows by ``rate``.
+        rate: relative growth of the pool target per step while spent, and the step size of the
+            explore share towards its measured target.
         mastery_pass: a prompt whose group pass rate is >= this on `retire_after` visits in a row retires.
         hopeless_pass: a prompt whose group pass rate is <= this on `retire_after` visits in a row is parked.
         retire_after: consecutive visits needed to retire or park a prompt.
@@ -44,12 +56,9 @@ class CurriculumConfig:
     initial_explore: float = 0.5
     min_explore: float = 0.05
     max_explore: float = 0.9
-    pass_low: float = 0.25
-    pass_high: float = 0.75
-    zero_variance_high: float = 0.5
+    signal_ema: float = 0.1
+    signal_low: float = 0.5
     rate: float = 0.05
-    trend_ema: float = 0.1
-    plateau: float = 0.002
     mastery_pass: float = 1.0
     hopeless_pass: float = 0.0
     retire_after: int = 2
@@ -64,10 +73,9 @@ class CurriculumConfig:
             ("min_explore", 0 <= self.min_explore <= self.max_explore <= 1, "0 <= min_explore <= max_explore <= 1"),
             ("initial_explore", self.min_explore <= self.initial_explore <= self.max_explore,
              "between min_explore and max_explore"),
-            ("pass_low", 0 <= self.pass_low < self.pass_high <= 1, "0 <= pass_low < pass_high <= 1"),
-            ("zero_variance_high", 0 < self.zero_variance_high <= 1, "in (0, 1]"),
+            ("signal_ema", 0 < self.signal_ema <= 1, "in (0, 1], e.g. 0.1"),
+            ("signal_low", 0 <= self.signal_low <= 1, "a share of groups in [0, 1], e.g. 0.5"),
             ("rate", 0 < self.rate < 1, "in (0, 1), e.g. 0.05"),
-            ("trend_ema", 0 < self.trend_ema <= 1, "in (0, 1]"),
             ("mastery_pass", 0 < self.mastery_pass <= 1, "in (0, 1]"),
             ("hopeless_pass", 0 <= self.hopeless_pass < self.mastery_pass, "in [0, mastery_pass)"),
             ("retire_after", self.retire_after >= 1, "an integer >= 1"),
@@ -81,37 +89,103 @@ class CurriculumConfig:
 
 @dataclasses.dataclass
 class ScheduleState:
-    """What the rules carry from step to step."""
+    """What the rules carry from step to step.
+
+    Attributes:
+        pool_target: prompts the pool in play may hold (float; compared with the integer count).
+        explore_share: share of a batch drawn from unseen prompts while the pool is below target.
+        explore_signal: smoothed informative share of new (explore) groups; NaN until measured.
+        exploit_signal: smoothed informative share of replayed (exploit) groups; NaN until measured.
+    """
 
     pool_target: float
     explore_share: float
-    reward_ema: float = float("nan")
-    reward_trend: float = 0.0
+    explore_signal: float = float("nan")
+    exploit_signal: float = float("nan")
 
 
-def next_schedule(state: ScheduleState, pass_rate: float, zero_variance_fraction: float, reward_mean: float,
-                  config: CurriculumConfig, pool_limit: int) -> ScheduleState:
+@dataclasses.dataclass
+class StepSignal:
+    """One step's measured signal: informative groups and group counts, split by origin."""
+
+    explore_informative: int
+    explore_groups: int
+    exploit_informative: int
+    exploit_groups: int
+
+
+def step_signal(rewards: np.ndarray, is_explore: np.ndarray) -> StepSignal:
+    """Count informative groups (rewards not all equal) among explore and exploit rows.
+
+    Args:
+        rewards: (B, G) float64 group rewards. is_explore: (B,) bool, True for new prompts.
+    Raises ValueError when the shapes disagree.
+    """
+    rewards = np.asarray(rewards, dtype=np.float64)
+    is_explore = np.asarray(is_explore, dtype=bool)
+    if rewards.ndim != 2 or is_explore.shape != (rewards.shape[0],):
+        raise ValueError(f"rewards must be (B, G) and is_explore (B,), got {rewards.shape} and {is_explore.shape}")
+    informative = rewards.max(axis=1) > rewards.min(axis=1)
+    return StepSignal(int((informative & is_explore).sum()), int(is_explore.sum()),
+                      int((informative & ~is_explore).sum()), int((~is_explore).sum()))
+
+
+def _smooth(previous: float, informative: int, groups: int, weight: float) -> float:
+    if groups == 0:
+        return previous
+    share = informative / groups
+    return share if np.isnan(previous) else (1 - weight) * previous + weight * share
+
+
+def next_schedule(state: ScheduleState, signal: StepSignal, config: CurriculumConfig, pool_limit: int) -> ScheduleState:
     """One step of the scale and mix rules.
 
-    Too easy (pass rate above the band, or mostly all-correct groups) or stalled (flat reward trend):
-    grow the pool target and explore more. Too hard (pass rate under the band): shrink the target and
-    replay more of what is in play. Inside the band with variance to learn from: hold.
+    1. Smooth the informative shares of explore and exploit groups (EMA ``signal_ema``; a side with no
+       group this step keeps its value).
+    2. Scale: if the replayed prompts' smoothed share is below ``signal_low`` (they are mastered or
+       hopeless), ``pool_target *= 1 + rate``; otherwise hold. Clipped to [min_pool, max_pool or pool].
+    3. Mix: once both sides are measured, the explore share moves by ``rate`` towards
+       ``explore_signal / (explore_signal + exploit_signal)`` (the share of signal new prompts bring),
+       clipped to [min_explore, max_explore]; with no signal on either side it holds.
     """
     c = config
-    if np.isnan(state.reward_ema):
-        ema, trend = reward_mean, 0.0
-    else:
-        # Trend: smoothed innovation of the batch reward against its running mean (0 when flat).
-        trend = (1 - c.trend_ema) * state.reward_trend + c.trend_ema * (reward_mean - state.reward_ema)
-        ema = (1 - c.trend_ema) * state.reward_ema + c.trend_ema * reward_mean
-    too_easy = pass_rate > c.pass_high or (zero_variance_fraction > c.zero_variance_high and pass_rate >= 0.5)
-    too_hard = pass_rate < c.pass_low or (zero_variance_fraction > c.zero_variance_high and pass_rate < 0.5)
-    stalled = not np.isnan(state.reward_ema) and abs(trend) < c.plateau
-    direction = 1.0 if (too_easy or (stalled and not too_hard)) else (-1.0 if too_hard else 0.0)
+    explore_signal = _smooth(state.explore_signal, signal.explore_informative, signal.explore_groups, c.signal_ema)
+    exploit_signal = _smooth(state.exploit_signal, signal.exploit_informative, signal.exploit_groups, c.signal_ema)
     upper = pool_limit if c.max_pool == 0 else min(c.max_pool, pool_limit)
-    target = float(np.clip(state.pool_target * (1 + c.rate * direction), min(c.min_pool, upper), upper))
-    explore = float(np.clip(state.explore_share + c.rate * direction, c.min_explore, c.max_explore))
-    return ScheduleState(pool_target=target, explore_share=explore, reward_ema=ema, reward_trend=trend)
+    spent = not np.isnan(exploit_signal) and exploit_signal < c.signal_low
+    target = state.pool_target * (1 + c.rate) if spent else state.pool_target
+    target = float(np.clip(target, min(c.min_pool, upper), upper))
+    share = state.explore_share
+    if not (np.isnan(explore_signal) or np.isnan(exploit_signal)) and explore_signal + exploit_signal > 0:
+        wanted = explore_signal / (explore_signal + exploit_signal)
+        share = share + c.rate * (wanted - share)
+    share = float(np.clip(share, c.min_explore, c.max_explore))
+    return ScheduleState(pool_target=target, explore_share=share, explore_signal=explore_signal,
+                         exploit_signal=exploit_signal)
+
+
+def next_schedule_reference(state: ScheduleState, signal: StepSignal, config: CurriculumConfig,
+                            pool_limit: int) -> ScheduleState:
+    """Slow scalar restatement of ``next_schedule`` with ``math`` only (tests only)."""
+    c = config
+
+    def smooth(prev, k, n):
+        if n == 0:
+            return prev
+        return k / n if math.isnan(prev) else prev + c.signal_ema * (k / n - prev)
+
+    xs = smooth(state.explore_signal, signal.explore_informative, signal.explore_groups)
+    es = smooth(state.exploit_signal, signal.exploit_informative, signal.exploit_groups)
+    upper = pool_limit if c.max_pool == 0 else min(c.max_pool, pool_limit)
+    target = state.pool_target
+    if not math.isnan(es) and es < c.signal_low:
+        target = target + c.rate * target
+    target = min(max(target, min(c.min_pool, upper)), upper)
+    share = state.explore_share
+    if not math.isnan(xs) and not math.isnan(es) and xs + es > 0:
+        share = (1 - c.rate) * share + c.rate * xs / (xs + es)
+    share = min(max(share, c.min_explore), c.max_explore)
+    return ScheduleState(target, share, xs, es)
 
 
 def split_batch(batch_size: int, explore_share: float, in_play: int, pool_target: float, unseen: int,

@@ -40,6 +40,11 @@ class DESConfig:
         weight_adaptability: weight of the reward adaptability factor; 0 switches it off.
         sharpness: sampler weight = weight_floor + DES ** sharpness (higher: greedier selection).
         weight_floor: smallest sampler weight of a prompt in play, so none starves entirely.
+        calibrate_labels: re-rank unseen prompts by the *measured* pass rate of their difficulty label
+            (all rollouts of prompts sharing the label, Beta posterior around the label's prior) instead
+            of the label's nominal pass rate; off by default (docs/des_evidence.md says why it exists).
+        calibration_decay: per-step weight kept by a label's earlier success/trial counts.
+        calibrate_every: steps between two re-rankings of the unseen prompts (each is O(pool)).
     """
 
     prior_strength: float = 2.0
@@ -53,6 +58,9 @@ class DESConfig:
     weight_adaptability: float = 0.5
     sharpness: float = 4.0
     weight_floor: float = 1e-3
+    calibrate_labels: bool = False
+    calibration_decay: float = 0.9
+    calibrate_every: int = 10
 
     def __post_init__(self) -> None:
         checks = [
@@ -64,6 +72,8 @@ class DESConfig:
             ("norm_decay", 0 < self.norm_decay <= 1, "in (0, 1], e.g. 1e-3"),
             ("sharpness", self.sharpness > 0, "positive, e.g. 4.0"),
             ("weight_floor", self.weight_floor >= 0, ">= 0"),
+            ("calibration_decay", 0 <= self.calibration_decay <= 1, "in [0, 1], e.g. 0.9"),
+            ("calibrate_every", self.calibrate_every >= 1, "an integer number of steps >= 1"),
         ]
         for name in ("weight_difficulty", "weight_cot", "weight_adaptability"):
             checks.append((name, getattr(self, name) >= 0, ">= 0 (0 switches the factor off)"))
@@ -83,6 +93,16 @@ class DESConfig:
     def sampler_weight(self, des: np.ndarray) -> np.ndarray:
         """Sampler weight of prompts in play from their DES, (B,) float64."""
         return self.weight_floor + np.asarray(des, dtype=np.float64) ** self.sharpness
+
+
+def difficulty_factor(pass_rate: np.ndarray, target_pass: float) -> np.ndarray:
+    """The DES difficulty factor of a pass rate, (n,) float64 in [0, 1] (same formula as the store).
+
+    ``q^(2t) (1-q)^(2(1-t)) / (t^(2t) (1-t)^(2(1-t)))`` with t = ``target_pass``: 1 at q = t, 0 at 0 and 1.
+    """
+    q = np.asarray(pass_rate, dtype=np.float64)
+    a, b = 2 * target_pass, 2 * (1 - target_pass)
+    return q**a * (1 - q) ** b / (target_pass**a * (1 - target_pass) ** b)
 
 
 def group_outcomes(rewards: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,6 +1,8 @@
 """Prompt selection for the GRPO loop: the DES curriculum and the baselines, behind one interface.
 
-``make_selector(pool, config, seed)`` returns a ``Selector`` for ``config.method``:
+``make_selector(pool, config, seed)`` returns a ``Selector`` for ``config.method``. Methods are
+registered with ``@register_method(name)``; ``METHODS`` is the read-only view of that registry
+(name -> class, in registration order):
 
 - ``des``: Data Effectiveness Score + adaptive curriculum (``scalingrl.des``, ``scalingrl.curriculum``),
   drawn through two exact O(1) samplers (prompts in play; unseen prompts by their prior DES);
@@ -9,7 +11,14 @@
 - ``dapo``: uniform, and the trainer drops zero-variance groups from the update (DAPO's dynamic
   sampling filter, without its over-sampling);
 - ``adarft``: AdaRFT-style target difficulty: the prompts whose estimated difficulty is closest to a
-  target that follows the batch reward (a full argsort over the pool each step).
+  target that follows the batch reward (a full argsort over the pool each step);
+- ``mopps``: MoPPS, Thompson samples of per-prompt Beta posteriors nearest a target pass rate;
+- ``greso``: GRESO, uniform candidates minus predicted zero-variance prompts (with re-tries), and the
+  zero-variance groups that still occur are dropped from the loss.
+
+Besides choosing prompts, a selector acts on the batch through one documented hook,
+``loss_groups(rewards) -> (B,) bool``: which of the step's groups enter the policy loss (all by
+default; DAPO and GRESO drop zero-variance groups). docs/selection.md describes the contract.
 
 Every selector keeps the same per-prompt store, so statistics exports and the records look alike.
 Everything is deterministic for a seed and round-trips through ``state_dict``/``load_state_dict``.
@@ -21,17 +30,38 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
+import types
 from typing import Any, Protocol
 
 import numpy as np
 
-from scalingrl.curriculum import CurriculumConfig, ScheduleState, next_schedule, split_batch
-from scalingrl.des import FACTORS, DESConfig, PromptStore
+from scalingrl.curriculum import CurriculumConfig, ScheduleState, next_schedule, split_batch, step_signal
+from scalingrl.des import FACTORS, DESConfig, PromptStore, difficulty_factor
+from scalingrl.online_selection import (GRESOConfig, MoPPSConfig, greso_keep_probability, greso_next_explore,
+                                        mopps_pick, mopps_prior, mopps_update)
 from scalingrl.sampler import WeightedSampler
 
-METHODS = ("des", "uniform", "random_subset", "dapo", "adarft")
-STATE_VERSION = 1
+_REGISTRY: dict[str, type] = {}
+#: Read-only view of the registry, name -> selector class (``"des" in METHODS``, ``list(METHODS)``).
+METHODS = types.MappingProxyType(_REGISTRY)
+STATE_VERSION = 2
 UNSEEN, IN_PLAY, RETIRED, PARKED = 0, 1, 2, 3
+
+
+def register_method(name: str):
+    """Class decorator: register a selector class under ``name`` (sets ``cls.name``).
+
+    Raises ValueError when ``name`` is taken, so two methods never shadow each other.
+    """
+
+    def decorate(cls):
+        if name in _REGISTRY:
+            raise ValueError(f"selection method {name!r} is already registered by {_REGISTRY[name].__name__}")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
 
 
 @dataclasses.dataclass
@@ -99,11 +129,13 @@ class SelectionConfig:
     """Which prompts each step trains on.
 
     Attributes:
-        method: one of des, uniform, random_subset, dapo, adarft.
+        method: a registered method (``METHODS``): des, uniform, random_subset, dapo, adarft, mopps, greso.
         random_subset_size: prompts in the fixed subset of ``random_subset`` (ScalingRL's 1.5K).
         des: Data Effectiveness Score knobs (also used for the statistics every method records).
         curriculum: scale/mix/retirement knobs of the ``des`` method.
         adarft: knobs of the ``adarft`` baseline.
+        mopps: knobs of the ``mopps`` baseline.
+        greso: knobs of the ``greso`` baseline.
     """
 
     method: str = "des"
@@ -111,6 +143,8 @@ class SelectionConfig:
     des: DESConfig = dataclasses.field(default_factory=DESConfig)
     curriculum: CurriculumConfig = dataclasses.field(default_factory=CurriculumConfig)
     adarft: AdaRFTConfig = dataclasses.field(default_factory=AdaRFTConfig)
+    mopps: MoPPSConfig = dataclasses.field(default_factory=MoPPSConfig)
+    greso: GRESOConfig = dataclasses.field(default_factory=GRESOConfig)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -121,11 +155,11 @@ class SelectionConfig:
 
 class Selector(Protocol):
     name: str
-    drops_zero_variance_groups: bool
 
     def select(self, step: int, batch_size: int) -> Selection: ...
     def update(self, step: int, prompt_ids: np.ndarray, rewards: np.ndarray, correct: np.ndarray,
                cot_stats: dict[str, np.ndarray] | None = None) -> None: ...
+    def loss_groups(self, rewards: np.ndarray) -> np.ndarray: ...
     def metrics(self) -> dict[str, float]: ...
     def unique_prompts_used(self) -> int: ...
     def used_prompt_ids(self) -> np.ndarray: ...
@@ -142,7 +176,6 @@ class _BaseSelector:
     """Shared bookkeeping: the per-prompt store, the used set, timings, the generator."""
 
     name = "base"
-    drops_zero_variance_groups = False
 
     def __init__(self, pool: PoolInfo, config: SelectionConfig, seed: int) -> None:
         self.pool, self.config, self.seed = pool, config, seed
@@ -153,6 +186,7 @@ class _BaseSelector:
         self.last_select_ms = 0.0
         self.last_update_ms = 0.0
         self.pending: np.ndarray | None = None  # ids of the last selection, awaiting their update
+        self.pending_explore: np.ndarray | None = None  # (B,) bool: which of them were new prompts
 
     # -- the interface -------------------------------------------------------------------------
     def select(self, step: int, batch_size: int) -> Selection:
@@ -165,7 +199,7 @@ class _BaseSelector:
         self.used[ids] = True
         self.used_count += int(fresh.sum())
         des, factors = self._scores(ids)
-        self.pending = ids
+        self.pending, self.pending_explore = ids, np.asarray(explore, dtype=bool)
         self.last_select_ms = (time.perf_counter() - start) * 1e3
         return Selection(step=step, prompt_ids=ids, is_explore=np.asarray(explore, dtype=bool), des=des, factors=factors)
 
@@ -178,8 +212,22 @@ class _BaseSelector:
         ids = ids.astype(np.int64)
         self.store.update(step, ids, rewards, correct, cot_stats)  # validates everything first
         self._after_update(step, ids, np.asarray(rewards, dtype=np.float64), np.asarray(correct, dtype=bool))
-        self.pending = None
+        self.pending = self.pending_explore = None
         self.last_update_ms = (time.perf_counter() - start) * 1e3
+
+    def loss_groups(self, rewards: np.ndarray) -> np.ndarray:
+        """Batch hook: which of this step's groups enter the policy loss.
+
+        Args:
+            rewards: (B, G) float64 rewards of the step's groups, rows in selection order.
+        Returns:
+            (B,) bool, True for groups the loss keeps. Default: every group. A dropped group's rollouts
+            still reach ``update`` (the selector's statistics see every rollout).
+        """
+        rewards = np.asarray(rewards, dtype=np.float64)
+        if rewards.ndim != 2:
+            raise ValueError(f"rewards must be (B, G), got shape {rewards.shape}")
+        return np.ones(rewards.shape[0], dtype=bool)
 
     def metrics(self) -> dict[str, float]:
         return {"unique_prompts_used": float(self.used_count), "pool_size": float(self._in_play()),
@@ -247,8 +295,15 @@ class _BaseSelector:
         pass
 
 
+def _drop_zero_variance(rewards: np.ndarray) -> np.ndarray:
+    rewards = np.asarray(rewards, dtype=np.float64)
+    if rewards.ndim != 2:
+        raise ValueError(f"rewards must be (B, G), got shape {rewards.shape}")
+    return rewards.max(axis=1) > rewards.min(axis=1)
+
+
+@register_method("uniform")
 class UniformSelector(_BaseSelector):
-    name = "uniform"
 
     def _choose(self, step, batch_size):
         if batch_size > self.pool.size:
@@ -257,13 +312,16 @@ class UniformSelector(_BaseSelector):
         return ids, ~self.used[ids]
 
 
+@register_method("dapo")
 class DAPOSelector(UniformSelector):
-    name = "dapo"
-    drops_zero_variance_groups = True
+    """Uniform prompts; zero-variance groups leave the loss (DAPO's dynamic-sampling filter)."""
+
+    def loss_groups(self, rewards):
+        return _drop_zero_variance(rewards)
 
 
+@register_method("random_subset")
 class RandomSubsetSelector(_BaseSelector):
-    name = "random_subset"
 
     def __init__(self, pool, config, seed):
         super().__init__(pool, config, seed)
@@ -287,8 +345,8 @@ class RandomSubsetSelector(_BaseSelector):
         self.subset = np.asarray(state["subset"], dtype=np.int64)
 
 
+@register_method("adarft")
 class AdaRFTSelector(_BaseSelector):
-    name = "adarft"
 
     def __init__(self, pool, config, seed):
         super().__init__(pool, config, seed)
@@ -323,6 +381,7 @@ class AdaRFTSelector(_BaseSelector):
         self.target = float(state["target"])
 
 
+@register_method("des")
 class DESSelector(_BaseSelector):
     """DES ranking + adaptive curriculum.
 
@@ -333,8 +392,6 @@ class DESSelector(_BaseSelector):
     after ``curriculum.retest_interval`` steps.
     """
 
-    name = "des"
-
     def __init__(self, pool, config, seed):
         super().__init__(pool, config, seed)
         c = config.curriculum
@@ -343,8 +400,9 @@ class DESSelector(_BaseSelector):
         self.in_play = WeightedSampler(pool.size, seed=int(self.rng.integers(2**63)))
         self.unseen = WeightedSampler(pool.size, seed=int(self.rng.integers(2**63)))
         everything = np.arange(pool.size, dtype=np.int64)
-        prior_des, _ = self.store.score(everything)  # O(pool) once, at construction
+        prior_des, prior_factors = self.store.score(everything)  # O(pool) once, at construction
         self.unseen.update(everything, config.des.sampler_weight(prior_des))
+        self.calibration = _LabelCalibration(pool, config.des, prior_factors) if config.des.calibrate_labels else None
         self.in_play_count = 0
         self.retests: collections.deque[tuple[int, np.ndarray]] = collections.deque()
         limit = pool.size if c.max_pool == 0 else min(c.max_pool, pool.size)
@@ -408,9 +466,21 @@ class DESSelector(_BaseSelector):
         self.in_play.update(ids, weights)
         if leaving.any():
             self.retests.append((step + c.retest_interval, ids[leaving]))
-        zero_variance = float((rewards.std(axis=1) == 0).mean())
-        self.schedule = next_schedule(self.schedule, float(correct.mean()), zero_variance, float(rewards.mean()), c,
-                                      self.pool.size)
+        self.schedule = next_schedule(self.schedule, step_signal(rewards, self._explore_mask(ids)), c, self.pool.size)
+        if self.calibration is not None:
+            self.calibration.observe(ids, correct)
+            if (step + 1) % self.config.des.calibrate_every == 0:
+                unseen = np.flatnonzero(self.status == UNSEEN)  # O(pool), every calibrate_every steps
+                ids_w, weights = self.calibration.unseen_weights(unseen)
+                self.unseen.update(ids_w, weights)
+
+    def _explore_mask(self, ids):
+        """(B,) bool: which of ``ids`` the last selection drew as new prompts (none if not selected here)."""
+        if self.pending is None:
+            return np.zeros(len(ids), dtype=bool)
+        if len(ids) == len(self.pending) and np.array_equal(ids, self.pending):
+            return self.pending_explore
+        return np.isin(ids, self.pending[self.pending_explore])
 
     def _in_play(self):
         return self.in_play_count
@@ -419,7 +489,8 @@ class DESSelector(_BaseSelector):
         return {**super().metrics(), "active_pool_size": float(self.in_play_count),
                 "pool_target": self.schedule.pool_target, "explore_share": self.schedule.explore_share,
                 "retired": float(self._count(RETIRED)),
-                "parked": float(self._count(PARKED)), "reward_trend": self.schedule.reward_trend}
+                "parked": float(self._count(PARKED)), "explore_signal": self.schedule.explore_signal,
+                "exploit_signal": self.schedule.exploit_signal}
 
     def _count(self, status):
         # Retired and parked prompts all wait in the re-test queue: count there, not over the pool.
@@ -430,7 +501,8 @@ class DESSelector(_BaseSelector):
                 "unseen": self.unseen.state_dict(), "in_play_count": self.in_play_count,
                 "retest_steps": np.array([s for s, _ in self.retests], dtype=np.int64),
                 "retest_ids": [ids.copy() for _, ids in self.retests],
-                "schedule": dataclasses.asdict(self.schedule), "probe_left": self.probe_left}
+                "schedule": dataclasses.asdict(self.schedule), "probe_left": self.probe_left,
+                "calibration": None if self.calibration is None else self.calibration.state_dict()}
 
     def _load_method_state(self, state):
         self.in_play.load_state_dict(state["in_play"])
@@ -442,11 +514,182 @@ class DESSelector(_BaseSelector):
             (int(s), np.asarray(ids, dtype=np.int64)) for s, ids in zip(state["retest_steps"], state["retest_ids"]))
         self.schedule = ScheduleState(**state["schedule"])
         self.probe_left = int(state["probe_left"])
+        if (self.calibration is None) != (state.get("calibration") is None):
+            raise ValueError("selection state and config disagree on des.calibrate_labels")
+        if self.calibration is not None:
+            self.calibration.load_state_dict(state["calibration"])
 
 
-_SELECTORS = {cls.name: cls for cls in (DESSelector, UniformSelector, RandomSubsetSelector, DAPOSelector, AdaRFTSelector)}
+class _LabelCalibration:
+    """Measured pass rate per difficulty label, and the unseen prompts' sampler weights it implies.
+
+    Per label L (the distinct finite values of ``prior_difficulty``): decayed successes s_L and trials
+    t_L of every rollout on prompts with that label (``s_L <- calibration_decay * s_L + successes``
+    each step), a Beta posterior around the label's nominal pass rate ``m_L = clip(1 - L, 0.02, 0.98)``
+    with ``prior_strength`` pseudo-trials, ``q_L = (k m_L + s_L) / (k + t_L)``. An unseen prompt's DES
+    uses ``difficulty_factor(q_L)`` in place of its nominal label's; its CoT and adaptability factors are
+    unchanged (reference length, 0.5). Prompts without a label keep their prior weight.
+    """
+
+    def __init__(self, pool: PoolInfo, config: DESConfig, prior_factors: dict[str, np.ndarray]) -> None:
+        prior = pool.prior_difficulty
+        finite = np.isfinite(prior) if prior is not None else np.zeros(pool.size, dtype=bool)
+        if not finite.any():
+            raise ValueError("des.calibrate_labels=true needs difficulty labels (PoolInfo.prior_difficulty); "
+                             "this pool has none: set des.calibrate_labels=false")
+        labels, inverse = np.unique(prior[finite], return_inverse=True)
+        if len(labels) > 1024:
+            raise ValueError(f"des.calibrate_labels groups prompts by label, but the pool has {len(labels)} distinct "
+                             "labels (> 1024): bin prior_difficulty first or set des.calibrate_labels=false")
+        self.config = config
+        self.label_of = np.full(pool.size, -1, dtype=np.int64)
+        self.label_of[finite] = inverse
+        self.nominal = np.clip(1.0 - labels, 0.02, 0.98)
+        self.successes, self.trials = np.zeros(len(labels)), np.zeros(len(labels))
+        self.other = (config.weight_cot * prior_factors["cot_complexity"]
+                      + config.weight_adaptability * prior_factors["adaptability"])
+
+    def observe(self, ids: np.ndarray, correct: np.ndarray) -> None:
+        label = self.label_of[ids]
+        known = label >= 0
+        k = len(self.nominal)
+        self.successes = self.config.calibration_decay * self.successes + np.bincount(
+            label[known], weights=correct[known].sum(axis=1), minlength=k)
+        self.trials = self.config.calibration_decay * self.trials + np.bincount(
+            label[known], weights=np.full(int(known.sum()), float(correct.shape[1])), minlength=k)
+
+    def pass_rates(self) -> np.ndarray:
+        """(labels,) float64 posterior mean pass rate per label."""
+        k = self.config.prior_strength
+        return (k * self.nominal + self.successes) / (k + self.trials)
+
+    def unseen_weights(self, unseen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, sampler weights) for the labelled prompts among ``unseen``."""
+        ids = unseen[self.label_of[unseen] >= 0]
+        c = self.config
+        difficulty = difficulty_factor(self.pass_rates(), c.target_pass)[self.label_of[ids]]
+        des = (c.weight_difficulty * difficulty + self.other[ids]) / (c.weight_difficulty + c.weight_cot
+                                                                       + c.weight_adaptability)
+        return ids, c.sampler_weight(des)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"successes": self.successes.copy(), "trials": self.trials.copy()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        successes, trials = (np.asarray(state[k], dtype=np.float64) for k in ("successes", "trials"))
+        if successes.shape != self.successes.shape or trials.shape != self.trials.shape:
+            raise ValueError(f"label calibration state has {successes.shape} labels, this pool {self.successes.shape}")
+        self.successes, self.trials = successes.copy(), trials.copy()
+
+
+@register_method("mopps")
+class MoPPSSelector(_BaseSelector):
+    """MoPPS: one Thompson sample per prompt from its Beta posterior; the B nearest the target train.
+
+    O(pool) per step (a Beta draw for every prompt and a partial sort), like the paper's selection over
+    the whole data set. ``scalingrl.online_selection`` holds the rules and docs/selection.md the reading.
+    """
+
+    def __init__(self, pool, config, seed):
+        super().__init__(pool, config, seed)
+        c = config.mopps
+        self.alpha0, self.beta0 = mopps_prior(pool.prior_difficulty, pool.size, c.prior_strength)
+        self.alpha, self.beta = self.alpha0.copy(), self.beta0.copy()
+        self.last_sampled = np.full(0, np.nan)
+
+    def _choose(self, step, batch_size):
+        sampled = self.rng.beta(self.alpha, self.beta)
+        ids = mopps_pick(sampled, self.config.mopps.target_pass, batch_size)
+        self.last_sampled = sampled[ids]
+        return ids, ~self.used[ids]
+
+    def _after_update(self, step, ids, rewards, correct):
+        trials = np.full(len(ids), float(correct.shape[1]))
+        self.alpha[ids], self.beta[ids] = mopps_update(self.alpha[ids], self.beta[ids], self.alpha0[ids], self.beta0[ids],
+                                                       correct.sum(axis=1).astype(np.float64), trials,
+                                                       self.config.mopps.decay)
+
+    def metrics(self):
+        sampled = self.last_sampled
+        return {**super().metrics(), "sampled_pass_mean": float(sampled.mean()) if sampled.size else float("nan")}
+
+    def _method_state(self):
+        return {"alpha": self.alpha.copy(), "beta": self.beta.copy()}
+
+    def _load_method_state(self, state):
+        alpha, beta = (np.asarray(state[k], dtype=np.float64) for k in ("alpha", "beta"))
+        if alpha.shape != (self.pool.size,) or beta.shape != (self.pool.size,):
+            raise ValueError(f"mopps state has alpha {alpha.shape} and beta {beta.shape}, expected ({self.pool.size},)")
+        self.alpha, self.beta = alpha.copy(), beta.copy()
+
+
+@register_method("greso")
+class GRESOSelector(_BaseSelector):
+    """GRESO: uniform candidates; a prompt zero-variance on its last k visits is rolled out only with
+    probability p ** k (p per kind: easy = all correct, hard = all wrong), p steered per step towards
+    target zero-variance shares; zero-variance groups that still occur leave the loss (its base, DAPO)."""
+
+    def __init__(self, pool, config, seed):
+        super().__init__(pool, config, seed)
+        self.zero_streak = np.zeros(pool.size, dtype=np.int32)
+        self.last_easy = np.zeros(pool.size, dtype=bool)
+        self.p_easy = self.p_hard = config.greso.initial_retry
+        self.skipped = 0
+
+    def _choose(self, step, batch_size):
+        if batch_size > self.pool.size:
+            raise ValueError(f"batch_size={batch_size} exceeds the pool of {self.pool.size} prompts")
+        chosen, taken, skipped = [], np.zeros(0, dtype=np.int64), 0
+        for _ in range(self.config.greso.max_draw_rounds):
+            need = batch_size - sum(len(c) for c in chosen)
+            if need == 0:
+                break
+            candidates = self.rng.choice(self.pool.size, size=min(2 * need, self.pool.size), replace=False)
+            candidates = candidates[~np.isin(candidates, taken)]
+            keep_p = greso_keep_probability(self.zero_streak[candidates], self.last_easy[candidates], self.p_easy, self.p_hard)
+            accepted = self.rng.random(len(candidates)) < keep_p
+            skipped += int(np.count_nonzero(~accepted))
+            kept = candidates[accepted][:need]
+            chosen.append(kept)
+            taken = np.concatenate([taken, candidates])
+        ids = np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
+        if len(ids) < batch_size:  # every round filtered too much: fill with the shortest streaks
+            rest = np.setdiff1d(np.arange(self.pool.size), ids)
+            order = rest[np.argsort(self.zero_streak[rest], kind="stable")]
+            ids = np.concatenate([ids, order[: batch_size - len(ids)]])
+        self.skipped = skipped
+        return ids.astype(np.int64), ~self.used[ids]
+
+    def loss_groups(self, rewards):
+        return _drop_zero_variance(rewards)
+
+    def _after_update(self, step, ids, rewards, correct):
+        easy, hard = correct.all(axis=1), ~correct.any(axis=1)
+        zero = easy | hard
+        self.zero_streak[ids] = np.where(zero, self.zero_streak[ids] + 1, 0)
+        self.last_easy[ids] = np.where(zero, easy, self.last_easy[ids])
+        c = self.config.greso
+        self.p_easy = greso_next_explore(self.p_easy, float(easy.mean()), c.target_easy, c)
+        self.p_hard = greso_next_explore(self.p_hard, float(hard.mean()), c.target_hard, c)
+
+    def metrics(self):
+        return {**super().metrics(), "retry_easy": self.p_easy, "retry_hard": self.p_hard,
+                "skipped_candidates": float(self.skipped)}
+
+    def _method_state(self):
+        return {"zero_streak": self.zero_streak.copy(), "last_easy": self.last_easy.copy(),
+                "p_easy": self.p_easy, "p_hard": self.p_hard}
+
+    def _load_method_state(self, state):
+        streak, easy = np.asarray(state["zero_streak"], dtype=np.int32), np.asarray(state["last_easy"], dtype=bool)
+        if streak.shape != (self.pool.size,) or easy.shape != (self.pool.size,):
+            raise ValueError(f"greso state arrays have shapes {streak.shape}, {easy.shape}; expected ({self.pool.size},)")
+        self.zero_streak, self.last_easy = streak.copy(), easy.copy()
+        self.p_easy, self.p_hard = float(state["p_easy"]), float(state["p_hard"])
 
 
 def make_selector(pool: PoolInfo, config: SelectionConfig, seed: int) -> Selector:
     """The selector of ``config.method`` for ``pool``, seeded."""
-    return _SELECTORS[config.method](pool, config, seed)
+    if config.method not in METHODS:
+        raise ValueError(f"selection.method={config.method!r} is unknown: use one of {', '.join(METHODS)}")
+    return METHODS[config.method](pool, config, seed)

@@ -191,8 +191,8 @@ def update_policy(run: Run, shards: list[ShardRollout]):
     Minibatch k is the k-th of ``grpo.updates_per_batch`` parts of every shard (the same rows at any
     world size). Its loss is normalised by the global token (or sequence) count, all-reduced over
     ranks, and scaled by the world size because DeepSpeed averages gradients, so the update equals
-    the 1-process update of the whole minibatch. ``keep`` drops rows from the loss (DAPO's
-    zero-variance groups) while their entropies are still measured for the selector. Rows whose loss
+    the 1-process update of the whole minibatch. ``keep`` drops rows from the loss (the selector's
+    ``loss_groups`` hook) while their entropies are still measured for the selector. Rows whose loss
     terms are exactly 0 (zero advantage and no KL term) only get a no-grad forward.
     """
     import torch
@@ -304,9 +304,7 @@ def _roll_out_and_score(run: Run, step: int, rows: list, shard_index: int, group
     reward_tensor = torch.tensor(rewards, dtype=torch.float32, device=run.trainer.device)
     advantages, group_stats = ops.group_advantages(reward_tensor, group, scale=config.grpo.advantage_scale)
     zero_variance = np.asarray(torch.as_tensor(group_stats["zero_variance"]).cpu(), dtype=bool).reshape(-1)
-    keep = np.ones(len(rewards), dtype=bool)
-    if run.selector.drops_zero_variance_groups:
-        keep = np.repeat(~zero_variance, group)
+    keep = np.repeat(run.selector.loss_groups(np.asarray(rewards, dtype=np.float64).reshape(-1, group)), group)
     keep = keep & complete_keep  # reward.truncated=mask drops cut-off completions from the loss
     return ShardRollout(shard_index, batch, rewards, correct, advantages, keep, zero_variance, truncated,
                         rolled_out - started, time.perf_counter() - rolled_out)

@@ -107,19 +107,20 @@ class SimulatedLearner:
         stats = {"response_length": length, "entropy_mean": entropy, "high_entropy_fraction": high}
         return correct.astype(np.float64), correct, stats
 
-    def train(self, ids: np.ndarray, correct: np.ndarray, drop_zero_variance: bool = False) -> None:
-        """One update on the batch: skill += lr * mean over prompts of signal * closeness * replay discount.
+    def train(self, ids: np.ndarray, correct: np.ndarray, keep: np.ndarray | None = None) -> None:
+        """One update on the batch: skill += lr * mean over kept prompts of signal * closeness * replay discount.
 
-        ids: (B,) int64 prompt ids; correct: (B, G) bool outcomes of their rollouts.
+        ids: (B,) int64 prompt ids; correct: (B, G) bool outcomes of their rollouts; keep: (B,) bool, the
+        groups the selector's ``loss_groups`` hook keeps (None: all).
         """
         cfg = self.config
         rate = correct.mean(axis=1)
         signal = rate * (1.0 - rate)  # GRPO gradient scale: 0 for all-equal groups
         closeness = np.exp(-0.5 * ((self.pool.difficulty[ids] - self.skill) / cfg.frontier_width) ** 2)
         gain = signal * closeness / (1.0 + cfg.repeat_discount * self.visits[ids])
-        if drop_zero_variance:
-            # DAPO keeps the batch size by averaging over the surviving groups only.
-            keep = signal > 0
+        if keep is not None and not np.all(keep):
+            # Dropped groups leave the average (DAPO keeps the batch size by averaging the survivors).
+            keep = np.asarray(keep, dtype=bool)
             gain = gain[keep] if keep.any() else np.zeros(1)
         self.skill += cfg.learning_rate * (float(gain.mean()) if gain.size else 0.0)
         self.skill -= cfg.forgetting * (self.skill - cfg.initial_skill)
@@ -149,7 +150,7 @@ def run_schedule(selection_config: SelectionConfig, learner_config: LearnerConfi
         ids = selector.select(step, batch_size).prompt_ids
         rewards, correct, stats = learner.rollout(ids)
         selector.update(step, ids, rewards, correct, stats)
-        learner.train(ids, correct, drop_zero_variance=selector.drops_zero_variance_groups)
+        learner.train(ids, correct, keep=selector.loss_groups(rewards))
         rollouts += ids.size * lcfg.group_size
         zero_variance_groups += int(np.count_nonzero(correct.all(axis=1) | ~correct.any(axis=1)))
         metrics = selector.metrics()

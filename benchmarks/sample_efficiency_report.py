@@ -1,0 +1,151 @@
+"""Plots and benchmarks/RESULTS.md from benchmarks/results/sample_efficiency.json (finished runs only).
+
+    python benchmarks/sample_efficiency_report.py [--json PATH] [--out benchmarks]
+
+Writes ``benchmarks/results/sample_efficiency_steps.png`` (held-out accuracy against steps) and
+``..._wallclock.png`` (against training wall-clock), each method's seed mean with its min-max spread
+over seeds shaded, and ``benchmarks/RESULTS.md``: the table of every method with every seed's final
+accuracy, and the issue's goals checked against the numbers. It states what the runs show; it does not
+choose a winner by hand. A hand-written reading in ``benchmarks/RESULTS_notes.md``, if present, is
+appended as it is (keep it in step with the numbers when the runs progress).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def curves(entry: dict, axis: str) -> tuple[np.ndarray, np.ndarray]:
+    """(x, accuracies (seeds, points)) on the common evaluation steps of every finished seed."""
+    runs = list(entry["runs"].values())
+    steps = sorted(set.intersection(*(set(p["step"] for p in r["curve"]) for r in runs)))
+    acc = np.array([[next(p["accuracy"] for p in r["curve"] if p["step"] == s) for s in steps] for r in runs])
+    if axis == "steps":
+        return np.array(steps, dtype=float), acc
+    clock = np.array([[next(p["wall_clock_s"] or 0.0 for p in r["curve"] if p["step"] == s) for s in steps] for r in runs])
+    return clock.mean(axis=0), acc
+
+
+def plot(methods: dict, axis: str, path: pathlib.Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, entry in methods.items():
+        x, acc = curves(entry, axis)
+        style = "-" if not name.startswith("des_") else ":"
+        width = 2.5 if name in ("des", "uniform") else 1.2
+        line, = ax.plot(x, acc.mean(axis=0), style, lw=width, label=f"{name} (n={acc.shape[0]})")
+        if acc.shape[0] > 1:
+            ax.fill_between(x, acc.min(axis=0), acc.max(axis=0), color=line.get_color(), alpha=0.12)
+    ax.set_xlabel("GRPO steps" if axis == "steps" else "training wall-clock (s, mean over seeds; shared 2-core CPU)")
+    ax.set_ylabel("held-out accuracy (pass@1, 512 problems x 4 samples)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def table(methods: dict) -> list[str]:
+    uniform = methods.get("uniform", {}).get("gain_mean")
+    lines = ["| method | seeds | final accuracy (mean ± std) | per-seed final | gain (final - initial) | gain / uniform's |"
+             " unique prompts | zero-variance share | selection ms/step |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, m in sorted(methods.items(), key=lambda item: -(item[1]["gain_mean"] or 0)):
+        per_seed = ", ".join(f"{m['runs'][str(s)]['final_accuracy']:.3f}" for s in m["seeds"])
+        ratio = f"{m['gain_mean'] / uniform:.2f}" if uniform else "n/a"
+        lines.append(f"| {name} | {','.join(map(str, m['seeds']))} | {m['final_accuracy_mean']:.3f} ± {m['final_accuracy_std']:.3f} "
+                     f"| {per_seed} | {m['gain_mean']:+.3f} ± {m['gain_std']:.3f} | {ratio} | {m['unique_prompts_mean']:.0f} "
+                     f"({100 * m['pool_share_used_mean']:.1f}%) | {m['zero_variance_share_mean']:.2f} | "
+                     f"{m['selection_overhead_ms_mean']:.1f} |")
+    return lines
+
+
+def by_level(methods: dict) -> list[str]:
+    """Per-level held-out accuracy change (final - initial, mean over seeds) and training share per level."""
+    levels = None
+    rows = []
+    for name, m in methods.items():
+        runs = [r for r in m["runs"].values() if r.get("accuracy_by_level_final") and r.get("accuracy_by_level_initial")]
+        if not runs:
+            continue
+        levels = levels or sorted(runs[0]["accuracy_by_level_final"], key=float)
+        delta = [np.mean([r["accuracy_by_level_final"][k] - r["accuracy_by_level_initial"][k] for r in runs]) for k in levels]
+        picked = [sum((r.get("selected_levels") or {}).get(str(int(float(k))), 0) for r in runs) for k in levels]
+        total = max(sum(picked), 1)
+        rows.append(f"| {name} | " + " | ".join(f"{d:+.2f} ({100 * p / total:.0f}%)" for d, p in zip(delta, picked)) + " |")
+    if not rows:
+        return []
+    head = "| method | " + " | ".join(f"L{int(float(k))}" for k in levels) + " |"
+    return ["## Per level: held-out accuracy change, and share of training prompts (mean over seeds)", "",
+            "Levels of the synthetic task (docs/des_evidence.md lists what each is and the initial pass rates).", "",
+            head, "|" + "---|" * (len(levels) + 1), *rows, ""]
+
+
+def goals(methods: dict) -> list[str]:
+    des, uniform = methods.get("des"), methods.get("uniform")
+    if not des or not uniform:
+        return ["- DES or uniform has no finished run yet: goals not checkable."]
+    # Other methods only: DES variants and uniform's checks (uniform_b32, uniform_lr*) are not competitors.
+    others = {k: v for k, v in methods.items() if k != "des" and not k.startswith(("des_", "uniform_"))}
+    best_other = max(others.items(), key=lambda item: item[1]["gain_mean"])
+    ratio = des["gain_mean"] / uniform["gain_mean"] if uniform["gain_mean"] else float("nan")
+    seeds = min(len(des["seeds"]), len(uniform["seeds"]))
+    return [
+        f"- Finished: {len(methods)} method(s); DES and uniform with {seeds} common seed(s). The held-out sampling error of "
+        "one final accuracy is ~0.01 (2,048 samples), so a single seed decides nothing below ~0.02.",
+        f"- DES gain {des['gain_mean']:+.3f} vs uniform {uniform['gain_mean']:+.3f}: ratio {ratio:.2f} (goal >= 1.5): "
+        f"{'met' if ratio >= 1.5 else 'NOT met'}.",
+        f"- Best other finished method: {best_other[0]} {best_other[1]['gain_mean']:+.3f}; DES above every other finished "
+        f"method ({', '.join(sorted(others))}): {'yes' if des['gain_mean'] > best_other[1]['gain_mean'] else 'NO'}.",
+        f"- DES zero-variance share {des['zero_variance_share_mean']:.2f} (goal <= 0.20): "
+        f"{'met' if des['zero_variance_share_mean'] <= 0.2 else 'NOT met'}.",
+        f"- DES pool share used {100 * des['pool_share_used_mean']:.2f}% (goal <= 2%): "
+        f"{'met' if des['pool_share_used_mean'] <= 0.02 else 'NOT met'}.",
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", default=str(ROOT / "benchmarks/results/sample_efficiency.json"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks"))
+    args = parser.parse_args(argv)
+    document = json.loads(pathlib.Path(args.json).read_text())
+    out = pathlib.Path(args.out)
+    methods = document["methods"]
+    if not methods:
+        raise SystemExit(f"{args.json} has no finished run yet")
+    (out / "results").mkdir(parents=True, exist_ok=True)
+    plot(methods, "steps", out / "results/sample_efficiency_steps.png", f"{document['setting']}: accuracy vs steps")
+    plot(methods, "wall", out / "results/sample_efficiency_wallclock.png", f"{document['setting']}: accuracy vs wall-clock")
+    text = ["# Sample efficiency: every selection method on the real GRPO loop", "",
+            "Generated by `python benchmarks/sample_efficiency_report.py` from `benchmarks/results/sample_efficiency.json`",
+            f"(setting `{document['setting']}`, pool {document['pool_size']} prompts, {document['steps']} steps, "
+            f"common overrides `{' '.join(document['common_overrides'])}`). The runs come from",
+            "`python benchmarks/sample_efficiency.py --setting quickstart --out /work/se-runs` (docs/des_evidence.md).",
+            "Only finished runs count; every finished seed is listed. Accuracy: held-out pass@1 (512 problems x 4 samples).",
+            "", *table(methods), "", *by_level(methods), "## Goals of issue 8 (quickstart, mean over seeds, equal steps)", "", *goals(methods), "",
+            "![accuracy vs steps](results/sample_efficiency_steps.png)", "",
+            "![accuracy vs wall-clock](results/sample_efficiency_wallclock.png)", "",
+            "Wall-clock is the sum of the runs' step times on a 2-core machine shared with other jobs: it is noisy and",
+            "only comparable within one batch of runs; steps and rollouts are exact (every method: 64 prompts x 8 rollouts",
+            "per step).", ""]
+    extra = pathlib.Path(out / "RESULTS_notes.md")
+    if extra.exists():
+        text += [extra.read_text()]
+    (out / "RESULTS.md").write_text("\n".join(text))
+    print(f"wrote {out / 'RESULTS.md'} and the plots")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Online prompt selectors from the literature, as pure rules: MoPPS and GRESO.
+
+- MoPPS (Qu et al. 2025, "Can Prompt Difficulty be Online Predicted for Accelerating RL Finetuning of
+  Reasoning Models?", arXiv:2507.04632): each prompt's pass rate has a Beta posterior updated from its
+  rollouts with recency decay towards the prior; each step draws one Thompson sample per prompt and
+  trains on the prompts whose sampled pass rate is nearest a target (0.5).
+- GRESO (Zheng et al. 2025, "Act Only When It Pays: Efficient RL for LLM Reasoning via Selective
+  Rollouts", arXiv:2506.02177): a prompt whose last k visits were all zero-variance (all correct or
+  all wrong) is skipped before rollout unless a re-try draw with probability p^k keeps it; p is kept
+  separately for easy (all correct) and hard (all wrong) prompts and steered so that the zero-variance
+  share of each kind stays near a target.
+
+Both are read from the papers, not copied; docs/selection.md lists where our loop differs. The
+selector classes that apply these rules live in ``scalingrl.selection``. Left out on purpose: the
+papers' over-sampling to refill a batch after filtering (our loop trains on a fixed batch size).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+__all__ = ["MoPPSConfig", "GRESOConfig", "mopps_prior", "mopps_update", "mopps_pick", "greso_keep_probability",
+           "greso_next_explore"]
+
+
+@dataclasses.dataclass
+class MoPPSConfig:
+    """Knobs of the MoPPS baseline.
+
+    Attributes:
+        prior_strength: pseudo-trials of the Beta prior; with no difficulty label the prior is
+            Beta(prior_strength/2, prior_strength/2), i.e. the paper's Beta(1, 1) at the default 2.
+            With a label the prior mean is 1 - prior_difficulty (the same prior DES gets).
+        decay: lambda in alpha <- lambda * alpha + (1 - lambda) * alpha0 + successes (and likewise beta):
+            how much of a prompt's evidence survives each new visit.
+        target_pass: gamma*, the sampled pass rate the selection steers towards.
+    """
+
+    prior_strength: float = 2.0
+    decay: float = 0.5
+    target_pass: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.prior_strength <= 0:
+            raise ValueError(f"mopps.prior_strength={self.prior_strength!r} must be > 0, e.g. 2.0")
+        if not 0 <= self.decay <= 1:
+            raise ValueError(f"mopps.decay={self.decay!r} must be in [0, 1]")
+        if not 0 < self.target_pass < 1:
+            raise ValueError(f"mopps.target_pass={self.target_pass!r} must be strictly between 0 and 1")
+
+
+@dataclasses.dataclass
+class GRESOConfig:
+    """Knobs of the GRESO baseline.
+
+    Attributes:
+        initial_retry: starting re-try base probability p (for easy and hard prompts alike).
+        min_retry: floor of p (a skipped prompt always keeps some chance to come back).
+        retry_step: change of p per step (delta p in the paper).
+        target_easy: wanted share of all-correct groups per batch; above it p_easy falls.
+        target_hard: wanted share of all-wrong groups per batch; above it p_hard falls.
+        max_draw_rounds: candidate rounds before a batch is filled with the least-skipped candidates.
+    """
+
+    initial_retry: float = 0.5
+    min_retry: float = 0.05
+    retry_step: float = 0.01
+    target_easy: float = 0.0833
+    target_hard: float = 0.1667
+    max_draw_rounds: int = 64
+
+    def __post_init__(self) -> None:
+        checks = [("min_retry", 0 < self.min_retry <= 1), ("initial_retry", self.min_retry <= self.initial_retry <= 1),
+                  ("retry_step", 0 < self.retry_step < 1), ("target_easy", 0 <= self.target_easy <= 1),
+                  ("target_hard", 0 <= self.target_hard <= 1), ("max_draw_rounds", self.max_draw_rounds >= 1)]
+        for name, ok in checks:
+            if not ok:
+                raise ValueError(f"greso.{name}={getattr(self, name)!r} is invalid: need 0 < min_retry <= "
+                                 "initial_retry <= 1, 0 < retry_step < 1, targets in [0, 1], max_draw_rounds >= 1")
+
+
+def mopps_prior(prior_difficulty: np.ndarray | None, size: int, strength: float) -> tuple[np.ndarray, np.ndarray]:
+    """(alpha0, beta0), each (size,) float64: Beta prior with mean 1 - difficulty (0.5 where unknown)."""
+    mean = np.full(size, 0.5)
+    if prior_difficulty is not None:
+        d = np.asarray(prior_difficulty, dtype=np.float64)
+        mean = np.where(np.isfinite(d), np.clip(1.0 - d, 0.02, 0.98), 0.5)
+    return strength * mean, strength * (1.0 - mean)
+
+
+def mopps_update(alpha: np.ndarray, beta: np.ndarray, alpha0: np.ndarray, beta0: np.ndarray, successes: np.ndarray,
+                 trials: np.ndarray, decay: float) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior of the visited prompts after one visit, with recency decay towards the prior.
+
+    alpha' = decay * alpha + (1 - decay) * alpha0 + successes; beta' likewise with failures.
+    All arguments (B,) float64 (the visited prompts' values); returns new (alpha, beta).
+    """
+    failures = trials - successes
+    return (decay * alpha + (1 - decay) * alpha0 + successes, decay * beta + (1 - decay) * beta0 + failures)
+
+
+def mopps_pick(sampled_pass: np.ndarray, target: float, batch_size: int) -> np.ndarray:
+    """Indices (batch_size,) int64 of the sampled pass rates nearest ``target``, nearest first.
+
+    Ties break by index (stable), so equal draws give equal picks.
+    """
+    if batch_size > len(sampled_pass):
+        raise ValueError(f"batch_size={batch_size} exceeds the {len(sampled_pass)} candidate prompts")
+    distance = np.abs(np.asarray(sampled_pass, dtype=np.float64) - target)
+    part = np.argpartition(distance, batch_size - 1)[:batch_size]
+    return part[np.lexsort((part, distance[part]))].astype(np.int64)
+
+
+def greso_keep_probability(zero_streak: np.ndarray, last_easy: np.ndarray, p_easy: float, p_hard: float) -> np.ndarray:
+    """Probability (B,) float64 that a candidate is rolled out: p_kind ** zero_streak (1 with no streak).
+
+    zero_streak: (B,) int, consecutive most recent zero-variance visits; last_easy: (B,) bool, True when
+    the last such visit was all correct (p_easy applies), else all wrong (p_hard).
+    """
+    base = np.where(np.asarray(last_easy, dtype=bool), p_easy, p_hard)
+    return base ** np.asarray(zero_streak, dtype=np.float64)
+
+
+def greso_next_explore(p: float, zero_share: float, target: float, config: GRESOConfig) -> float:
+    """One step of the re-try probability: down by retry_step when the kind's zero-variance share of
+    the batch exceeds its target (skip more), up otherwise; clipped to [min_retry, 1]."""
+    step = -config.retry_step if zero_share > target else config.retry_step
+    return float(min(max(p + step, config.min_retry), 1.0))

@@ -1,0 +1,112 @@
+"""benchmarks/sample_efficiency.py: the JSON it builds from run folders (keys, means, curves, resume)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+
+import numpy as np
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("sample_efficiency", ROOT / "benchmarks" / "sample_efficiency.py")
+se = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(se)
+
+
+def fake_run(folder: pathlib.Path, initial: float, final: float, zero: list[float], finished: bool = True) -> None:
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump({"batch_size": 4, "rollout": {"group_size": 2}}))
+    rows = [{"step": 0, "eval_accuracy": initial}]
+    for step, share in enumerate(zero, start=1):
+        rows.append({"step": step, "time_step_s": 2.0, "selection/selection_ms": 0.5 * step, "selection/update_ms": 0.5 * step, "zero_variance_fraction": share,
+                     "selected_levels": [0.0, 1.0, 1.0, None]})
+    rows.append({"step": len(zero), "eval_accuracy": final, "final": True})
+    (folder / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    if finished:
+        summary = {"initial_eval_accuracy": initial, "final_eval_accuracy": final, "unique_prompts_used": 10,
+                   "pool_size": 1000, "wall_clock_s": 9.0, "steps": len(zero),
+                   "initial_eval": {"accuracy_by_level": {"0": 0.5}}, "final_eval": {"accuracy_by_level": {"0": 0.7}}}
+        (folder / "summary.json").write_text(json.dumps(summary))
+
+
+def test_collect_writes_the_issue_keys_with_seed_statistics(tmp_path):
+    out = tmp_path / "runs"
+    fake_run(out / "quickstart/uniform/seed0", 0.4, 0.5, [0.5, 0.3])
+    fake_run(out / "quickstart/uniform/seed1", 0.4, 0.6, [0.1, 0.1])
+    fake_run(out / "quickstart/des/seed0", 0.4, 0.7, [0.2, 0.2])
+    fake_run(out / "quickstart/des/seed1", 0.4, 0.9, [0.2, 0.2], finished=False)  # still running: left out
+    path = tmp_path / "se.json"
+    document = se.collect(out, "quickstart", path)
+    assert json.loads(path.read_text()) == document
+    assert document["pool_size"] == 1000
+    uniform = document["methods"]["uniform"]
+    for key in ("final_accuracy_mean", "final_accuracy_std", "gain_mean", "unique_prompts_mean",
+                "zero_variance_share_mean", "seeds"):
+        assert key in uniform
+    assert uniform["seeds"] == [0, 1]
+    assert uniform["final_accuracy_mean"] == pytest.approx(0.55)
+    assert uniform["final_accuracy_std"] == pytest.approx(np.std([0.5, 0.6], ddof=1))
+    assert uniform["gain_mean"] == pytest.approx(0.15)
+    assert uniform["zero_variance_share_mean"] == pytest.approx(np.mean([0.4, 0.1]))
+    assert uniform["selection_overhead_ms_mean"] == pytest.approx(1.5)
+    assert document["methods"]["des"]["seeds"] == [0]
+    curve = uniform["runs"]["0"]["curve"]
+    assert [p["step"] for p in curve] == [0, 2]
+    assert [p["rollouts"] for p in curve] == [0, 16]  # 4 prompts x 2 rollouts per step
+    assert [p["wall_clock_s"] for p in curve] == [0.0, 4.0]
+    assert uniform["runs"]["0"]["selected_levels"] == {"0": 2, "1": 4}
+
+
+def test_collect_keeps_other_settings(tmp_path):
+    out = tmp_path / "runs"
+    fake_run(out / "quickstart/uniform/seed0", 0.4, 0.5, [0.5])
+    fake_run(out / "full_pass/uniform/seed0", 0.4, 0.8, [0.5])
+    path = tmp_path / "se.json"
+    se.collect(out, "full_pass", path)
+    document = se.collect(out, "quickstart", path)
+    assert set(document["settings"]) == {"quickstart", "full_pass"}
+    assert document["setting"] == "quickstart"
+    assert document["settings"]["full_pass"]["methods"]["uniform"]["final_accuracy_mean"] == pytest.approx(0.8)
+
+
+def test_queue_is_seed_major_with_checks_after_the_first_seed():
+    jobs = [(m, s) for m, s, _ in se.queue("quickstart", ["uniform", "des", "mopps"], [0, 1], lr_check=True)]
+    assert jobs[:3] == [("uniform", 0), ("des", 0), ("uniform_b32", 0)]
+    assert jobs[-3:] == [("uniform", 1), ("des", 1), ("mopps", 1)]
+    assert len(jobs) == 3 * 2 + len(se.LR_CHECK)
+    every = [m for m, _, _ in se.queue("quickstart", list(se.METHODS), [0], lr_check=False)]
+    assert every[:3] == ["uniform", "des", "des_calibrated"]
+
+
+def test_out_inside_the_repository_is_refused():
+    with pytest.raises(SystemExit, match="inside the repository"):
+        se.main(["--out", str(ROOT / "runs-here"), "--collect"])
+
+
+def test_rerun_skips_finished_runs_and_starts_the_rest(tmp_path, monkeypatch):
+    out = tmp_path / "runs"
+    fake_run(out / "quickstart/uniform/seed0", 0.4, 0.5, [0.5])
+    started = []
+
+    class Done:
+        returncode = 0
+
+        def poll(self):
+            return 0
+
+    def fake_launch(out_, setting, method, seed, overrides):
+        started.append((method, seed))
+        fake_run(se.run_dir(out_, setting, method, seed), 0.4, 0.6, [0.3])
+        return Done()
+
+    monkeypatch.setattr(se, "launch", fake_launch)
+    monkeypatch.setattr(se, "POLL_S", 0.0)
+    jobs = se.queue("quickstart", ["uniform", "des"], [0], lr_check=False)
+    se.run_all(out, "quickstart", jobs, 2, tmp_path / "se.json")
+    assert started == [("des", 0)]
+    se.run_all(out, "quickstart", jobs, 2, tmp_path / "se.json")
+    assert started == [("des", 0)]  # nothing left to run
+    assert json.loads((tmp_path / "se.json").read_text())["methods"]["des"]["seeds"] == [0]
