@@ -154,14 +154,14 @@ def test_every_training_input_is_on_the_policy_device(cache, tmp_path, monkeypat
         def __init__(self, engine):
             self.engine = engine
 
-        def sync_weights(self, model):
-            self.engine.sync_weights(model)
+        def __getattr__(self, name):  # sync_weights, sleep, weight_version, ...: the wrapped engine's
+            return getattr(self.engine, name)
 
         def generate(self, *args, **kwargs):
             batch = self.engine.generate(*args, **kwargs)
             return rollout.RolloutBatch(*(_OnAnotherDevice(getattr(batch, name)) for name in
                                           ("prompt_ids", "prompt_mask", "response_ids", "response_mask", "sampling_logprobs")),
-                                        batch.texts)
+                                        batch.texts, _OnAnotherDevice(batch.truncated), batch.weight_version)
 
     monkeypatch.setattr(train, "_load_policy", strict_policy)
     monkeypatch.setattr(rollout, "make_engine", lambda *a, **k: ForeignEngine(make_engine(*a, **k)))
@@ -204,11 +204,29 @@ def _launch(launcher: str, config_path: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_child_env(), start_new_session=True)
 
 
+def _kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL the launcher and every process under it: torchrun's ranks run in sessions of their own,
+    so killing the launcher's process group alone leaves them running."""
+    import psutil
+
+    victims = [psutil.Process(process.pid)]
+    try:
+        victims += victims[0].children(recursive=True)
+    except psutil.NoSuchProcess:
+        pass
+    for victim in reversed(victims):
+        try:
+            victim.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(victims, timeout=30)
+
+
 def _finish(process: subprocess.Popen, timeout: float = 600) -> str:
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        _kill_tree(process)
         output, _ = process.communicate()
         raise AssertionError(f"launcher timed out:\n{output.decode()[-3000:]}")
     assert process.returncode == 0, output.decode()[-4000:]
@@ -284,14 +302,16 @@ def test_two_processes_match_one_process(one_process_run, two_process_run):
 
 def test_sigkilled_two_process_zero2_run_resumes_to_the_same_result(two_process_run, tmp_path):
     out = tmp_path / "run"
-    config_path = _write_config(out, "save_every=1")
+    config_path = _write_config(out, "save_every=1", "keep_checkpoints=3")
     process = _launch("torchrun", config_path)
     deadline = time.time() + 600
+    # a step takes ~0.1-0.2 s here: poll tightly so that the kill lands in step 2, not after the run
     while not (out / "checkpoints" / "step-000001").exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)  # the launcher and both ranks, in the middle of step 2
-    process.communicate()
-    assert (out / "checkpoints" / "step-000001" / "manifest.json").exists()
+        time.sleep(0.002)
+    _kill_tree(process)  # the launcher and both ranks, in the middle of step 2
+    output, _ = process.communicate()
+    assert (out / "checkpoints" / "step-000001" / "manifest.json").exists(), output.decode()[-4000:]
+    assert not (out / "summary.json").exists(), "the run finished before the kill: this test proved nothing"
     _finish(_launch("torchrun", config_path, "--resume"))
     rows, reference = _training_rows(out), _training_rows(two_process_run)
     assert [{k: r[k] for k in EXACT + ("loss",)} for r in rows] == [{k: r[k] for k in EXACT + ("loss",)} for r in reference]

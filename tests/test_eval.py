@@ -141,7 +141,7 @@ def data_args(tmp_path_factory):
     return [f"data.path={folder / 'train.jsonl'}", f"data.eval_path={folder / 'test.jsonl'}"]
 
 
-FAST = ["eval.size=3", "eval.samples=1", "eval.temperature=0", "eval.max_new_tokens=5", "optim.threads=1"]
+FAST = ["rollout.engine=hf", "eval.size=3", "eval.samples=1", "eval.temperature=0", "eval.max_new_tokens=5", "optim.threads=1"]
 
 
 def test_eval_parses_like_train_in_any_order(model_dir, data_args, tmp_path):

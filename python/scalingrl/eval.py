@@ -55,7 +55,7 @@ def evaluate(engine, rows: list[dict[str, Any]], prompts: list[str], eval_config
             if len(batch.texts) != len(chunk_rows) * n:
                 raise RuntimeError(f"the rollout engine returned {len(batch.texts)} completions for {len(chunk_rows)} "
                                    f"problems x {n} samples; expected {len(chunk_rows) * n}")
-            generated_tokens += int(batch.response_mask.sum())
+            generated_tokens += int(batch.response_mask.to("cpu").sum())
             references = [row["answer"] for row in chunk_rows for _ in range(n)]
             _, correct = score_completions(batch.texts, references, reward_config)
             correct_rows.append(np.asarray(correct, dtype=bool).reshape(len(chunk_rows), n))
