@@ -59,6 +59,18 @@ def _seed_random_sources(request):
     yield
 
 
+@pytest.fixture(scope="module")
+def model_cache(tmp_path_factory):
+    """A fresh ``SCALINGRL_CACHE`` (quickstart model builds) shared by one test module, restored after it."""
+    previous = os.environ.get("SCALINGRL_CACHE")
+    os.environ["SCALINGRL_CACHE"] = str(tmp_path_factory.mktemp("model-cache"))
+    yield os.environ["SCALINGRL_CACHE"]
+    if previous is None:
+        os.environ.pop("SCALINGRL_CACHE")
+    else:
+        os.environ["SCALINGRL_CACHE"] = previous
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

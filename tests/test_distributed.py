@@ -121,24 +121,13 @@ def _strict_device_hook(module, args, kwargs):
             raise RuntimeError(f"input on another device than the parameters ({device})")
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    previous = os.environ.get("SCALINGRL_CACHE")
-    os.environ["SCALINGRL_CACHE"] = str(tmp_path_factory.mktemp("dp-cache"))
-    yield os.environ["SCALINGRL_CACHE"]
-    if previous is None:
-        os.environ.pop("SCALINGRL_CACHE")
-    else:
-        os.environ["SCALINGRL_CACHE"] = previous
-
-
 def _config(out_dir, *extra):
     config = load_config(None, DP + list(extra))
     config.output_dir = str(out_dir)
     return config
 
 
-def test_every_training_input_is_on_the_policy_device(cache, tmp_path, monkeypatch):
+def test_every_training_input_is_on_the_policy_device(model_cache, tmp_path, monkeypatch):
     from scalingrl import rollout, train
 
     load_policy, make_engine = train._load_policy, rollout.make_engine
@@ -256,7 +245,7 @@ def _weights(checkpoint: Path):
 
 
 @pytest.fixture(scope="module")
-def one_process_run(cache, tmp_path_factory):
+def one_process_run(model_cache, tmp_path_factory):
     from scalingrl.train import main
 
     out = tmp_path_factory.mktemp("one")

@@ -23,15 +23,7 @@ TINY = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cache(tmp_path_factory):
-    previous = os.environ.get("SCALINGRL_CACHE")
-    os.environ["SCALINGRL_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if previous is None:
-        os.environ.pop("SCALINGRL_CACHE")
-    else:
-        os.environ["SCALINGRL_CACHE"] = previous
+pytestmark = pytest.mark.usefixtures("model_cache")  # a fresh quickstart-model cache for this module
 
 
 def _config(out_dir, *extra):
