@@ -32,7 +32,7 @@ from scalingrl.synthetic import SyntheticConfig
 from scalingrl.training import OptimConfig
 
 __all__ = ["TrainConfig", "ModelConfig", "DataConfig", "EvalConfig", "load_config", "apply_overrides",
-           "to_dict", "from_dict", "describe_fields", "ConfigError", "add_config_arguments", "parse_command_line",
+           "to_dict", "from_dict", "describe_fields", "field_help", "ConfigError", "add_config_arguments", "parse_command_line",
            "config_from_args", "is_override"]
 
 
@@ -324,16 +324,21 @@ def _field_docs(cls) -> dict[str, str]:
     return docs
 
 
-def describe_fields(config, prefix: str = "") -> list[str]:
-    """``key = default  # doc`` lines for every leaf field (for ``--help``)."""
-    lines, docs = [], _field_docs(type(config))
+def field_help(config, prefix: str = "") -> dict[str, tuple[Any, str]]:
+    """``{dotted key: (value, documentation)}`` for every leaf field of ``config`` ("" where undocumented)."""
+    out, docs = {}, _field_docs(type(config))
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
         if dataclasses.is_dataclass(value):
-            lines.extend(describe_fields(value, prefix + field.name + "."))
+            out.update(field_help(value, prefix + field.name + "."))
         else:
-            lines.append(f"  {prefix}{field.name} = {value!r}  # {docs.get(field.name, '')}")
-    return lines
+            out[prefix + field.name] = (value, docs.get(field.name, ""))
+    return out
+
+
+def describe_fields(config, prefix: str = "") -> list[str]:
+    """``key = default  # doc`` lines for every leaf field (for ``--help``)."""
+    return [f"  {key} = {value!r}  # {doc}" for key, (value, doc) in field_help(config, prefix).items()]
 
 
 _OVERRIDE = re.compile(r"^\s*[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*\s*=")
