@@ -4,7 +4,8 @@ TRITON_INTERPRET must be set before any @triton.jit decorator runs, so it is set
 modules (and through them scalingrl.kernels) are imported.
 
 Random tests draw fresh inputs on every run, yet every failure reproduces: each test starts with
-``torch``, ``numpy`` and ``random`` seeded from a per-run base seed and the test's node id. The base seed
+``torch``, ``numpy`` and ``random`` seeded from a per-run base seed and the test's node id (the ``rng``
+fixture is a numpy ``Generator`` on the same seed). The base seed
 is printed in the header and with every failure; ``SCALINGRL_TEST_SEED=<base> python -m pytest <node id>``
 re-runs a failure with the identical inputs.
 """
@@ -57,6 +58,14 @@ def _seed_random_sources(request):
     np.random.seed(seed)
     torch.manual_seed(seed)
     yield
+
+
+@pytest.fixture
+def rng(request):
+    """A numpy ``Generator`` seeded with this test's seed (fresh inputs per base seed, reproducible)."""
+    import numpy as np
+
+    return np.random.default_rng(test_seed(request.node.nodeid))
 
 
 @pytest.fixture(scope="module")

@@ -74,8 +74,7 @@ def test_shard_count_errors_name_the_key():
     assert distributed.resolve_shards(distributed.ParallelConfig(), 4, 8) == 4
 
 
-def test_combined_eval_equals_the_whole_set():
-    rng = np.random.default_rng()
+def test_combined_eval_equals_the_whole_set(rng):
     correct = rng.random((23, 3)) < 0.4
     levels = rng.integers(1, 4, size=23)
 

@@ -6,10 +6,9 @@ import pytest
 from scalingrl.synthetic import ALPHABET, SyntheticConfig, SyntheticTask, solve_steps
 
 
-def test_deterministic_and_correct():
+def test_deterministic_and_correct(rng):
     task = SyntheticTask(SyntheticConfig(size=220_000, max_operands=4, max_digits=3))
     again = SyntheticTask(SyntheticConfig(size=220_000, max_operands=4, max_digits=3))
-    rng = np.random.default_rng()
     for index in rng.integers(0, 220_000, size=200):
         problem = task.problem(int(index))
         assert problem == again.problem(int(index))
