@@ -165,7 +165,7 @@ class _Adopted:
 
 def read_run(folder: pathlib.Path) -> dict | None:
     """Summary, curves and per-step aggregates of one finished run; None if unfinished."""
-    from scalingrl.recording import read_metrics
+    from scalingrl.runlog.metrics import read_metrics
 
     summary_path = folder / "summary.json"
     if not summary_path.exists():

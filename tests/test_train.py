@@ -82,7 +82,7 @@ def test_resume_makes_identical_selections_and_metrics(full_run, tmp_path):
     main(_config(tmp_path, "steps=4"))
     main(_config(tmp_path), resume=True)
     assert _comparable(_training_rows(tmp_path)) == _comparable(_training_rows(full_dir))
-    from scalingrl.records import read_selection_log
+    from scalingrl.runlog.selection_log import read_selection_log
 
     resumed, full = read_selection_log(tmp_path / "selection_log.jsonl"), read_selection_log(full_dir / "selection_log.jsonl")
     assert [r["step"] for r in resumed] == list(range(8))

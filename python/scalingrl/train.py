@@ -5,7 +5,7 @@ group advantages, update the policy, feed the outcomes back to the selector, rec
 live elsewhere: ``scalingrl.selection`` (DES, curriculum, baselines), ``scalingrl.rollout``
 (engines), ``scalingrl.rewards``, ``scalingrl.ops`` (advantages, log-probs, token statistics),
 ``scalingrl.grpo`` (loss), ``scalingrl.training`` (DeepSpeed), ``scalingrl.checkpoint``,
-``scalingrl.recording`` and ``scalingrl.report``. ``main(config)`` is importable; ``cli()`` parses
+``scalingrl.runlog`` (metrics, selection log, report). ``main(config)`` is importable; ``cli()`` parses
 ``--config``, ``--output-dir``, ``--resume`` and dotted overrides.
 
 Left out on purpose: multi-node launch scripts (DeepSpeed's launcher sets the env this code reads).
@@ -110,13 +110,14 @@ def setup(config, resume: bool = False) -> Run:
 
     import torch
 
-    from scalingrl import distributed, records, selection
+    from scalingrl import distributed, selection
     from scalingrl.checkpoint import latest_checkpoint, load_checkpoint, set_rng_state
     from scalingrl.config import to_dict
     from scalingrl.data import build_pools
     from scalingrl.model import format_prompts
-    from scalingrl.recording import MetricsRecorder
+    from scalingrl.runlog.metrics import MetricsRecorder
     from scalingrl.rollout import make_engine
+    from scalingrl.runlog.selection_log import SelectionLog
     from scalingrl.training import DeepSpeedEngine
 
     rank, world = distributed.init()
@@ -151,7 +152,7 @@ def setup(config, resume: bool = False) -> Run:
     if main_rank:
         recorder = MetricsRecorder(out, config.steps, start_step, config.tensorboard, config.progress_bar)
         recorder.truncate_after(start_step)
-        selection_log = records.SelectionLog(out / "selection_log.jsonl", keep_before_step=start_step)
+        selection_log = SelectionLog(out / "selection_log.jsonl", keep_before_step=start_step)
     heldout_rows = heldout.rows(np.arange(min(len(heldout), config.eval.size or len(heldout))))
     heldout_prompts = format_prompts(tokenizer, [row["prompt"] for row in heldout_rows], config.data.prompt_template,
                                      config.model.use_chat_template, config.model.system_prompt)
@@ -459,8 +460,8 @@ def main(config, resume: bool = False) -> dict[str, Any]:
 
 def finish(run: Run, final_eval: dict[str, Any]) -> dict[str, Any]:
     """Summary, exports and report at the end of a run (written by rank 0)."""
-    from scalingrl import records
     from scalingrl.rewards import shutdown_pool
+    from scalingrl.runlog.selection_log import export_prompt_stats, export_used_prompts
 
     config, initial = run.config, run.extra["initial_eval"]
     summary = {
@@ -479,12 +480,12 @@ def finish(run: Run, final_eval: dict[str, Any]) -> dict[str, Any]:
     if run.rank != 0:
         return summary
     (run.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    records.export_prompt_stats(run.selector, run.out_dir / "prompt_stats.parquet")
+    export_prompt_stats(run.selector, run.out_dir / "prompt_stats.parquet")
     used = np.asarray(run.selector.used_prompt_ids(), dtype=np.int64)
-    records.export_used_prompts(used, run.pool.rows(used), run.out_dir / "used_prompts",
+    export_used_prompts(used, run.pool.rows(used), run.out_dir / "used_prompts",
                                 {"pool_size": len(run.pool), "steps": config.steps, "selection": summary["selection_method"]})
     if config.report:
-        from scalingrl.report import write_report
+        from scalingrl.runlog.report import write_report
 
         write_report(run.out_dir, summary)
     print(f"initial eval accuracy {summary['initial_eval_accuracy']:.3f} -> final {summary['final_eval_accuracy']:.3f} "

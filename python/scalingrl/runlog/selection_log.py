@@ -6,7 +6,7 @@
 - ``export_used_prompts``: the prompts a run actually trained on, as a JSONL data set with a manifest
   (counts, pool size, source, SHA-256), loadable with ``datasets.load_dataset("json", ...)``.
 
-Left out on purpose: plotting (``scalingrl.report``) and metrics (``scalingrl.recording``).
+Left out on purpose: plotting (``scalingrl.runlog.report``) and metrics (``scalingrl.runlog.metrics``).
 """
 
 from __future__ import annotations

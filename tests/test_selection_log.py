@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from scalingrl.records import SelectionLog, export_prompt_stats, export_used_prompts, read_selection_log
+from scalingrl.runlog.selection_log import SelectionLog, export_prompt_stats, export_used_prompts, read_selection_log
 from scalingrl.selection import PoolInfo, SelectionConfig, make_selector
 
 

@@ -3,7 +3,7 @@
 ``write_report(run_dir, summary)`` reads ``metrics.jsonl`` and writes ``report/`` with
 ``reward_eval.png`` (reward mean and held-out accuracy over steps), ``pool_mix.png`` (pool size and
 the explore/exploit mix), ``difficulty.png`` (histogram of the selected prompts' difficulty levels
-over time), ``timing.png`` (time split per step) and ``report.md``. ``python -m scalingrl.report RUN``
+over time), ``timing.png`` (time split per step) and ``report.md``. ``python -m scalingrl.runlog.report RUN``
 rebuilds it for a finished or interrupted run.
 
 Left out on purpose: interactive dashboards (TensorBoard has the same scalars).
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from scalingrl.recording import read_metrics
+from scalingrl.runlog.metrics import read_metrics
 
 __all__ = ["write_report"]
 

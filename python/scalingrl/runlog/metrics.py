@@ -5,8 +5,8 @@ every finished step), mirrors scalar values to TensorBoard, and updates a tqdm b
 reward, pool size and ETA. On resume, ``truncate_after(step)`` drops lines a killed run wrote past its
 last checkpoint so the file reads as one uninterrupted run.
 
-Left out on purpose: the selection log and per-prompt exports (``scalingrl.records``) and plots
-(``scalingrl.report``).
+Left out on purpose: the selection log and per-prompt exports (``scalingrl.runlog.selection_log``) and
+plots (``scalingrl.runlog.report``).
 """
 
 from __future__ import annotations
