@@ -9,13 +9,13 @@ import torch
 
 from scalingrl.checkpoint import (CheckpointError, check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint,
                                   set_rng_state)
-from scalingrl.training import DeepSpeedEngine, OptimConfig
+from scalingrl.optimizer import OptimConfig, PolicyOptimizer
 
 
 def _trainer(stage=0, seed=0):
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
-    return DeepSpeedEngine(model, OptimConfig(lr=1e-2, zero_stage=stage, threads=0))
+    return PolicyOptimizer(model, OptimConfig(lr=1e-2, zero_stage=stage, threads=0))
 
 
 def _train_step(trainer):

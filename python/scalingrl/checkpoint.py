@@ -74,7 +74,7 @@ def save_checkpoint(root: str | Path, step: int, trainer, selection_state: dict[
                     extra: dict[str, Any] | None = None, keep: int = 2) -> Path:
     """Write ``root/step-{step:06d}`` atomically and keep the ``keep`` newest checkpoints.
 
-    Collective: every rank calls it. ``trainer`` is a ``scalingrl.training.DeepSpeedEngine`` (needs
+    Collective: every rank calls it. ``trainer`` is a ``scalingrl.optimizer.PolicyOptimizer`` (needs
     ``module``, ``save_state``, ``world_size`` and ``zero_stage``).
     """
     from safetensors.torch import save_file

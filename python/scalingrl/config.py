@@ -29,7 +29,7 @@ from scalingrl.model import TinyModelConfig
 from scalingrl.rewards import RewardConfig
 from scalingrl.rollout import SamplingConfig
 from scalingrl.synthetic import SyntheticConfig
-from scalingrl.training import OptimConfig
+from scalingrl.optimizer import OptimConfig
 
 __all__ = ["TrainConfig", "ModelConfig", "DataConfig", "EvalConfig", "load_config", "apply_overrides",
            "to_dict", "from_dict", "describe_fields", "field_help", "ConfigError", "add_config_arguments", "parse_command_line",

@@ -70,7 +70,7 @@ def init() -> tuple[int, int]:
     """
     import torch
 
-    from scalingrl.training import setup_distributed_env
+    from scalingrl.optimizer import setup_distributed_env
 
     current_rank, size = setup_distributed_env()
     if not torch.distributed.is_initialized():

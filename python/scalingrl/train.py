@@ -4,7 +4,7 @@ Each step reads like the algorithm: select prompts, roll out G samples each, sco
 group advantages, update the policy, feed the outcomes back to the selector, record. The pieces
 live elsewhere: ``scalingrl.selection`` (DES, curriculum, baselines), ``scalingrl.rollout``
 (engines), ``scalingrl.rewards``, ``scalingrl.ops`` (advantages, log-probs, token statistics),
-``scalingrl.grpo`` (loss), ``scalingrl.training`` (DeepSpeed), ``scalingrl.checkpoint``,
+``scalingrl.grpo`` (loss), ``scalingrl.optimizer`` (DeepSpeed), ``scalingrl.checkpoint``,
 ``scalingrl.runlog`` (metrics, selection log, report). ``main(config)`` is importable; ``cli()`` parses
 ``--config``, ``--output-dir``, ``--resume`` and dotted overrides.
 
@@ -115,10 +115,10 @@ def setup(config, resume: bool = False) -> Run:
     from scalingrl.config import to_dict
     from scalingrl.data import build_pools
     from scalingrl.model import format_prompts
+    from scalingrl.optimizer import PolicyOptimizer
     from scalingrl.runlog.metrics import MetricsRecorder
     from scalingrl.rollout import make_engine
     from scalingrl.runlog.selection_log import SelectionLog
-    from scalingrl.training import DeepSpeedEngine
 
     rank, world = distributed.init()
     main_rank = rank == 0
@@ -138,7 +138,7 @@ def setup(config, resume: bool = False) -> Run:
     torch.manual_seed(config.seed)
     model_path, model, tokenizer = _load_policy_rank0_first(config, main_rank)
     ref_model = copy.deepcopy(model).eval().requires_grad_(False) if config.grpo.kl_coef > 0 else None
-    trainer = DeepSpeedEngine(model, config.optim)
+    trainer = PolicyOptimizer(model, config.optim)
     if ref_model is not None:
         ref_model.to(trainer.device)  # the reference model lives with the policy
     selector = selection.make_selector(pool.pool_info(), config.selection, seed=config.seed)

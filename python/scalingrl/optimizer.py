@@ -1,6 +1,6 @@
-"""Training engine: the optimizer step through DeepSpeed (ZeRO stage configurable).
+"""The policy optimizer: the optimizer step through DeepSpeed (ZeRO stage configurable).
 
-``DeepSpeedEngine`` wraps ``deepspeed.initialize`` around the policy with a torch AdamW client
+``PolicyOptimizer`` wraps ``deepspeed.initialize`` around the policy with a torch AdamW client
 optimizer (DeepSpeed's own Adam JIT-compiles for minutes on CPU) and exposes what the trainer
 needs: ``module`` (the unwrapped policy, shared with the HF rollout engine), ``device`` (where the
 policy lives: ``cuda:LOCAL_RANK`` on GPUs, ``cpu`` here), ``backward``/``step`` (returns the
@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OptimConfig", "DeepSpeedEngine", "setup_distributed_env"]
+__all__ = ["OptimConfig", "PolicyOptimizer", "lr_multiplier", "setup_distributed_env"]
 
 
 @dataclasses.dataclass
@@ -90,8 +90,8 @@ def setup_distributed_env() -> tuple[int, int]:
     return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
 
 
-class DeepSpeedEngine:
-    """The policy under a DeepSpeed engine.
+class PolicyOptimizer:
+    """The policy under a DeepSpeed engine: backward, optimizer step, engine state.
 
     Args:
         model: the policy ``nn.Module``.
