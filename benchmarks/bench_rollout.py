@@ -60,7 +60,8 @@ def main() -> None:
     import torch
 
     from scalingrl.data import load_rows
-    from scalingrl.model import format_prompts, load_model_and_tokenizer
+    from scalingrl.data import format_prompts
+    from scalingrl.model import load_model_and_tokenizer
     from scalingrl.rollout import HFGenerateEngine, SamplingConfig, VLLMEngine
 
     torch.set_num_threads(args.threads)

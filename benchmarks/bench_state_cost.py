@@ -42,10 +42,11 @@ def rss_mib() -> float:
 
 def measure(size: int, batch: int, group: int, steps: int, seed: int) -> dict:
     from scalingrl import distributed, selection
+    from scalingrl.data import PoolInfo
 
     rng = np.random.default_rng(seed)
     prior = rng.random(size)
-    info = selection.PoolInfo(size, prior_difficulty=prior, reference_cot_length=rng.integers(20, 400, size).astype(np.float64))
+    info = PoolInfo(size, prior_difficulty=prior, reference_cot_length=rng.integers(20, 400, size).astype(np.float64))
     before = rss_mib()
     started = time.perf_counter()
     selector = selection.make_selector(info, selection.SelectionConfig(method="des"), seed=seed)

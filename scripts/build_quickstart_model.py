@@ -15,7 +15,9 @@ import torch
 
 from scalingrl.config import load_config, resolve_preset
 from scalingrl.eval import evaluate
-from scalingrl.model import build_quickstart_model, format_prompts, load_model_and_tokenizer
+from scalingrl.data import format_prompts
+from scalingrl.model import load_model_and_tokenizer
+from scalingrl.quickstart import build_quickstart_model
 from scalingrl.rollout import HFGenerateEngine
 from scalingrl.synthetic import SyntheticTask
 

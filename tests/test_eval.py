@@ -11,7 +11,7 @@ import torch
 
 from scalingrl.config import EvalConfig, load_config
 from scalingrl.eval import evaluate
-from scalingrl.model import TinyModelConfig, _new_tiny_model, build_char_tokenizer
+from scalingrl.quickstart import TinyModelConfig, build_char_tokenizer, new_tiny_model
 from scalingrl.rewards import RewardConfig
 from scalingrl.rollout import HFGenerateEngine, SamplingConfig
 from scalingrl.synthetic import ALPHABET
@@ -26,7 +26,7 @@ def tiny():
     torch.manual_seed(0)
     tokenizer = build_char_tokenizer(ALPHABET)
     tokenizer.padding_side = "left"
-    model = _new_tiny_model(TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64), tokenizer)
+    model = new_tiny_model(TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64), tokenizer)
     return model.eval().double(), tokenizer  # float64: argmax ties between padded and unpadded runs cannot flip
 
 

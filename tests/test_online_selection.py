@@ -14,7 +14,8 @@ from scipy import stats
 
 from scalingrl.online_selection import (GRESOConfig, MoPPSConfig, greso_keep_probability, greso_next_explore,
                                         mopps_pick, mopps_prior, mopps_update)
-from scalingrl.selection import METHODS, PoolInfo, SelectionConfig, make_selector, register_method
+from scalingrl.data import PoolInfo
+from scalingrl.selection import METHODS, SelectionConfig, make_selector, register_method
 
 
 def test_registry_lists_every_method_and_rejects_duplicates():

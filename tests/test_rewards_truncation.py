@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from scalingrl.config import ConfigError, load_config
-from scalingrl.model import TinyModelConfig, _new_tiny_model, build_char_tokenizer
+from scalingrl.quickstart import TinyModelConfig, build_char_tokenizer, new_tiny_model
 from scalingrl.rollout import HFGenerateEngine, SamplingConfig
 from scalingrl.synthetic import ALPHABET
 
@@ -15,7 +15,7 @@ from scalingrl.synthetic import ALPHABET
 def test_hf_engine_flags_completions_without_eos():
     torch.manual_seed(0)
     tokenizer = build_char_tokenizer(ALPHABET)
-    model = _new_tiny_model(TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64), tokenizer).eval()
+    model = new_tiny_model(TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64), tokenizer).eval()
     engine = HFGenerateEngine(model, tokenizer)
     seen = set()
     for seed, max_new_tokens in ((1, 12), (2, 12), (3, 30)):

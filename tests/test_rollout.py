@@ -6,8 +6,9 @@ model-loading helpers (missing folder error, BOS repair of converted tokenizers)
 import pytest
 import torch
 
-from scalingrl.model import (CONVERT_SMOLLM2_COMMAND, TinyModelConfig, _new_tiny_model, build_char_tokenizer,
-                             ensure_bos_token, format_prompts, load_model_and_tokenizer)
+from scalingrl.data import format_prompts
+from scalingrl.model import CONVERT_SMOLLM2_COMMAND, ensure_bos_token, load_model_and_tokenizer
+from scalingrl.quickstart import TinyModelConfig, build_char_tokenizer, new_tiny_model
 from scalingrl.rollout import (HFGenerateEngine, SamplingConfig, assemble_batch, encode_prompts,
                                ignored_generation_defaults, stop_token_ids)
 from scalingrl.synthetic import ALPHABET
@@ -20,7 +21,7 @@ CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}[{{ m['role'] }}]{{ m['c
 def tiny():
     torch.manual_seed(0)
     tokenizer = build_char_tokenizer(ALPHABET + "[]abcdefghijklmnopqrstuvwxyz")
-    model = _new_tiny_model(TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64), tokenizer)
+    model = new_tiny_model(TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64), tokenizer)
     return model.eval(), tokenizer
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from scalingrl.curriculum import CurriculumConfig
-from scalingrl.selection import METHODS, PoolInfo, SelectionConfig, make_selector
+from scalingrl.data import PoolInfo
+from scalingrl.selection import METHODS, SelectionConfig, make_selector
 
 POOL = 3000
 B, G = 64, 8

@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from scalingrl.runlog.selection_log import SelectionLog, export_prompt_stats, export_used_prompts, read_selection_log
-from scalingrl.selection import PoolInfo, SelectionConfig, make_selector
+from scalingrl.data import PoolInfo
+from scalingrl.selection import SelectionConfig, make_selector
 
 
 def selector_after(steps):

@@ -16,7 +16,7 @@ import torch
 from scalingrl import ops
 from scalingrl.config import load_config
 from scalingrl.grpo import policy_loss, response_logprobs
-from scalingrl.model import TinyModelConfig, _new_tiny_model, build_char_tokenizer
+from scalingrl.quickstart import TinyModelConfig, build_char_tokenizer, new_tiny_model
 from scalingrl.rollout import HFGenerateEngine, RolloutBatch
 from scalingrl.synthetic import ALPHABET
 from scalingrl.train import ShardRollout, update_policy
@@ -52,7 +52,7 @@ def _tiny_model():
     tokenizer = build_char_tokenizer(ALPHABET)
     config = TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, max_position=64,
                              seed=int(torch.randint(0, 2**31, ())))
-    return _new_tiny_model(config, tokenizer).float(), tokenizer
+    return new_tiny_model(config, tokenizer).float(), tokenizer
 
 
 def _random_batch(model, groups: int, group: int, prompt_len: int = 5, response_len: int = 7):

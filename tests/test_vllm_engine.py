@@ -37,7 +37,8 @@ ATOL, RTOL = 2e-3, 1e-3
 def served(tmp_path_factory):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from scalingrl.model import build_char_tokenizer, format_prompts
+    from scalingrl.data import format_prompts
+    from scalingrl.quickstart import build_char_tokenizer
     from scalingrl.rollout import SamplingConfig, VLLMEngine
 
     folder = tmp_path_factory.mktemp("tiny-llama")

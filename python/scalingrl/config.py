@@ -25,11 +25,11 @@ import yaml
 
 from scalingrl.distributed import ParallelConfig
 from scalingrl.grpo import GRPOConfig
-from scalingrl.model import TinyModelConfig
 from scalingrl.rewards import RewardConfig
 from scalingrl.rollout import SamplingConfig
 from scalingrl.synthetic import SyntheticConfig
 from scalingrl.optimizer import OptimConfig
+from scalingrl.quickstart import TinyModelConfig
 
 __all__ = ["TrainConfig", "ModelConfig", "DataConfig", "EvalConfig", "load_config", "apply_overrides",
            "to_dict", "from_dict", "describe_fields", "field_help", "ConfigError", "add_config_arguments", "parse_command_line",

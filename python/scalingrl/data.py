@@ -6,12 +6,15 @@ length; NaN where unknown) and a held-out split. File rows are mapped through co
 names; GSM8K references (``... #### 72``) and MATH answers or ``\\boxed{}`` solutions are reduced
 to the final answer. Rows without an answer are counted and skipped, or raise, by config.
 
-Left out on purpose: streaming datasets larger than memory, and prompt formatting (the trainer
-applies the template and chat template).
+``format_prompts`` turns questions into prompt texts (the config's template, then the tokenizer's
+chat template).
+
+Left out on purpose: streaming datasets larger than memory.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -23,7 +26,7 @@ import numpy as np
 from scalingrl.rewards import extract_answer
 from scalingrl.synthetic import SyntheticTask
 
-__all__ = ["PromptPool", "DataError", "load_rows", "build_pools"]
+__all__ = ["PromptPool", "PoolInfo", "DataError", "load_rows", "build_pools", "format_prompts"]
 
 
 class DataError(ValueError):
@@ -87,6 +90,32 @@ def _level(raw: Any) -> float:
     return float(match.group()) if match else math.nan
 
 
+@dataclasses.dataclass
+class PoolInfo:
+    """What the data set knows about its prompts before any rollout.
+
+    Attributes:
+        size: number of prompts P.
+        prior_difficulty: (P,) float64 in [0, 1] (e.g. (MATH level - 1) / 4); NaN = unknown.
+        reference_cot_length: (P,) float64 length of the reference solution; NaN = unknown.
+    """
+
+    size: int
+    prior_difficulty: np.ndarray | None = None
+    reference_cot_length: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.size < 1:
+            raise ValueError(f"PoolInfo.size={self.size}: the prompt pool is empty")
+        for name in ("prior_difficulty", "reference_cot_length"):
+            values = getattr(self, name)
+            if values is not None:
+                values = np.asarray(values, dtype=np.float64)
+                if values.shape != (self.size,):
+                    raise ValueError(f"PoolInfo.{name} has shape {values.shape}, expected ({self.size},)")
+                setattr(self, name, values)
+
+
 class PromptPool:
     """Prompts by id with answers, difficulty priors and chain-of-thought lengths.
 
@@ -105,9 +134,7 @@ class PromptPool:
         return [self._row_fn(int(i)) for i in np.asarray(ids).reshape(-1)]
 
     def pool_info(self):
-        """The selector's view: ``scalingrl.selection.PoolInfo``."""
-        from scalingrl.selection import PoolInfo
-
+        """The selector's view of the pool (``PoolInfo``)."""
         return PoolInfo(size=len(self), prior_difficulty=self.prior_difficulty, reference_cot_length=self.reference_cot_length)
 
     @classmethod
@@ -188,3 +215,20 @@ def build_pools(data_config, eval_size: int, seed: int) -> tuple[PromptPool, Pro
     heldout = PromptPool.from_rows([rows[i] for i in order[:split]], name=f"{data_config.path} (held out)", **common)
     train = PromptPool.from_rows([rows[i] for i in order[split:]], name=data_config.path, max_rows=data_config.max_prompts, **common)
     return train, heldout
+
+
+def format_prompts(tokenizer, questions: list[str], template: str = "{prompt}", use_chat_template: bool = True,
+                   system_prompt: str = "") -> list[str]:
+    """Prompt texts: ``template`` around each question, then the tokenizer's chat template if it has one.
+
+    With a chat template the returned text already holds the special tokens, so the rollout engine
+    tokenizes it without adding a BOS (``add_special_tokens`` is left to the tokenizer's own rules).
+    """
+    texts = [template.format(prompt=question) for question in questions]
+    if not (use_chat_template and getattr(tokenizer, "chat_template", None)):
+        return texts
+    out = []
+    for text in texts:
+        messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [{"role": "user", "content": text}]
+        out.append(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+    return out

@@ -188,7 +188,8 @@ def _run(target: str, args: argparse.Namespace) -> dict[str, Any]:
 
     from scalingrl.config import config_from_args, resolve_preset
     from scalingrl.data import build_pools
-    from scalingrl.model import format_prompts, load_model_and_tokenizer
+    from scalingrl.data import format_prompts
+    from scalingrl.model import load_model_and_tokenizer
     from scalingrl.rollout import make_engine
 
     model_dir, run_dir = _resolve_model(target)
@@ -222,7 +223,7 @@ def _run(target: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _quickstart_path(config) -> str:
-    from scalingrl.model import build_quickstart_model
+    from scalingrl.quickstart import build_quickstart_model
     from scalingrl.synthetic import SyntheticTask
 
     return str(build_quickstart_model(config.model.tiny, SyntheticTask(config.data.synthetic)))

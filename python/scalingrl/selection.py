@@ -36,6 +36,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from scalingrl.curriculum import CurriculumConfig, ScheduleState, next_schedule, split_batch, step_signal
+from scalingrl.data import PoolInfo
 from scalingrl.des import FACTORS, DESConfig, PromptStore, difficulty_factor
 from scalingrl.online_selection import (GRESOConfig, MoPPSConfig, greso_keep_probability, greso_next_explore,
                                         mopps_pick, mopps_prior, mopps_update)
@@ -62,32 +63,6 @@ def register_method(name: str):
         return cls
 
     return decorate
-
-
-@dataclasses.dataclass
-class PoolInfo:
-    """What the data set knows about its prompts before any rollout.
-
-    Attributes:
-        size: number of prompts P.
-        prior_difficulty: (P,) float64 in [0, 1] (e.g. (MATH level - 1) / 4); NaN = unknown.
-        reference_cot_length: (P,) float64 length of the reference solution; NaN = unknown.
-    """
-
-    size: int
-    prior_difficulty: np.ndarray | None = None
-    reference_cot_length: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        if self.size < 1:
-            raise ValueError(f"PoolInfo.size={self.size}: the prompt pool is empty")
-        for name in ("prior_difficulty", "reference_cot_length"):
-            values = getattr(self, name)
-            if values is not None:
-                values = np.asarray(values, dtype=np.float64)
-                if values.shape != (self.size,):
-                    raise ValueError(f"PoolInfo.{name} has shape {values.shape}, expected ({self.size},)")
-                setattr(self, name, values)
 
 
 @dataclasses.dataclass

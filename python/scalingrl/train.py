@@ -82,7 +82,8 @@ def _fingerprint(config, pool_size: int) -> dict[str, Any]:
 
 
 def _load_policy(config, log):
-    from scalingrl.model import build_quickstart_model, load_model_and_tokenizer
+    from scalingrl.model import load_model_and_tokenizer
+    from scalingrl.quickstart import build_quickstart_model
     from scalingrl.synthetic import SyntheticTask
 
     path = config.model.path
@@ -113,8 +114,7 @@ def setup(config, resume: bool = False) -> Run:
     from scalingrl import distributed, selection
     from scalingrl.checkpoint import latest_checkpoint, load_checkpoint, set_rng_state
     from scalingrl.config import to_dict
-    from scalingrl.data import build_pools
-    from scalingrl.model import format_prompts
+    from scalingrl.data import build_pools, format_prompts
     from scalingrl.optimizer import PolicyOptimizer
     from scalingrl.runlog.metrics import MetricsRecorder
     from scalingrl.rollout import make_engine
@@ -286,7 +286,7 @@ def _roll_out_and_score(run: Run, step: int, rows: list, shard_index: int, group
     import torch
 
     from scalingrl import ops
-    from scalingrl.model import format_prompts
+    from scalingrl.data import format_prompts
     from scalingrl.rewards import apply_truncation_policy, score_completions
 
     config, group = run.config, run.config.rollout.group_size

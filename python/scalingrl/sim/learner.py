@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from scalingrl.selection import PoolInfo, SelectionConfig, make_selector
+from scalingrl.data import PoolInfo
+from scalingrl.selection import SelectionConfig, make_selector
 
 
 @dataclasses.dataclass
