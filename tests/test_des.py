@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from scalingrl import _native
-from scalingrl.des import DESConfig, PromptStore, des_reference
+from references import des_reference
+
+from scalingrl.des import DESConfig, PromptStore
 
 
 def random_updates(rng, size, rounds, batch, groups=8):

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from scalingrl.grpo import GRPOConfig, policy_loss, policy_loss_reference
+from references import policy_loss_reference
+
+from scalingrl.grpo import GRPOConfig, policy_loss
 
 
 def _inputs(generator, n=7, r=11):

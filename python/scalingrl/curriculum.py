@@ -18,12 +18,10 @@ Left out on purpose: anything that needs the model (probing runs through the tra
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 
-__all__ = ["CurriculumConfig", "ScheduleState", "StepSignal", "step_signal", "next_schedule", "split_batch",
-           "next_schedule_reference"]
+__all__ = ["CurriculumConfig", "ScheduleState", "StepSignal", "step_signal", "next_schedule", "split_batch"]
 
 
 @dataclasses.dataclass
@@ -162,30 +160,6 @@ def next_schedule(state: ScheduleState, signal: StepSignal, config: CurriculumCo
     share = float(np.clip(share, c.min_explore, c.max_explore))
     return ScheduleState(pool_target=target, explore_share=share, explore_signal=explore_signal,
                          exploit_signal=exploit_signal)
-
-
-def next_schedule_reference(state: ScheduleState, signal: StepSignal, config: CurriculumConfig,
-                            pool_limit: int) -> ScheduleState:
-    """Slow scalar restatement of ``next_schedule`` with ``math`` only (tests only)."""
-    c = config
-
-    def smooth(prev, k, n):
-        if n == 0:
-            return prev
-        return k / n if math.isnan(prev) else prev + c.signal_ema * (k / n - prev)
-
-    xs = smooth(state.explore_signal, signal.explore_informative, signal.explore_groups)
-    es = smooth(state.exploit_signal, signal.exploit_informative, signal.exploit_groups)
-    upper = pool_limit if c.max_pool == 0 else min(c.max_pool, pool_limit)
-    target = state.pool_target
-    if not math.isnan(es) and es < c.signal_low:
-        target = target + c.rate * target
-    target = min(max(target, min(c.min_pool, upper)), upper)
-    share = state.explore_share
-    if not math.isnan(xs) and not math.isnan(es) and xs + es > 0:
-        share = (1 - c.rate) * share + c.rate * xs / (xs + es)
-    share = min(max(share, c.min_explore), c.max_explore)
-    return ScheduleState(target, share, xs, es)
 
 
 def split_batch(batch_size: int, explore_share: float, in_play: int, pool_target: float, unseen: int,

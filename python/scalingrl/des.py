@@ -1,8 +1,8 @@
-"""Data Effectiveness Score: configuration, the per-prompt store's Python face, and a slow reference.
+"""Data Effectiveness Score: configuration and the per-prompt store's Python face.
 
 The store itself is C++ (``scalingrl._native.PromptStore``, csrc/prompt_store.cpp): one record per
-prompt, O(1) work per touched prompt, normalisation by running moments. ``des_reference`` re-derives
-the same numbers with plain Python loops for the tests. docs/des.md gives the formulas and reasons.
+prompt, O(1) work per touched prompt, normalisation by running moments. The tests re-derive
+the same numbers with plain Python loops (``tests/references.py``). docs/des.md gives the formulas and reasons.
 
 Left out on purpose: anything that needs a pass over the whole pool per step (exact quantiles,
 re-scoring untouched prompts when the normalisation moves).
@@ -11,7 +11,6 @@ re-scoring untouched prompts when the normalisation moves).
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import numpy as np
@@ -175,89 +174,3 @@ class PromptStore:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._impl.restore(dict(state["columns"]), np.asarray(state["moments"], dtype=np.float64))
-
-
-# -------------------------------------------------------------------------------------------------
-# Slow reference (tests only): the same formulas as csrc/prompt_store.cpp, one prompt at a time.
-
-
-def _sigmoid(z: float) -> float:
-    return 1.0 / (1.0 + math.exp(-z))
-
-
-class _Moments:
-    def __init__(self) -> None:
-        self.mean, self.var, self.count = 0.0, 1.0, 0.0
-
-    def add(self, x: float, decay: float) -> None:
-        if not math.isfinite(x):
-            return
-        self.count += 1
-        w = max(decay, 1.0 / self.count)
-        delta = x - self.mean
-        self.mean += w * delta
-        self.var = (1 - w) * (self.var + w * delta * delta)
-
-    def z(self, x: float) -> float:
-        return 0.0 if self.count < 2 else (x - self.mean) / math.sqrt(self.var + 1e-12)
-
-
-def des_reference(config: DESConfig, size: int, prior_difficulty, reference_cot_length, updates) -> np.ndarray:
-    """(size, 4) difficulty, cot_complexity, adaptability, DES after ``updates``.
-
-    ``updates`` is a list of (step, ids, successes, trials, reward_std, length, entropy, high_fraction)
-    with per-prompt 1-D sequences (NaN = not measured).
-    """
-    c = config
-    nan = float("nan")
-    ref_logs = [math.log1p(x) for x in (reference_cot_length if reference_cot_length is not None else [])
-                if math.isfinite(x) and x >= 0]
-    ref_mean = sum(ref_logs) / len(ref_logs) if len(ref_logs) >= 2 else 0.0
-    ref_var = max(sum(x * x for x in ref_logs) / len(ref_logs) - ref_mean**2, 0.0) if len(ref_logs) >= 2 else 1.0
-    rec = []
-    for i in range(size):
-        d = nan if prior_difficulty is None else float(prior_difficulty[i])
-        m = min(max(1 - d, 0.02), 0.98) if math.isfinite(d) else c.unseen_pass
-        ref = nan
-        if reference_cot_length is not None and math.isfinite(reference_cot_length[i]) and reference_cot_length[i] >= 0:
-            ref = 0.0 if len(ref_logs) < 2 else (math.log1p(reference_cot_length[i]) - ref_mean) / math.sqrt(ref_var + 1e-12)
-        rec.append(dict(alpha=c.prior_strength * m, beta=c.prior_strength * (1 - m), s=0.0, t=0.0, last=nan,
-                        progress=nan, rstd=nan, length=nan, entropy=nan, high=nan, ref=ref))
-    moments = {k: _Moments() for k in ("length", "entropy", "high", "adapt")}
-
-    def blend(old, x):
-        return (1 - c.stat_ema) * old + c.stat_ema * x if math.isfinite(old) else x
-
-    for _step, ids, succ, trials, rstd, length, entropy, high in updates:
-        for j, i in enumerate(ids):
-            r = rec[i]
-            p = succ[j] / trials[j]
-            if math.isfinite(r["last"]):
-                r["progress"] = blend(r["progress"], abs(p - r["last"]))
-                moments["adapt"].add(r["progress"] + 0.5 * blend(r["rstd"], rstd[j]), c.norm_decay)
-            r["last"] = p
-            r["rstd"] = blend(r["rstd"], rstd[j])
-            r["s"] = c.count_decay * r["s"] + succ[j]
-            r["t"] = c.count_decay * r["t"] + trials[j]
-            for key, values, transform in (("length", length, lambda x: math.log1p(max(x, 0.0))),
-                                           ("entropy", entropy, float), ("high", high, float)):
-                if values is not None and math.isfinite(values[j]):
-                    x = transform(values[j])
-                    r[key] = blend(r[key], x)
-                    moments[key].add(x, c.norm_decay)
-    out = np.zeros((size, 4))
-    a, b = 2 * c.target_pass, 2 * (1 - c.target_pass)
-    peak = c.target_pass**a * (1 - c.target_pass) ** b
-    for i, r in enumerate(rec):
-        q = (r["alpha"] + r["s"]) / (r["alpha"] + r["beta"] + r["t"])
-        diff = q**a * (1 - q) ** b / peak
-        zs = [moments[k].z(r[k]) for k in ("length", "entropy", "high") if math.isfinite(r[k])]
-        if not zs and math.isfinite(r["ref"]):
-            zs = [r["ref"]]
-        cot = _sigmoid(sum(zs) / len(zs)) if zs else 0.5
-        raw = r["progress"] + 0.5 * (r["rstd"] if math.isfinite(r["rstd"]) else 0.0)
-        adapt = _sigmoid(moments["adapt"].z(raw)) if math.isfinite(r["progress"]) else 0.5
-        total = c.weight_difficulty + c.weight_cot + c.weight_adaptability
-        des = (c.weight_difficulty * diff + c.weight_cot * cot + c.weight_adaptability * adapt) / total
-        out[i] = (diff, cot, adapt, des)
-    return out

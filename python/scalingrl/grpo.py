@@ -4,7 +4,7 @@
 per-sequence advantages and the response mask, and returns the loss with its statistics:
 PPO clipping with separate low/high ranges (``clip_high > clip_low`` is DAPO's clip-higher),
 token-mean or sequence-mean aggregation, and an optional k3 KL penalty to a reference policy.
-``policy_loss_reference`` is the slow per-token loop the tests compare against. ``response_logprobs``
+The tests compare it against a slow per-token loop (``tests/references.py``). ``response_logprobs``
 runs the model and scores the sampled tokens through ``scalingrl.ops``.
 
 Left out on purpose: advantage estimation (``scalingrl.ops.group_advantages``) and any optimizer step.
@@ -13,11 +13,10 @@ Left out on purpose: advantage estimation (``scalingrl.ops.group_advantages``) a
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 
-__all__ = ["GRPOConfig", "policy_loss", "policy_loss_reference", "response_logprobs", "AGGREGATIONS"]
+__all__ = ["GRPOConfig", "policy_loss", "response_logprobs", "AGGREGATIONS"]
 
 AGGREGATIONS = ("token_mean", "sequence_mean")
 
@@ -121,33 +120,6 @@ def policy_loss(
             "approx_kl_old": float(approx_kl_old),
         }
     return loss, stats
-
-
-def policy_loss_reference(logprobs, old_logprobs, advantages, mask, config: GRPOConfig, ref_logprobs=None) -> float:
-    """Slow per-token float64 loop of ``policy_loss`` (the test oracle)."""
-    n, r = len(logprobs), len(logprobs[0])
-    token_terms, sequence_terms, token_count = 0.0, [], 0.0
-    for i in range(n):
-        seq_sum, seq_count = 0.0, 0.0
-        for t in range(r):
-            if not mask[i][t]:
-                continue
-            ratio = math.exp(float(logprobs[i][t]) - float(old_logprobs[i][t]))
-            a = float(advantages[i])
-            clipped = min(max(ratio, 1 - config.clip_low), 1 + config.clip_high)
-            term = -min(ratio * a, clipped * a)
-            if config.kl_coef > 0:
-                delta = float(ref_logprobs[i][t]) - float(logprobs[i][t])
-                term += config.kl_coef * (math.exp(delta) - delta - 1)
-            seq_sum += term
-            seq_count += 1
-        token_terms += seq_sum
-        token_count += seq_count
-        if seq_count:
-            sequence_terms.append(seq_sum / seq_count)
-    if config.aggregation == "token_mean":
-        return token_terms / max(token_count, 1.0)
-    return sum(sequence_terms) / max(len(sequence_terms), 1)
 
 
 def response_logprobs(model, prompt_ids, prompt_mask, response_ids, response_mask, temperature: float = 1.0):
