@@ -2,6 +2,8 @@
 with messages that name the key and the fix."""
 
 import dataclasses
+import subprocess
+import sys
 
 import pytest
 
@@ -100,3 +102,28 @@ def test_train_help_runs(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--help"])
     assert "rollout.group_size" in capsys.readouterr().out
+
+
+def test_config_and_help_need_no_extension():
+    """``scalingrl.config`` (selection knobs included) loads and validates without the C++ extension."""
+    code = ("import sys; from scalingrl.config import load_config; from scalingrl.train import build_parser; "
+            "config = load_config(None, ['selection.method=mopps', 'selection.des.sharpness=2']); "
+            "assert type(config.selection).__name__ == 'SelectionConfig' and config.selection.des.sharpness == 2.0; "
+            "assert 'selection.des.sharpness' in build_parser().format_help(); "
+            "assert 'scalingrl._native' not in sys.modules, 'the extension was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_builtin_methods_are_the_registered_ones():
+    from scalingrl.selection import METHODS
+    from scalingrl.selection_config import BUILTIN_METHODS
+
+    assert tuple(METHODS)[: len(BUILTIN_METHODS)] == BUILTIN_METHODS
+
+
+def test_run_fields_are_typed():
+    from scalingrl.train import Run
+
+    fields = dataclasses.fields(Run)
+    assert len(fields) >= 17 and all(f.kw_only for f in fields)
+    assert [f.name for f in fields if "Any" in str(f.type) or f.type in ("object", "list", "dict")] == []

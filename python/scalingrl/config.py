@@ -27,6 +27,7 @@ from scalingrl.distributed import ParallelConfig
 from scalingrl.grpo import GRPOConfig
 from scalingrl.rewards import RewardConfig
 from scalingrl.rollout import SamplingConfig
+from scalingrl.selection_config import SelectionConfig
 from scalingrl.synthetic import SyntheticConfig
 from scalingrl.optimizer import OptimConfig
 from scalingrl.quickstart import TinyModelConfig
@@ -38,12 +39,6 @@ __all__ = ["TrainConfig", "ModelConfig", "DataConfig", "EvalConfig", "load_confi
 
 class ConfigError(ValueError):
     """A configuration value is missing or invalid; the message says which and how to fix it."""
-
-
-def _selection_config():
-    from scalingrl.selection import SelectionConfig
-
-    return SelectionConfig()
 
 
 @dataclasses.dataclass
@@ -179,7 +174,7 @@ class TrainConfig:
     reward: RewardConfig = dataclasses.field(default_factory=RewardConfig)
     grpo: GRPOConfig = dataclasses.field(default_factory=GRPOConfig)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
-    selection: Any = dataclasses.field(default_factory=_selection_config)
+    selection: SelectionConfig = dataclasses.field(default_factory=SelectionConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     parallel: ParallelConfig = dataclasses.field(default_factory=ParallelConfig)
 

@@ -21,68 +21,9 @@ import dataclasses
 
 import numpy as np
 
+from scalingrl.selection_config import CurriculumConfig
+
 __all__ = ["CurriculumConfig", "ScheduleState", "StepSignal", "step_signal", "next_schedule", "split_batch"]
-
-
-@dataclasses.dataclass
-class CurriculumConfig:
-    """Knobs of the curriculum scheduler.
-
-    Attributes:
-        initial_pool: prompts in play the scheduler aims for at the start (the "scale").
-        min_pool: smallest target pool size.
-        max_pool: largest target pool size (0 = the whole data set).
-        initial_explore: share of each batch drawn from unseen prompts at the start.
-        min_explore: smallest explore share (a trickle of new prompts never stops).
-        max_explore: largest explore share.
-        signal_ema: weight of the newest step in the smoothed informative shares (explore, exploit).
-        signal_low: when the smoothed informative share of replayed groups falls below this, the
-            prompts in play are spent (mastered or hopeless): the pool target grows by ``rate``.
-        rate: relative growth of the pool target per step while spent, and the step size of the
-            explore share towards its measured target.
-        mastery_pass: a prompt whose group pass rate is >= this on `retire_after` visits in a row retires.
-        hopeless_pass: a prompt whose group pass rate is <= this on `retire_after` visits in a row is parked.
-        retire_after: consecutive visits needed to retire or park a prompt.
-        retest_interval: steps after which a retired or parked prompt comes back for a re-test.
-        warm_start_probe: if > 0, the first selections draw this many prompts uniformly at random from
-            the pool (a probe that scores the pool before DES has any rollout to go on).
-    """
-
-    initial_pool: int = 1024
-    min_pool: int = 64
-    max_pool: int = 0
-    initial_explore: float = 0.5
-    min_explore: float = 0.05
-    max_explore: float = 0.9
-    signal_ema: float = 0.1
-    signal_low: float = 0.5
-    rate: float = 0.05
-    mastery_pass: float = 1.0
-    hopeless_pass: float = 0.0
-    retire_after: int = 2
-    retest_interval: int = 50
-    warm_start_probe: int = 0
-
-    def __post_init__(self) -> None:
-        checks = [
-            ("initial_pool", self.initial_pool >= 1, "an integer >= 1"),
-            ("min_pool", 1 <= self.min_pool, "an integer >= 1"),
-            ("max_pool", self.max_pool == 0 or self.max_pool >= self.min_pool, "0 (whole data set) or >= min_pool"),
-            ("min_explore", 0 <= self.min_explore <= self.max_explore <= 1, "0 <= min_explore <= max_explore <= 1"),
-            ("initial_explore", self.min_explore <= self.initial_explore <= self.max_explore,
-             "between min_explore and max_explore"),
-            ("signal_ema", 0 < self.signal_ema <= 1, "in (0, 1], e.g. 0.1"),
-            ("signal_low", 0 <= self.signal_low <= 1, "a share of groups in [0, 1], e.g. 0.5"),
-            ("rate", 0 < self.rate < 1, "in (0, 1), e.g. 0.05"),
-            ("mastery_pass", 0 < self.mastery_pass <= 1, "in (0, 1]"),
-            ("hopeless_pass", 0 <= self.hopeless_pass < self.mastery_pass, "in [0, mastery_pass)"),
-            ("retire_after", self.retire_after >= 1, "an integer >= 1"),
-            ("retest_interval", self.retest_interval >= 1, "an integer number of steps >= 1"),
-            ("warm_start_probe", self.warm_start_probe >= 0, "an integer >= 0"),
-        ]
-        for name, ok, fix in checks:
-            if not ok:
-                raise ValueError(f"curriculum.{name}={getattr(self, name)!r} is invalid: use {fix}")
 
 
 @dataclasses.dataclass

@@ -10,88 +10,15 @@ re-scoring untouched prompts when the normalisation moves).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
 
 from scalingrl import _native
+from scalingrl.selection_config import DESConfig
 
 FACTORS = ("difficulty", "cot_complexity", "adaptability")
 COT_KEYS = ("response_length", "entropy_mean", "high_entropy_fraction")
-
-
-@dataclasses.dataclass
-class DESConfig:
-    """Knobs of the Data Effectiveness Score.
-
-    Attributes:
-        prior_strength: pseudo-trials of the Beta prior on a prompt's pass rate (how much a data set's
-            difficulty label counts against observed rollouts).
-        unseen_pass: prior mean pass rate where the data set has no difficulty label.
-        count_decay: weight kept by earlier visits' success/trial counts at each new visit (recency:
-            the model changes, old outcomes go stale).
-        target_pass: pass rate at which the difficulty factor peaks (0.5: largest GRPO reward variance).
-        stat_ema: weight of the newest visit in the CoT and adaptability averages.
-        norm_decay: weight of each new sample in the running normalisation moments (~1/window).
-        weight_difficulty: weight of the difficulty factor in DES; 0 switches it off.
-        weight_cot: weight of the chain-of-thought complexity factor; 0 switches it off.
-        weight_adaptability: weight of the reward adaptability factor; 0 switches it off.
-        sharpness: sampler weight = weight_floor + DES ** sharpness (higher: greedier selection).
-        weight_floor: smallest sampler weight of a prompt in play, so none starves entirely.
-        calibrate_labels: re-rank unseen prompts by the *measured* pass rate of their difficulty label
-            (all rollouts of prompts sharing the label, Beta posterior around the label's prior) instead
-            of the label's nominal pass rate; off by default (docs/des_evidence.md says why it exists).
-        calibration_decay: per-step weight kept by a label's earlier success/trial counts.
-        calibrate_every: steps between two re-rankings of the unseen prompts (each is O(pool)).
-    """
-
-    prior_strength: float = 2.0
-    unseen_pass: float = 0.5
-    count_decay: float = 0.7
-    target_pass: float = 0.5
-    stat_ema: float = 0.5
-    norm_decay: float = 1e-3
-    weight_difficulty: float = 1.0
-    weight_cot: float = 0.5
-    weight_adaptability: float = 0.5
-    sharpness: float = 4.0
-    weight_floor: float = 1e-3
-    calibrate_labels: bool = False
-    calibration_decay: float = 0.9
-    calibrate_every: int = 10
-
-    def __post_init__(self) -> None:
-        checks = [
-            ("prior_strength", self.prior_strength > 0, "a positive number of pseudo-trials, e.g. 2.0"),
-            ("unseen_pass", 0 < self.unseen_pass < 1, "a pass rate strictly between 0 and 1, e.g. 0.5"),
-            ("count_decay", 0 <= self.count_decay <= 1, "in [0, 1]; 1 keeps all history, 0 only the last visit"),
-            ("target_pass", 0 < self.target_pass < 1, "strictly between 0 and 1, e.g. 0.5"),
-            ("stat_ema", 0 < self.stat_ema <= 1, "in (0, 1]"),
-            ("norm_decay", 0 < self.norm_decay <= 1, "in (0, 1], e.g. 1e-3"),
-            ("sharpness", self.sharpness > 0, "positive, e.g. 4.0"),
-            ("weight_floor", self.weight_floor >= 0, ">= 0"),
-            ("calibration_decay", 0 <= self.calibration_decay <= 1, "in [0, 1], e.g. 0.9"),
-            ("calibrate_every", self.calibrate_every >= 1, "an integer number of steps >= 1"),
-        ]
-        for name in ("weight_difficulty", "weight_cot", "weight_adaptability"):
-            checks.append((name, getattr(self, name) >= 0, ">= 0 (0 switches the factor off)"))
-        for name, ok, fix in checks:
-            if not ok:
-                raise ValueError(f"des.{name}={getattr(self, name)!r} is invalid: use {fix}")
-        if self.weight_difficulty + self.weight_cot + self.weight_adaptability <= 0:
-            raise ValueError("des.weight_* are all 0: switch at least one factor on (e.g. des.weight_difficulty=1)")
-
-    def native(self) -> Any:
-        params = _native.DesParams()
-        for field in ("prior_strength", "unseen_pass", "count_decay", "target_pass", "stat_ema", "norm_decay",
-                      "weight_difficulty", "weight_cot", "weight_adaptability"):
-            setattr(params, field, float(getattr(self, field)))
-        return params
-
-    def sampler_weight(self, des: np.ndarray) -> np.ndarray:
-        """Sampler weight of prompts in play from their DES, (B,) float64."""
-        return self.weight_floor + np.asarray(des, dtype=np.float64) ** self.sharpness
 
 
 def difficulty_factor(pass_rate: np.ndarray, target_pass: float) -> np.ndarray:

@@ -17,68 +17,13 @@ papers' over-sampling to refill a batch after filtering (our loop trains on a fi
 
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 
+from scalingrl.selection_config import GRESOConfig, MoPPSConfig
+
 __all__ = ["MoPPSConfig", "GRESOConfig", "mopps_prior", "mopps_update", "mopps_pick", "greso_keep_probability",
            "greso_next_explore"]
-
-
-@dataclasses.dataclass
-class MoPPSConfig:
-    """Knobs of the MoPPS baseline.
-
-    Attributes:
-        prior_strength: pseudo-trials of the Beta prior; with no difficulty label the prior is
-            Beta(prior_strength/2, prior_strength/2), i.e. the paper's Beta(1, 1) at the default 2.
-            With a label the prior mean is 1 - prior_difficulty (the same prior DES gets).
-        decay: lambda in alpha <- lambda * alpha + (1 - lambda) * alpha0 + successes (and likewise beta):
-            how much of a prompt's evidence survives each new visit.
-        target_pass: gamma*, the sampled pass rate the selection steers towards.
-    """
-
-    prior_strength: float = 2.0
-    decay: float = 0.5
-    target_pass: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.prior_strength <= 0:
-            raise ValueError(f"mopps.prior_strength={self.prior_strength!r} must be > 0, e.g. 2.0")
-        if not 0 <= self.decay <= 1:
-            raise ValueError(f"mopps.decay={self.decay!r} must be in [0, 1]")
-        if not 0 < self.target_pass < 1:
-            raise ValueError(f"mopps.target_pass={self.target_pass!r} must be strictly between 0 and 1")
-
-
-@dataclasses.dataclass
-class GRESOConfig:
-    """Knobs of the GRESO baseline.
-
-    Attributes:
-        initial_retry: starting re-try base probability p (for easy and hard prompts alike).
-        min_retry: floor of p (a skipped prompt always keeps some chance to come back).
-        retry_step: change of p per step (delta p in the paper).
-        target_easy: wanted share of all-correct groups per batch; above it p_easy falls.
-        target_hard: wanted share of all-wrong groups per batch; above it p_hard falls.
-        max_draw_rounds: candidate rounds before a batch is filled with the least-skipped candidates.
-    """
-
-    initial_retry: float = 0.5
-    min_retry: float = 0.05
-    retry_step: float = 0.01
-    target_easy: float = 0.0833
-    target_hard: float = 0.1667
-    max_draw_rounds: int = 64
-
-    def __post_init__(self) -> None:
-        checks = [("min_retry", 0 < self.min_retry <= 1), ("initial_retry", self.min_retry <= self.initial_retry <= 1),
-                  ("retry_step", 0 < self.retry_step < 1), ("target_easy", 0 <= self.target_easy <= 1),
-                  ("target_hard", 0 <= self.target_hard <= 1), ("max_draw_rounds", self.max_draw_rounds >= 1)]
-        for name, ok in checks:
-            if not ok:
-                raise ValueError(f"greso.{name}={getattr(self, name)!r} is invalid: need 0 < min_retry <= "
-                                 "initial_retry <= 1, 0 < retry_step < 1, targets in [0, 1], max_draw_rounds >= 1")
 
 
 def mopps_prior(prior_difficulty: np.ndarray | None, size: int, strength: float) -> tuple[np.ndarray, np.ndarray]:

@@ -2,7 +2,8 @@
 
 ``make_selector(pool, config, seed)`` returns a ``Selector`` for ``config.method``. Methods are
 registered with ``@register_method(name)``; ``METHODS`` is the read-only view of that registry
-(name -> class, in registration order):
+(name -> class, in registration order; both live in ``scalingrl.selection_config`` with the config
+dataclasses):
 
 - ``des``: Data Effectiveness Score + adaptive curriculum (``scalingrl.des``, ``scalingrl.curriculum``),
   drawn through two exact O(1) samplers (prompts in play; unseen prompts by their prior DES);
@@ -30,39 +31,20 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-import types
 from typing import Any, Protocol
 
 import numpy as np
 
-from scalingrl.curriculum import CurriculumConfig, ScheduleState, next_schedule, split_batch, step_signal
+from scalingrl.curriculum import ScheduleState, next_schedule, split_batch, step_signal
 from scalingrl.data import PoolInfo
-from scalingrl.des import FACTORS, DESConfig, PromptStore, difficulty_factor
-from scalingrl.online_selection import (GRESOConfig, MoPPSConfig, greso_keep_probability, greso_next_explore,
-                                        mopps_pick, mopps_prior, mopps_update)
+from scalingrl.des import FACTORS, PromptStore, difficulty_factor
+from scalingrl.online_selection import (greso_keep_probability, greso_next_explore, mopps_pick, mopps_prior,
+                                        mopps_update)
 from scalingrl.sampler import WeightedSampler
+from scalingrl.selection_config import METHODS, DESConfig, SelectionConfig, register_method
 
-_REGISTRY: dict[str, type] = {}
-#: Read-only view of the registry, name -> selector class (``"des" in METHODS``, ``list(METHODS)``).
-METHODS = types.MappingProxyType(_REGISTRY)
 STATE_VERSION = 2
 UNSEEN, IN_PLAY, RETIRED, PARKED = 0, 1, 2, 3
-
-
-def register_method(name: str):
-    """Class decorator: register a selector class under ``name`` (sets ``cls.name``).
-
-    Raises ValueError when ``name`` is taken, so two methods never shadow each other.
-    """
-
-    def decorate(cls):
-        if name in _REGISTRY:
-            raise ValueError(f"selection method {name!r} is already registered by {_REGISTRY[name].__name__}")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorate
 
 
 @dataclasses.dataclass
@@ -74,58 +56,6 @@ class Selection:
     is_explore: np.ndarray
     des: np.ndarray
     factors: dict[str, np.ndarray]
-
-
-@dataclasses.dataclass
-class AdaRFTConfig:
-    """AdaRFT-style target difficulty (Shi et al. 2025, adaptive curriculum RFT).
-
-    Attributes:
-        initial_target: starting target difficulty in [0, 1].
-        step_size: eta in T <- clip(T + eta * tanh(alpha * (reward - target_reward))).
-        sensitivity: alpha in that update.
-        target_reward: beta, the batch mean reward the target steers towards.
-    """
-
-    initial_target: float = 0.3
-    step_size: float = 0.05
-    sensitivity: float = 2.0
-    target_reward: float = 0.5
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.initial_target <= 1:
-            raise ValueError(f"adarft.initial_target={self.initial_target} must be in [0, 1]")
-        if self.step_size <= 0 or self.sensitivity <= 0:
-            raise ValueError("adarft.step_size and adarft.sensitivity must be > 0")
-
-
-@dataclasses.dataclass
-class SelectionConfig:
-    """Which prompts each step trains on.
-
-    Attributes:
-        method: a registered method (``METHODS``): des, uniform, random_subset, dapo, adarft, mopps, greso.
-        random_subset_size: prompts in the fixed subset of ``random_subset`` (ScalingRL's 1.5K).
-        des: Data Effectiveness Score knobs (also used for the statistics every method records).
-        curriculum: scale/mix/retirement knobs of the ``des`` method.
-        adarft: knobs of the ``adarft`` baseline.
-        mopps: knobs of the ``mopps`` baseline.
-        greso: knobs of the ``greso`` baseline.
-    """
-
-    method: str = "des"
-    random_subset_size: int = 1500
-    des: DESConfig = dataclasses.field(default_factory=DESConfig)
-    curriculum: CurriculumConfig = dataclasses.field(default_factory=CurriculumConfig)
-    adarft: AdaRFTConfig = dataclasses.field(default_factory=AdaRFTConfig)
-    mopps: MoPPSConfig = dataclasses.field(default_factory=MoPPSConfig)
-    greso: GRESOConfig = dataclasses.field(default_factory=GRESOConfig)
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"selection.method={self.method!r} is unknown: use one of {', '.join(METHODS)}")
-        if self.random_subset_size < 1:
-            raise ValueError(f"selection.random_subset_size={self.random_subset_size} must be >= 1")
 
 
 class Selector(Protocol):

@@ -19,9 +19,21 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # annotations only: nothing heavy is imported with this module
+    import torch
+    from transformers import PreTrainedTokenizerBase
+
+    from scalingrl.config import TrainConfig
+    from scalingrl.data import PromptPool
+    from scalingrl.optimizer import PolicyOptimizer
+    from scalingrl.rollout import RolloutBatch, RolloutEngine
+    from scalingrl.runlog.metrics import MetricsRecorder
+    from scalingrl.runlog.selection_log import SelectionLog
+    from scalingrl.selection import Selector
 
 __all__ = ["main", "cli", "RunError"]
 
@@ -30,25 +42,46 @@ class RunError(RuntimeError):
     """The run cannot start or continue (output folder, resume state); the message says why."""
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class Run:
-    """Everything one training process holds."""
+    """Everything one training process holds (built by ``setup``, by keyword).
 
-    config: Any
+    Attributes:
+        config: the validated run configuration.
+        out_dir: the run folder.
+        pool: the training prompts, by prompt id.
+        heldout_rows: the held-out problems this run evaluates on (``{"id", "prompt", "answer", "level"}``).
+        heldout_prompts: their prompt texts (template and chat template applied).
+        tokenizer: the policy's tokenizer.
+        trainer: the policy under DeepSpeed (backward, optimizer step, engine state).
+        rollout: the engine that samples completions.
+        selector: the prompt-selection method.
+        recorder: metrics.jsonl, TensorBoard and the progress bar (a no-op on ranks other than 0).
+        selection_log: selection_log.jsonl (a no-op on ranks other than 0).
+        ref_model: the frozen initial policy for the KL term; None when grpo.kl_coef = 0.
+        model_path: the policy's HF folder (the built quickstart model when model.path is empty).
+        start_step: the first step this process runs (after a resume).
+        extra: what a checkpoint carries besides weights and selector: ``initial_eval`` (dict) and
+            ``wall_clock_s`` (seconds).
+        shards: rollout shards per step (every rank selects the same prompts).
+        rank: this process's rank; world_size: the number of processes.
+    """
+
+    config: TrainConfig
     out_dir: Path
-    pool: Any
-    heldout_rows: list
-    heldout_prompts: list
-    tokenizer: Any
-    trainer: Any
-    rollout: Any
-    selector: Any
-    recorder: Any
-    selection_log: Any
-    ref_model: Any
+    pool: PromptPool
+    heldout_rows: list[dict[str, str | int | float | None]]
+    heldout_prompts: list[str]
+    tokenizer: PreTrainedTokenizerBase
+    trainer: PolicyOptimizer
+    rollout: RolloutEngine
+    selector: Selector
+    recorder: MetricsRecorder | _SilentRecords
+    selection_log: SelectionLog | _SilentRecords
+    ref_model: torch.nn.Module | None
     model_path: str
     start_step: int = 0
-    extra: dict = dataclasses.field(default_factory=dict)
+    extra: dict[str, float | dict] = dataclasses.field(default_factory=dict)
     shards: int = 1
     rank: int = 0
     world_size: int = 1
@@ -77,7 +110,7 @@ def _prepare_output_dir(config, resume: bool, rank: int = 0) -> Path:
 
 def _fingerprint(config, pool_size: int) -> dict[str, Any]:
     return {"model": config.model.path or "quickstart", "pool_size": pool_size, "batch_size": config.batch_size,
-            "group_size": config.rollout.group_size, "selection": getattr(config.selection, "method", "?"),
+            "group_size": config.rollout.group_size, "selection": config.selection.method,
             "seed": config.seed, "data": config.data.path or config.data.source}
 
 
@@ -157,8 +190,10 @@ def setup(config, resume: bool = False) -> Run:
     heldout_prompts = format_prompts(tokenizer, [row["prompt"] for row in heldout_rows], config.data.prompt_template,
                                      config.model.use_chat_template, config.model.system_prompt)
     rollout = make_engine(config.rollout, trainer.module, tokenizer, model_path, seed=config.seed, log=recorder.write)
-    run = Run(config, out, pool, heldout_rows, heldout_prompts, tokenizer, trainer, rollout, selector, recorder,
-              selection_log, ref_model, model_path, start_step, dict(state["extra"]) if state else {}, shards, rank, world)
+    run = Run(config=config, out_dir=out, pool=pool, heldout_rows=heldout_rows, heldout_prompts=heldout_prompts,
+              tokenizer=tokenizer, trainer=trainer, rollout=rollout, selector=selector, recorder=recorder,
+              selection_log=selection_log, ref_model=ref_model, model_path=model_path, start_step=start_step,
+              extra=dict(state["extra"]) if state else {}, shards=shards, rank=rank, world_size=world)
     if checkpoint:
         recorder.write(f"resumed from {checkpoint} at step {start_step} ({world} process(es))")
     return run
@@ -175,10 +210,10 @@ class ShardRollout:
     """One rollout shard on this rank: its batch (on the policy's device) and outcomes."""
 
     index: int
-    batch: Any
-    rewards: list
-    correct: list
-    advantages: Any
+    batch: RolloutBatch
+    rewards: list[float]
+    correct: list[bool]
+    advantages: torch.Tensor
     keep: np.ndarray
     zero_variance: np.ndarray
     truncated: np.ndarray
@@ -470,7 +505,7 @@ def finish(run: Run, final_eval: dict[str, Any]) -> dict[str, Any]:
         "initial_eval": initial, "final_eval": final_eval,
         "unique_prompts_used": int(run.selector.unique_prompts_used()), "pool_size": len(run.pool),
         "steps": config.steps, "wall_clock_s": run.extra["wall_clock_s"],
-        "selection_method": getattr(config.selection, "method", None), "model": run.model_path,
+        "selection_method": config.selection.method, "model": run.model_path,
         "data_rows_missing_answer": run.pool.stats.get("rows_missing_answer", 0), "output_dir": str(run.out_dir),
         "world_size": run.world_size, "rollout_shards": run.shards,
     }
@@ -496,10 +531,7 @@ def finish(run: Run, final_eval: dict[str, Any]) -> dict[str, Any]:
 def build_parser():
     from scalingrl.config import add_config_arguments, describe_fields, load_config, resolve_preset
 
-    try:
-        fields = "\n".join(describe_fields(load_config(resolve_preset("quickstart"))))
-    except ImportError as error:  # selection not importable: still show the rest
-        fields = f"(field list unavailable: {error})"
+    fields = "\n".join(describe_fields(load_config(resolve_preset("quickstart"))))
     parser = argparse.ArgumentParser(
         prog="python -m scalingrl.train", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="GRPO on math prompts chosen by DES and the curriculum (quickstart preset by default).",

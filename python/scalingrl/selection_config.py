@@ -1,0 +1,292 @@
+"""Configuration of prompt selection: the method registry and the knobs of DES, the curriculum and the
+baselines, as dataclasses.
+
+This module imports neither the C++ extension nor the selectors, so ``scalingrl.config`` types
+``TrainConfig.selection`` and validates a config (``--help`` included) without building either.
+The selectors (``scalingrl.selection``) register themselves in ``METHODS`` when imported; the names
+of the built-in ones are known here as ``BUILTIN_METHODS`` (``scalingrl.selection`` checks that the
+two agree).
+
+Left out on purpose: every rule that acts on these values (``scalingrl.des``, ``scalingrl.curriculum``,
+``scalingrl.online_selection``, ``scalingrl.selection``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from typing import Any
+
+import numpy as np
+
+__all__ = ["SelectionConfig", "DESConfig", "CurriculumConfig", "AdaRFTConfig", "MoPPSConfig", "GRESOConfig", "METHODS",
+           "BUILTIN_METHODS", "register_method"]
+
+#: The methods ``scalingrl.selection`` defines, in registration order.
+BUILTIN_METHODS = ("uniform", "dapo", "random_subset", "adarft", "des", "mopps", "greso")
+_REGISTRY: dict[str, type] = {}
+#: Read-only view of the registry, name -> selector class (``"des" in METHODS``, ``list(METHODS)``).
+METHODS = types.MappingProxyType(_REGISTRY)
+
+
+def register_method(name: str):
+    """Class decorator: register a selector class under ``name`` (sets ``cls.name``).
+
+    Raises ValueError when ``name`` is taken, so two methods never shadow each other.
+    """
+
+    def decorate(cls):
+        if name in _REGISTRY:
+            raise ValueError(f"selection method {name!r} is already registered by {_REGISTRY[name].__name__}")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+
+@dataclasses.dataclass
+class DESConfig:
+    """Knobs of the Data Effectiveness Score.
+
+    Attributes:
+        prior_strength: pseudo-trials of the Beta prior on a prompt's pass rate (how much a data set's
+            difficulty label counts against observed rollouts).
+        unseen_pass: prior mean pass rate where the data set has no difficulty label.
+        count_decay: weight kept by earlier visits' success/trial counts at each new visit (recency:
+            the model changes, old outcomes go stale).
+        target_pass: pass rate at which the difficulty factor peaks (0.5: largest GRPO reward variance).
+        stat_ema: weight of the newest visit in the CoT and adaptability averages.
+        norm_decay: weight of each new sample in the running normalisation moments (~1/window).
+        weight_difficulty: weight of the difficulty factor in DES; 0 switches it off.
+        weight_cot: weight of the chain-of-thought complexity factor; 0 switches it off.
+        weight_adaptability: weight of the reward adaptability factor; 0 switches it off.
+        sharpness: sampler weight = weight_floor + DES ** sharpness (higher: greedier selection).
+        weight_floor: smallest sampler weight of a prompt in play, so none starves entirely.
+        calibrate_labels: re-rank unseen prompts by the *measured* pass rate of their difficulty label
+            (all rollouts of prompts sharing the label, Beta posterior around the label's prior) instead
+            of the label's nominal pass rate; off by default (docs/des_evidence.md says why it exists).
+        calibration_decay: per-step weight kept by a label's earlier success/trial counts.
+        calibrate_every: steps between two re-rankings of the unseen prompts (each is O(pool)).
+    """
+
+    prior_strength: float = 2.0
+    unseen_pass: float = 0.5
+    count_decay: float = 0.7
+    target_pass: float = 0.5
+    stat_ema: float = 0.5
+    norm_decay: float = 1e-3
+    weight_difficulty: float = 1.0
+    weight_cot: float = 0.5
+    weight_adaptability: float = 0.5
+    sharpness: float = 4.0
+    weight_floor: float = 1e-3
+    calibrate_labels: bool = False
+    calibration_decay: float = 0.9
+    calibrate_every: int = 10
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("prior_strength", self.prior_strength > 0, "a positive number of pseudo-trials, e.g. 2.0"),
+            ("unseen_pass", 0 < self.unseen_pass < 1, "a pass rate strictly between 0 and 1, e.g. 0.5"),
+            ("count_decay", 0 <= self.count_decay <= 1, "in [0, 1]; 1 keeps all history, 0 only the last visit"),
+            ("target_pass", 0 < self.target_pass < 1, "strictly between 0 and 1, e.g. 0.5"),
+            ("stat_ema", 0 < self.stat_ema <= 1, "in (0, 1]"),
+            ("norm_decay", 0 < self.norm_decay <= 1, "in (0, 1], e.g. 1e-3"),
+            ("sharpness", self.sharpness > 0, "positive, e.g. 4.0"),
+            ("weight_floor", self.weight_floor >= 0, ">= 0"),
+            ("calibration_decay", 0 <= self.calibration_decay <= 1, "in [0, 1], e.g. 0.9"),
+            ("calibrate_every", self.calibrate_every >= 1, "an integer number of steps >= 1"),
+        ]
+        for name in ("weight_difficulty", "weight_cot", "weight_adaptability"):
+            checks.append((name, getattr(self, name) >= 0, ">= 0 (0 switches the factor off)"))
+        for name, ok, fix in checks:
+            if not ok:
+                raise ValueError(f"des.{name}={getattr(self, name)!r} is invalid: use {fix}")
+        if self.weight_difficulty + self.weight_cot + self.weight_adaptability <= 0:
+            raise ValueError("des.weight_* are all 0: switch at least one factor on (e.g. des.weight_difficulty=1)")
+
+    def native(self) -> Any:
+        """The extension's ``DesParams`` with these values (imports ``scalingrl._native``)."""
+        from scalingrl import _native
+
+        params = _native.DesParams()
+        for field in ("prior_strength", "unseen_pass", "count_decay", "target_pass", "stat_ema", "norm_decay",
+                      "weight_difficulty", "weight_cot", "weight_adaptability"):
+            setattr(params, field, float(getattr(self, field)))
+        return params
+
+    def sampler_weight(self, des: np.ndarray) -> np.ndarray:
+        """Sampler weight of prompts in play from their DES, (B,) float64."""
+        return self.weight_floor + np.asarray(des, dtype=np.float64) ** self.sharpness
+
+
+@dataclasses.dataclass
+class CurriculumConfig:
+    """Knobs of the curriculum scheduler.
+
+    Attributes:
+        initial_pool: prompts in play the scheduler aims for at the start (the "scale").
+        min_pool: smallest target pool size.
+        max_pool: largest target pool size (0 = the whole data set).
+        initial_explore: share of each batch drawn from unseen prompts at the start.
+        min_explore: smallest explore share (a trickle of new prompts never stops).
+        max_explore: largest explore share.
+        signal_ema: weight of the newest step in the smoothed informative shares (explore, exploit).
+        signal_low: when the smoothed informative share of replayed groups falls below this, the
+            prompts in play are spent (mastered or hopeless): the pool target grows by ``rate``.
+        rate: relative growth of the pool target per step while spent, and the step size of the
+            explore share towards its measured target.
+        mastery_pass: a prompt whose group pass rate is >= this on `retire_after` visits in a row retires.
+        hopeless_pass: a prompt whose group pass rate is <= this on `retire_after` visits in a row is parked.
+        retire_after: consecutive visits needed to retire or park a prompt.
+        retest_interval: steps after which a retired or parked prompt comes back for a re-test.
+        warm_start_probe: if > 0, the first selections draw this many prompts uniformly at random from
+            the pool (a probe that scores the pool before DES has any rollout to go on).
+    """
+
+    initial_pool: int = 1024
+    min_pool: int = 64
+    max_pool: int = 0
+    initial_explore: float = 0.5
+    min_explore: float = 0.05
+    max_explore: float = 0.9
+    signal_ema: float = 0.1
+    signal_low: float = 0.5
+    rate: float = 0.05
+    mastery_pass: float = 1.0
+    hopeless_pass: float = 0.0
+    retire_after: int = 2
+    retest_interval: int = 50
+    warm_start_probe: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("initial_pool", self.initial_pool >= 1, "an integer >= 1"),
+            ("min_pool", 1 <= self.min_pool, "an integer >= 1"),
+            ("max_pool", self.max_pool == 0 or self.max_pool >= self.min_pool, "0 (whole data set) or >= min_pool"),
+            ("min_explore", 0 <= self.min_explore <= self.max_explore <= 1, "0 <= min_explore <= max_explore <= 1"),
+            ("initial_explore", self.min_explore <= self.initial_explore <= self.max_explore,
+             "between min_explore and max_explore"),
+            ("signal_ema", 0 < self.signal_ema <= 1, "in (0, 1], e.g. 0.1"),
+            ("signal_low", 0 <= self.signal_low <= 1, "a share of groups in [0, 1], e.g. 0.5"),
+            ("rate", 0 < self.rate < 1, "in (0, 1), e.g. 0.05"),
+            ("mastery_pass", 0 < self.mastery_pass <= 1, "in (0, 1]"),
+            ("hopeless_pass", 0 <= self.hopeless_pass < self.mastery_pass, "in [0, mastery_pass)"),
+            ("retire_after", self.retire_after >= 1, "an integer >= 1"),
+            ("retest_interval", self.retest_interval >= 1, "an integer number of steps >= 1"),
+            ("warm_start_probe", self.warm_start_probe >= 0, "an integer >= 0"),
+        ]
+        for name, ok, fix in checks:
+            if not ok:
+                raise ValueError(f"curriculum.{name}={getattr(self, name)!r} is invalid: use {fix}")
+
+
+@dataclasses.dataclass
+class AdaRFTConfig:
+    """AdaRFT-style target difficulty (Shi et al. 2025, adaptive curriculum RFT).
+
+    Attributes:
+        initial_target: starting target difficulty in [0, 1].
+        step_size: eta in T <- clip(T + eta * tanh(alpha * (reward - target_reward))).
+        sensitivity: alpha in that update.
+        target_reward: beta, the batch mean reward the target steers towards.
+    """
+
+    initial_target: float = 0.3
+    step_size: float = 0.05
+    sensitivity: float = 2.0
+    target_reward: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.initial_target <= 1:
+            raise ValueError(f"adarft.initial_target={self.initial_target} must be in [0, 1]")
+        if self.step_size <= 0 or self.sensitivity <= 0:
+            raise ValueError("adarft.step_size and adarft.sensitivity must be > 0")
+
+
+@dataclasses.dataclass
+class MoPPSConfig:
+    """Knobs of the MoPPS baseline.
+
+    Attributes:
+        prior_strength: pseudo-trials of the Beta prior; with no difficulty label the prior is
+            Beta(prior_strength/2, prior_strength/2), i.e. the paper's Beta(1, 1) at the default 2.
+            With a label the prior mean is 1 - prior_difficulty (the same prior DES gets).
+        decay: lambda in alpha <- lambda * alpha + (1 - lambda) * alpha0 + successes (and likewise beta):
+            how much of a prompt's evidence survives each new visit.
+        target_pass: gamma*, the sampled pass rate the selection steers towards.
+    """
+
+    prior_strength: float = 2.0
+    decay: float = 0.5
+    target_pass: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.prior_strength <= 0:
+            raise ValueError(f"mopps.prior_strength={self.prior_strength!r} must be > 0, e.g. 2.0")
+        if not 0 <= self.decay <= 1:
+            raise ValueError(f"mopps.decay={self.decay!r} must be in [0, 1]")
+        if not 0 < self.target_pass < 1:
+            raise ValueError(f"mopps.target_pass={self.target_pass!r} must be strictly between 0 and 1")
+
+
+@dataclasses.dataclass
+class GRESOConfig:
+    """Knobs of the GRESO baseline.
+
+    Attributes:
+        initial_retry: starting re-try base probability p (for easy and hard prompts alike).
+        min_retry: floor of p (a skipped prompt always keeps some chance to come back).
+        retry_step: change of p per step (delta p in the paper).
+        target_easy: wanted share of all-correct groups per batch; above it p_easy falls.
+        target_hard: wanted share of all-wrong groups per batch; above it p_hard falls.
+        max_draw_rounds: candidate rounds before a batch is filled with the least-skipped candidates.
+    """
+
+    initial_retry: float = 0.5
+    min_retry: float = 0.05
+    retry_step: float = 0.01
+    target_easy: float = 0.0833
+    target_hard: float = 0.1667
+    max_draw_rounds: int = 64
+
+    def __post_init__(self) -> None:
+        checks = [("min_retry", 0 < self.min_retry <= 1), ("initial_retry", self.min_retry <= self.initial_retry <= 1),
+                  ("retry_step", 0 < self.retry_step < 1), ("target_easy", 0 <= self.target_easy <= 1),
+                  ("target_hard", 0 <= self.target_hard <= 1), ("max_draw_rounds", self.max_draw_rounds >= 1)]
+        for name, ok in checks:
+            if not ok:
+                raise ValueError(f"greso.{name}={getattr(self, name)!r} is invalid: need 0 < min_retry <= "
+                                 "initial_retry <= 1, 0 < retry_step < 1, targets in [0, 1], max_draw_rounds >= 1")
+
+
+@dataclasses.dataclass
+class SelectionConfig:
+    """Which prompts each step trains on.
+
+    Attributes:
+        method: a registered method (``METHODS``): des, uniform, random_subset, dapo, adarft, mopps, greso.
+        random_subset_size: prompts in the fixed subset of ``random_subset`` (ScalingRL's 1.5K).
+        des: Data Effectiveness Score knobs (also used for the statistics every method records).
+        curriculum: scale/mix/retirement knobs of the ``des`` method.
+        adarft: knobs of the ``adarft`` baseline.
+        mopps: knobs of the ``mopps`` baseline.
+        greso: knobs of the ``greso`` baseline.
+    """
+
+    method: str = "des"
+    random_subset_size: int = 1500
+    des: DESConfig = dataclasses.field(default_factory=DESConfig)
+    curriculum: CurriculumConfig = dataclasses.field(default_factory=CurriculumConfig)
+    adarft: AdaRFTConfig = dataclasses.field(default_factory=AdaRFTConfig)
+    mopps: MoPPSConfig = dataclasses.field(default_factory=MoPPSConfig)
+    greso: GRESOConfig = dataclasses.field(default_factory=GRESOConfig)
+
+    def __post_init__(self) -> None:
+        known = list(dict.fromkeys(BUILTIN_METHODS + tuple(METHODS)))
+        if self.method not in known:
+            raise ValueError(f"selection.method={self.method!r} is unknown: use one of {', '.join(known)}")
+        if self.random_subset_size < 1:
+            raise ValueError(f"selection.random_subset_size={self.random_subset_size} must be >= 1")
