@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from scalingrl.config import ConfigError, apply_overrides, describe_fields, field_help, load_config, preset_dir, to_dict, TrainConfig
+from scalingrl.config_field import config_field
 
 
 def test_presets_load_and_round_trip(tmp_path):
@@ -81,13 +82,7 @@ def test_every_field_is_documented():
 
 @dataclasses.dataclass
 class _Partly:
-    """A config.
-
-    Attributes:
-        documented: has a line.
-    """
-
-    documented: int = 1
+    documented: int = config_field(1, help="has a line.")
     missing: int = 2
 
 
@@ -127,3 +122,10 @@ def test_run_fields_are_typed():
     fields = dataclasses.fields(Run)
     assert len(fields) >= 17 and all(f.kw_only for f in fields)
     assert [f.name for f in fields if "Any" in str(f.type) or f.type in ("object", "list", "dict")] == []
+
+
+def test_config_field_refuses_an_empty_help():
+    with pytest.raises(ValueError, match="non-empty help"):
+        config_field(1, help=" ")
+    with pytest.raises(ValueError, match="exactly one of default and default_factory"):
+        config_field(help="both", default=1, default_factory=list)

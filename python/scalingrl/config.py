@@ -4,7 +4,7 @@
 eval). ``load_config(path, overrides)`` reads a YAML preset, applies ``a.b=value`` overrides (values
 parsed as YAML), and builds the dataclasses, whose ``__post_init__`` checks reject bad values with a
 message naming the key and the fix, before any model is loaded. ``describe_fields`` lists every key
-with its default and documentation for ``--help``. ``add_config_arguments``, ``parse_command_line`` and
+with its default and documentation (each field's ``config_field`` help) for ``--help``. ``add_config_arguments``, ``parse_command_line`` and
 ``config_from_args`` are the one command-line convention of ``scalingrl.train`` and ``scalingrl.eval``:
 ``--config`` takes a preset name or a YAML path, and ``key.sub=value`` overrides may come in any order,
 intermixed with the options.
@@ -23,14 +23,15 @@ from typing import Any
 
 import yaml
 
+from scalingrl.config_field import HELP, config_field
 from scalingrl.distributed import ParallelConfig
 from scalingrl.grpo import GRPOConfig
+from scalingrl.optimizer import OptimConfig
+from scalingrl.quickstart import TinyModelConfig
 from scalingrl.rewards import RewardConfig
 from scalingrl.rollout import SamplingConfig
 from scalingrl.selection_config import SelectionConfig
 from scalingrl.synthetic import SyntheticConfig
-from scalingrl.optimizer import OptimConfig
-from scalingrl.quickstart import TinyModelConfig
 
 __all__ = ["TrainConfig", "ModelConfig", "DataConfig", "EvalConfig", "load_config", "apply_overrides",
            "to_dict", "from_dict", "describe_fields", "field_help", "ConfigError", "add_config_arguments", "parse_command_line",
@@ -43,24 +44,21 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass
 class ModelConfig:
-    """The policy model.
+    """The policy model."""
 
-    Attributes:
-        path: local HF folder (or hub name where a hub is reachable); empty = build/reuse the
-            quickstart tiny model.
-        dtype: weights dtype: float32, bfloat16 or float16.
-        use_chat_template: wrap prompts in the tokenizer's chat template when it has one.
-        system_prompt: system message for the chat template (empty = none).
-        trust_remote_code: pass trust_remote_code to transformers.
-        tiny: the quickstart model (used when path is empty).
-    """
-
-    path: str = ""
-    dtype: str = "float32"
-    use_chat_template: bool = True
-    system_prompt: str = ""
-    trust_remote_code: bool = False
-    tiny: TinyModelConfig = dataclasses.field(default_factory=TinyModelConfig)
+    path: str = config_field(
+        "",
+        help="local HF folder (or hub name where a hub is reachable); empty = build/reuse the quickstart tiny "
+        "model.",
+    )
+    dtype: str = config_field("float32", help="weights dtype: float32, bfloat16 or float16.")
+    use_chat_template: bool = config_field(True, help="wrap prompts in the tokenizer's chat template when it has one.")
+    system_prompt: str = config_field("", help="system message for the chat template (empty = none).")
+    trust_remote_code: bool = config_field(False, help="pass trust_remote_code to transformers.")
+    tiny: TinyModelConfig = config_field(
+        default_factory=TinyModelConfig,
+        help="the quickstart model (used when path is empty).",
+    )
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float32", "bfloat16", "float16"):
@@ -69,31 +67,33 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class DataConfig:
-    """The prompt pool and the held-out set.
+    """The prompt pool and the held-out set."""
 
-    Attributes:
-        source: "synthetic" (the arithmetic generator) or "file" (JSONL/JSON/Parquet/HF dataset dir).
-        path: training prompts (source=file); JSONL, JSON array, Parquet, or a saved HF dataset.
-        eval_path: held-out prompts (source=file); empty = hold out eval.size rows of path.
-        prompt_field: row field holding the question.
-        answer_field: row field holding the reference (bare answer, GSM8K "#### x" or \\boxed{}).
-        level_field: optional row field with a difficulty level (number; "Level 3" works).
-        prompt_template: how a question becomes the prompt text; {prompt} is the question.
-        missing_answers: "skip" (count and report rows without an answer) or "error".
-        max_prompts: use at most this many training rows (0 = all).
-        synthetic: the synthetic task (source=synthetic).
-    """
-
-    source: str = "synthetic"
-    path: str = ""
-    eval_path: str = ""
-    prompt_field: str = "question"
-    answer_field: str = "answer"
-    level_field: str = ""
-    prompt_template: str = "{prompt}"
-    missing_answers: str = "skip"
-    max_prompts: int = 0
-    synthetic: SyntheticConfig = dataclasses.field(default_factory=SyntheticConfig)
+    source: str = config_field(
+        "synthetic",
+        help='"synthetic" (the arithmetic generator) or "file" (JSONL/JSON/Parquet/HF dataset dir).',
+    )
+    path: str = config_field(
+        "",
+        help="training prompts (source=file); JSONL, JSON array, Parquet, or a saved HF dataset.",
+    )
+    eval_path: str = config_field("", help="held-out prompts (source=file); empty = hold out eval.size rows of path.")
+    prompt_field: str = config_field("question", help="row field holding the question.")
+    answer_field: str = config_field(
+        "answer",
+        help='row field holding the reference (bare answer, GSM8K "#### x" or \\boxed{}).',
+    )
+    level_field: str = config_field("", help='optional row field with a difficulty level (number; "Level 3" works).')
+    prompt_template: str = config_field(
+        "{prompt}",
+        help="how a question becomes the prompt text; {prompt} is the question.",
+    )
+    missing_answers: str = config_field("skip", help='"skip" (count and report rows without an answer) or "error".')
+    max_prompts: int = config_field(0, help="use at most this many training rows (0 = all).")
+    synthetic: SyntheticConfig = config_field(
+        default_factory=SyntheticConfig,
+        help="the synthetic task (source=synthetic).",
+    )
 
     def __post_init__(self) -> None:
         if self.source not in ("synthetic", "file"):
@@ -110,24 +110,18 @@ class DataConfig:
 
 @dataclasses.dataclass
 class EvalConfig:
-    """Held-out evaluation: pass@1 as the mean accuracy over n samples per problem.
+    """Held-out evaluation: pass@1 as the mean accuracy over n samples per problem."""
 
-    Attributes:
-        size: held-out problems (0 = all of the held-out set).
-        samples: n completions generated per problem (1 = exactly one each).
-        temperature: sampling temperature of the evaluation; 0 = greedy decoding (the argmax token at
-            every step, deterministic; needs samples=1), the usual setting for pass@1 reports.
-        max_new_tokens: longest completion (0 = rollout.max_new_tokens).
-        every: evaluate every this many steps (0 = only at the start and the end).
-        batch_size: problems per generate call.
-    """
-
-    size: int = 256
-    samples: int = 4
-    temperature: float = 1.0
-    max_new_tokens: int = 0
-    every: int = 0
-    batch_size: int = 128
+    size: int = config_field(256, help="held-out problems (0 = all of the held-out set).")
+    samples: int = config_field(4, help="n completions generated per problem (1 = exactly one each).")
+    temperature: float = config_field(
+        1.0,
+        help="sampling temperature of the evaluation; 0 = greedy decoding (the argmax token at every step, "
+        "deterministic; needs samples=1), the usual setting for pass@1 reports.",
+    )
+    max_new_tokens: int = config_field(0, help="longest completion (0 = rollout.max_new_tokens).")
+    every: int = config_field(0, help="evaluate every this many steps (0 = only at the start and the end).")
+    batch_size: int = config_field(128, help="problems per generate call.")
 
     def __post_init__(self) -> None:
         if self.size < 0 or self.samples < 1 or self.every < 0 or self.batch_size < 1 or self.max_new_tokens < 0:
@@ -141,42 +135,40 @@ class EvalConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-    """A GRPO run.
+    """A GRPO run."""
 
-    Attributes:
-        output_dir: run folder (config.yaml, metrics.jsonl, summary.json, checkpoints, report);
-            empty = runs/<preset>-<time>.
-        steps: GRPO steps.
-        batch_size: prompts per step (each sampled rollout.group_size times).
-        seed: run seed (model sampling, selection).
-        save_every: checkpoint every this many steps (0 = only at the end).
-        keep_checkpoints: most recent checkpoints kept.
-        log_every: print a line every this many steps (the progress bar updates every step).
-        progress_bar: show a tqdm progress bar.
-        tensorboard: also write TensorBoard events.
-        report: write plots and report.md at the end.
-        parallel: data parallel across processes (rollout shards).
-    """
-
-    output_dir: str = ""
-    steps: int = 100
-    batch_size: int = 16
-    seed: int = 0
-    save_every: int = 0
-    keep_checkpoints: int = 2
-    log_every: int = 10
-    progress_bar: bool = True
-    tensorboard: bool = True
-    report: bool = True
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-    data: DataConfig = dataclasses.field(default_factory=DataConfig)
-    rollout: SamplingConfig = dataclasses.field(default_factory=SamplingConfig)
-    reward: RewardConfig = dataclasses.field(default_factory=RewardConfig)
-    grpo: GRPOConfig = dataclasses.field(default_factory=GRPOConfig)
-    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
-    selection: SelectionConfig = dataclasses.field(default_factory=SelectionConfig)
-    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
-    parallel: ParallelConfig = dataclasses.field(default_factory=ParallelConfig)
+    output_dir: str = config_field(
+        "",
+        help="run folder (config.yaml, metrics.jsonl, summary.json, checkpoints, report); empty = "
+        "runs/<preset>-<time>.",
+    )
+    steps: int = config_field(100, help="GRPO steps.")
+    batch_size: int = config_field(16, help="prompts per step (each sampled rollout.group_size times).")
+    seed: int = config_field(0, help="run seed (model sampling, selection).")
+    save_every: int = config_field(0, help="checkpoint every this many steps (0 = only at the end).")
+    keep_checkpoints: int = config_field(2, help="most recent checkpoints kept.")
+    log_every: int = config_field(10, help="print a line every this many steps (the progress bar updates every step).")
+    progress_bar: bool = config_field(True, help="show a tqdm progress bar.")
+    tensorboard: bool = config_field(True, help="also write TensorBoard events.")
+    report: bool = config_field(True, help="write plots and report.md at the end.")
+    model: ModelConfig = config_field(default_factory=ModelConfig, help="the policy model (model.*).")
+    data: DataConfig = config_field(default_factory=DataConfig, help="the prompt pool and the held-out set (data.*).")
+    rollout: SamplingConfig = config_field(
+        default_factory=SamplingConfig,
+        help="how completions are sampled (rollout.*).",
+    )
+    reward: RewardConfig = config_field(default_factory=RewardConfig, help="how completions are scored (reward.*).")
+    grpo: GRPOConfig = config_field(default_factory=GRPOConfig, help="the GRPO objective (grpo.*).")
+    optim: OptimConfig = config_field(default_factory=OptimConfig, help="optimizer and DeepSpeed settings (optim.*).")
+    selection: SelectionConfig = config_field(
+        default_factory=SelectionConfig,
+        help="which prompts each step trains on (selection.*).",
+    )
+    eval: EvalConfig = config_field(default_factory=EvalConfig, help="held-out evaluation (eval.*).")
+    parallel: ParallelConfig = config_field(
+        default_factory=ParallelConfig,
+        help="data parallel across processes (rollout shards).",
+    )
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -307,27 +299,18 @@ def resolve_preset(name_or_path: str) -> Path:
     return preset_dir() / f"{name_or_path}.yaml"
 
 
-def _field_docs(cls) -> dict[str, str]:
-    docs, current = {}, None
-    for line in (cls.__doc__ or "").splitlines():
-        match = re.match(r"\s{8}(\w+): (.*)", line)
-        if match:
-            current = match.group(1)
-            docs[current] = match.group(2).strip()
-        elif current and line.startswith(" " * 12):
-            docs[current] += " " + line.strip()
-    return docs
-
-
 def field_help(config, prefix: str = "") -> dict[str, tuple[Any, str]]:
-    """``{dotted key: (value, documentation)}`` for every leaf field of ``config`` ("" where undocumented)."""
-    out, docs = {}, _field_docs(type(config))
+    """``{dotted key: (value, documentation)}`` for every leaf field of ``config``.
+
+    The documentation is the field's ``config_field(help=...)`` metadata; "" where a field has none.
+    """
+    out = {}
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
         if dataclasses.is_dataclass(value):
             out.update(field_help(value, prefix + field.name + "."))
         else:
-            out[prefix + field.name] = (value, docs.get(field.name, ""))
+            out[prefix + field.name] = (value, field.metadata.get(HELP, ""))
     return out
 
 

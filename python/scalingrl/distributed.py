@@ -25,23 +25,23 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from scalingrl.config_field import config_field
+
 __all__ = ["ParallelConfig", "rank", "world_size", "is_main", "init", "barrier", "all_gather_object", "all_reduce_sum",
            "resolve_shards", "shard_groups", "rank_shards", "minibatch_parts", "combine_eval", "state_digest"]
 
 
 @dataclasses.dataclass
 class ParallelConfig:
-    """Data parallel across processes (``torchrun``/``deepspeed`` launchers).
+    """Data parallel across processes (``torchrun``/``deepspeed`` launchers)."""
 
-    Attributes:
-        rollout_shards: S, the rollout shards a step's selected prompts are cut into (contiguous in
-            selection order; shard s goes to rank s % world size and is one seeded ``generate``
-            call). 0 = the world size. Must be a multiple of the world size. Runs with the same S
-            make the same rollouts and optimizer steps at any world size; S changes the random
-            stream (S = 1 is the historical single-process stream).
-    """
-
-    rollout_shards: int = 0
+    rollout_shards: int = config_field(
+        0,
+        help="S, the rollout shards a step's selected prompts are cut into (contiguous in selection order; shard s "
+        "goes to rank s % world size and is one seeded ``generate`` call). 0 = the world size. Must be a "
+        "multiple of the world size. Runs with the same S make the same rollouts and optimizer steps at any "
+        "world size; S changes the random stream (S = 1 is the historical single-process stream).",
+    )
 
     def __post_init__(self) -> None:
         if self.rollout_shards < 0:

