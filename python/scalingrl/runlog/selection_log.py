@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from scalingrl.fileio import read_jsonl, staged
 from scalingrl.selection import Selection
 
 
@@ -42,10 +42,9 @@ class SelectionLog:
         kept = []
         if keep_before_step > 0 and self.path.exists():
             kept = [r for r in read_selection_log(self.path) if r["step"] < keep_before_step]
-        self._file = open(self.path, "w", encoding="utf-8")
-        for record in kept:
-            self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        with staged(self.path) as tmp:  # a kill during the rewrite keeps the old log
+            tmp.write_text("".join(json.dumps(record) + "\n" for record in kept), encoding="utf-8")
+        self._file = open(self.path, "a", encoding="utf-8")
 
     def write(self, selection: Selection) -> None:
         record = {
@@ -69,29 +68,17 @@ class SelectionLog:
 
 
 def read_selection_log(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a selection log, in order (a torn last line from a killed run is skipped)."""
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-    return records
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    """The records of a selection log, in order, by the JSONL rule of ``scalingrl.fileio.read_jsonl``
+    (a torn last line from a killed run is skipped; a damaged line elsewhere raises ValueError)."""
+    return read_jsonl(path)
 
 
 def export_prompt_stats(selector, path: str | Path) -> Path:
     """Write ``selector.prompt_stats()`` (one row per prompt ever selected) as Parquet."""
     path = Path(path)
     table = pa.table({name: np.asarray(values) for name, values in selector.prompt_stats().items()})
-    _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    with staged(path) as tmp:
+        pq.write_table(table, tmp)
     return path
 
 
@@ -109,7 +96,9 @@ def export_used_prompts(prompt_ids: np.ndarray, rows: list[dict], out_dir: str |
     out = Path(out_dir)
     lines = [json.dumps({"pool_id": int(i), **row}, default=str) + "\n" for i, row in zip(ids, rows)]
     payload = "".join(lines).encode("utf-8")
-    _atomic_write(out / "prompts.jsonl", lambda tmp: tmp.write_bytes(payload))
+    with staged(out / "prompts.jsonl") as tmp:
+        tmp.write_bytes(payload)
     info = {**manifest, "count": len(ids), "file": "prompts.jsonl", "sha256": hashlib.sha256(payload).hexdigest()}
-    _atomic_write(out / "manifest.json", lambda tmp: tmp.write_text(json.dumps(info, indent=2, default=str) + "\n"))
+    with staged(out / "manifest.json") as tmp:
+        tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
     return out
