@@ -59,14 +59,14 @@ def main() -> None:
 
     import torch
 
-    from scalingrl.data import load_rows
-    from scalingrl.data import format_prompts
+    from scalingrl.config import preset_dir
+    from scalingrl.data import format_prompts, load_rows
     from scalingrl.model import load_model_and_tokenizer
     from scalingrl.rollout import HFGenerateEngine, SamplingConfig, VLLMEngine
 
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()[0]
-    config = __import__("yaml").safe_load((Path(__file__).parents[1] / "configs" / "smollm2_gsm8k.yaml").read_text())
+    config = __import__("yaml").safe_load((preset_dir() / "smollm2_gsm8k.yaml").read_text())
     rows = load_rows(args.data)[: args.prompts]
     model, tokenizer = load_model_and_tokenizer(args.model, args.hf_dtype)
     prompts = format_prompts(tokenizer, [row["question"] for row in rows], "{prompt}", True, config["model"]["system_prompt"])

@@ -4,6 +4,7 @@ with messages that name the key and the fix."""
 import dataclasses
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +130,14 @@ def test_config_field_refuses_an_empty_help():
         config_field(1, help=" ")
     with pytest.raises(ValueError, match="exactly one of default and default_factory"):
         config_field(help="both", default=1, default_factory=list)
+
+
+def test_presets_come_from_the_installed_mapping(monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.find_spec("scalingrl.configs")
+    assert preset_dir() in [Path(p) for p in spec.submodule_search_locations]
+    assert (preset_dir() / "quickstart.yaml").is_file()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ConfigError, match=r"presets \(scalingrl.configs\) are not installed"):
+        preset_dir()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import re
 import typing
 from pathlib import Path
@@ -283,12 +284,22 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def preset_dir() -> Path:
-    """The presets folder: shipped inside the package (``pip install .``), else the checkout's configs/."""
-    here = Path(__file__).resolve()
-    for candidate in (here.parent / "configs", here.parents[2] / "configs"):
-        if candidate.is_dir():
-            return candidate
-    raise ConfigError(f"no presets folder found next to {here}: reinstall scalingrl or pass --config FILE.yaml")
+    """The presets folder: the package's ``scalingrl.configs``.
+
+    The source tree keeps the presets in the top-level ``configs/`` (as it keeps ``kernels/``);
+    pyproject.toml's wheel mapping ships that folder as ``scalingrl/configs`` (and ``kernels/`` as
+    ``scalingrl.kernels``), in a wheel and in an editable install alike. That mapping is the only
+    place that knows where the folders live: this asks the import system for the subpackage.
+
+    Raises:
+        ConfigError: scalingrl is not installed (a bare checkout on ``sys.path`` has no mapping).
+    """
+    spec = importlib.util.find_spec("scalingrl.configs")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        if Path(location).is_dir():
+            return Path(location)
+    raise ConfigError("the presets (scalingrl.configs) are not installed: install scalingrl "
+                      "(python -m pip install -e .) or pass --config FILE.yaml")
 
 
 def resolve_preset(name_or_path: str) -> Path:
