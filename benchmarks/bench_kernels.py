@@ -132,7 +132,7 @@ def bench_cuda(rows: int, vocab: int, repeats: int) -> dict:
     copy_dst = torch.empty_like(logits)
     copy_s = _cuda_time(lambda: copy_dst.copy_(logits), repeats)
     copy_bandwidth = 2 * logits_bytes / copy_s  # a copy reads and writes every byte
-    del copy_dst
+    copy_dst = None  # free the buffer before the variants run
     compiled = torch.compile(naive)
     variants = {"triton": lambda: fused(logits, token_ids), "eager": lambda: naive(logits, token_ids),
                 "compile": lambda: compiled(logits, token_ids)}

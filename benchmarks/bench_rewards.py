@@ -151,8 +151,10 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|")
     for row in deadline_rows:
         if isinstance(row["workers"], int):
-            print(f"| math_accuracy, {row['workers']} worker(s), 5 pathological first | {row['items']} | {row['wall_s']:.1f} "
-                  f"| {row['wall_over_timeout']:.2f} | {row['clean_wall_s']:.1f} | {row['correct_scored_1']}/{row['correct_in_clean_batch']} "
+            print(f"| math_accuracy, {row['workers']} worker(s), 5 pathological first | {row['items']} "
+                f"| {row['wall_s']:.1f} "
+                  f"| {row['wall_over_timeout']:.2f} | {row['clean_wall_s']:.1f} "
+                f"| {row['correct_scored_1']}/{row['correct_in_clean_batch']} "
                   f"| {row['pathological_scored_0']}/{len(PATHOLOGICAL)} |")
         else:
             print(f"| {row['workers']} | {row['items']} | {row['wall_s']:.1f} | {row['wall_over_timeout']:.2f} | | | |")

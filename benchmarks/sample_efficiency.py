@@ -259,7 +259,8 @@ def collect(out: pathlib.Path, setting: str, json_path: pathlib.Path) -> dict:
 
 def print_table(methods: dict) -> None:
     uniform_gain = methods.get("uniform", {}).get("gain_mean")
-    print(f"{'method':22s} {'seeds':>5s} {'final':>13s} {'gain':>13s} {'x uniform':>9s} {'prompts':>8s} {'zero-var':>8s} {'sel ms':>7s}")
+    print(f"{'method':22s} {'seeds':>5s} {'final':>13s} {'gain':>13s} {'x uniform':>9s} "
+        f"{'prompts':>8s} {'zero-var':>8s} {'sel ms':>7s}")
     for name, m in methods.items():
         ratio = m["gain_mean"] / uniform_gain if uniform_gain else float("nan")
         print(f"{name:22s} {len(m['seeds']):5d} {m['final_accuracy_mean']:.3f}±{m['final_accuracy_std']:.3f} "

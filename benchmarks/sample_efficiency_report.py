@@ -64,7 +64,8 @@ def table(methods: dict) -> list[str]:
     for name, m in sorted(methods.items(), key=lambda item: -(item[1]["gain_mean"] or 0)):
         per_seed = ", ".join(f"{m['runs'][str(s)]['final_accuracy']:.3f}" for s in m["seeds"])
         ratio = f"{m['gain_mean'] / uniform:.2f}" if uniform else "n/a"
-        lines.append(f"| {name} | {','.join(map(str, m['seeds']))} | {m['final_accuracy_mean']:.3f} ± {m['final_accuracy_std']:.3f} "
+        lines.append(f"| {name} | {','.join(map(str, m['seeds']))} "
+            f"| {m['final_accuracy_mean']:.3f} ± {m['final_accuracy_std']:.3f} "
                      f"| {per_seed} | {m['gain_mean']:+.3f} ± {m['gain_std']:.3f} | {ratio} | {m['unique_prompts_mean']:.0f} "
                      f"({100 * m['pool_share_used_mean']:.1f}%) | {m['zero_variance_share_mean']:.2f} | "
                      f"{m['selection_overhead_ms_mean']:.1f} |")
@@ -102,11 +103,13 @@ def goals(methods: dict) -> list[str]:
     ratio = des["gain_mean"] / uniform["gain_mean"] if uniform["gain_mean"] else float("nan")
     seeds = min(len(des["seeds"]), len(uniform["seeds"]))
     return [
-        f"- Finished: {len(methods)} method(s); DES and uniform with {seeds} common seed(s). The held-out sampling error of "
+        f"- Finished: {len(methods)} method(s); DES and uniform with {seeds} common seed(s). "
+        "The held-out sampling error of "
         "one final accuracy is ~0.01 (2,048 samples), so a single seed decides nothing below ~0.02.",
         f"- DES gain {des['gain_mean']:+.3f} vs uniform {uniform['gain_mean']:+.3f}: ratio {ratio:.2f} (goal >= 1.5): "
         f"{'met' if ratio >= 1.5 else 'NOT met'}.",
-        f"- Best other finished method: {best_other[0]} {best_other[1]['gain_mean']:+.3f}; DES above every other finished "
+        f"- Best other finished method: {best_other[0]} {best_other[1]['gain_mean']:+.3f}; "
+        "DES above every other finished "
         f"method ({', '.join(sorted(others))}): {'yes' if des['gain_mean'] > best_other[1]['gain_mean'] else 'NO'}.",
         f"- DES zero-variance share {des['zero_variance_share_mean']:.2f} (goal <= 0.20): "
         f"{'met' if des['zero_variance_share_mean'] <= 0.2 else 'NOT met'}.",
@@ -133,7 +136,8 @@ def main(argv: list[str] | None = None) -> None:
             f"(setting `{document['setting']}`, pool {document['pool_size']} prompts, {document['steps']} steps, "
             f"common overrides `{' '.join(document['common_overrides'])}`). The runs come from",
             "`python benchmarks/sample_efficiency.py --setting quickstart --out /work/se-runs` (docs/des_evidence.md).",
-            "Only finished runs count; every finished seed is listed. Accuracy: held-out pass@1 (512 problems x 4 samples).",
+            "Only finished runs count; every finished seed is listed. "
+        "Accuracy: held-out pass@1 (512 problems x 4 samples).",
             "", *table(methods), "", *by_level(methods), "## Goals of issue 8 (quickstart, mean over seeds, equal steps)", "", *goals(methods), "",
             "![accuracy vs steps](results/sample_efficiency_steps.png)", "",
             "![accuracy vs wall-clock](results/sample_efficiency_wallclock.png)", "",

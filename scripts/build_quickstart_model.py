@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from scalingrl.config import load_config, resolve_preset
-from scalingrl.eval import evaluate
 from scalingrl.data import format_prompts
+from scalingrl.eval import evaluate
 from scalingrl.model import load_model_and_tokenizer
 from scalingrl.quickstart import build_quickstart_model
 from scalingrl.rollout import HFGenerateEngine

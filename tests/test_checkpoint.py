@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from scalingrl.checkpoint import (CheckpointError, check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint,
-                                  set_rng_state)
+from scalingrl.checkpoint import (
+    CheckpointError,
+    check_resumable,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
 from scalingrl.optimizer import OptimConfig, PolicyOptimizer
 
 

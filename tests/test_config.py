@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from scalingrl.config import ConfigError, apply_overrides, describe_fields, field_help, load_config, preset_dir, to_dict, TrainConfig
+from scalingrl.config import (
+    ConfigError,
+    TrainConfig,
+    apply_overrides,
+    describe_fields,
+    field_help,
+    load_config,
+    preset_dir,
+    to_dict,
+)
 from scalingrl.config_field import config_field
 
 

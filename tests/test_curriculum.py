@@ -7,11 +7,9 @@ import math
 
 import numpy as np
 import pytest
-
 from references import next_schedule_reference
 
-from scalingrl.curriculum import (CurriculumConfig, ScheduleState, StepSignal, next_schedule, split_batch,
-                                  step_signal)
+from scalingrl.curriculum import CurriculumConfig, ScheduleState, StepSignal, next_schedule, split_batch, step_signal
 
 CONFIG = CurriculumConfig(rate=0.1, min_pool=10, max_pool=1000, min_explore=0.1, max_explore=0.8, signal_ema=0.5,
                           signal_low=0.5)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from scalingrl import _native
 from references import des_reference
 
+from scalingrl import _native
 from scalingrl.des import DESConfig, PromptStore
 
 

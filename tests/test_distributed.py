@@ -79,12 +79,12 @@ def test_combined_eval_equals_the_whole_set(rng):
     levels = rng.integers(1, 4, size=23)
 
     def result(index):
-        by_level = {str(l): float(correct[index][levels[index] == l].mean()) for l in sorted(set(levels[index]))}
+        by_level = {str(level): float(correct[index][levels[index] == level].mean()) for level in sorted(set(levels[index]))}
         return {"accuracy": float(correct[index].mean()), "pass_at_n": float(correct[index].any(1).mean()),
                 "accuracy_by_level": by_level, "n_problems": len(index), "n_samples": 3}
 
     parts = np.array_split(np.arange(23), 3)
-    counts = [{str(l): int((levels[p] == l).sum()) for l in sorted(set(levels[p]))} for p in parts]
+    counts = [{str(level): int((levels[p] == level).sum()) for level in sorted(set(levels[p]))} for p in parts]
     combined = distributed.combine_eval([result(p) for p in parts], counts)
     whole = result(np.arange(23))
     for key in ("accuracy", "pass_at_n", "n_problems"):

@@ -1,9 +1,7 @@
 """The GRPO loss against its slow float64 loop reference, on fresh random inputs each check."""
 
-import numpy as np
 import pytest
 import torch
-
 from references import policy_loss_reference
 
 from scalingrl.grpo import GRPOConfig, policy_loss

@@ -12,9 +12,16 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from scalingrl.online_selection import (GRESOConfig, MoPPSConfig, greso_keep_probability, greso_next_explore,
-                                        mopps_pick, mopps_prior, mopps_update)
 from scalingrl.data import PoolInfo
+from scalingrl.online_selection import (
+    GRESOConfig,
+    MoPPSConfig,
+    greso_keep_probability,
+    greso_next_explore,
+    mopps_pick,
+    mopps_prior,
+    mopps_update,
+)
 from scalingrl.selection import METHODS, SelectionConfig, make_selector, register_method
 
 

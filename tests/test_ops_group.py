@@ -6,11 +6,11 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from testing_utils import requires_cuda
 
 from scalingrl import ops
 from scalingrl.kernels import group_advantages as group_kernel
 from scalingrl.kernels import sequence_stats as sequence_kernel
-from testing_utils import requires_cuda
 
 BACKENDS = ["triton", "torch"]
 # (dtype, atol, rtol) of the per-token inputs; statistics accumulate in float32.

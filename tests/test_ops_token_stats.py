@@ -7,10 +7,10 @@ import sys
 
 import pytest
 import torch
+from testing_utils import requires_cuda
 
 from scalingrl import ops
 from scalingrl.kernels import token_stats as kernel
-from testing_utils import requires_cuda
 
 # (dtype, atol, rtol): forward outputs are float32 accumulations of the exact inputs, so the forward
 # tolerance is about fp32 summation over V; the gradient is returned in the logits' dtype, so its

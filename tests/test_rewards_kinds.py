@@ -13,8 +13,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scalingrl.rewards import (RewardConfig, apply_truncation_policy, exact_value, extract_answer, final_answer,
-                               format_reward, math_accuracy, score_completions)
+from scalingrl.rewards import (
+    RewardConfig,
+    apply_truncation_policy,
+    exact_value,
+    extract_answer,
+    final_answer,
+    format_reward,
+    math_accuracy,
+    score_completions,
+)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -9,8 +9,14 @@ import torch
 from scalingrl.data import format_prompts
 from scalingrl.model import CONVERT_SMOLLM2_COMMAND, ensure_bos_token, load_model_and_tokenizer
 from scalingrl.quickstart import TinyModelConfig, build_char_tokenizer, new_tiny_model
-from scalingrl.rollout import (HFGenerateEngine, SamplingConfig, assemble_batch, encode_prompts,
-                               ignored_generation_defaults, stop_token_ids)
+from scalingrl.rollout import (
+    HFGenerateEngine,
+    SamplingConfig,
+    assemble_batch,
+    encode_prompts,
+    ignored_generation_defaults,
+    stop_token_ids,
+)
 from scalingrl.synthetic import ALPHABET
 
 CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}[{{ m['role'] }}]{{ m['content'] }}{% endfor %}"
@@ -86,7 +92,7 @@ def test_generate_shapes_and_logprobs(tiny, temperature):
     assert (batch.prompt_mask[0] == 0).sum() > 0  # the short prompt is left-padded
     lengths = batch.response_mask.sum(1).long()
     last = batch.response_ids[torch.arange(n), (lengths - 1).clamp_min(0)]
-    assert batch.truncated.tolist() == [bool(l == 7 and t != tokenizer.eos_token_id) for l, t in zip(lengths, last)]
+    assert batch.truncated.tolist() == [bool(length == 7 and t != tokenizer.eos_token_id) for length, t in zip(lengths, last)]
     with torch.no_grad():
         logprobs, entropy = response_logprobs(model, batch.prompt_ids, batch.prompt_mask, batch.response_ids,
                                               batch.response_mask, temperature)

@@ -223,20 +223,20 @@ def test_label_calibration_counts_match_a_float64_loop():
     selector = make_selector(pool_info(), calibrated(calibration_decay=0.8), seed=0)
     prior = pool_info().prior_difficulty
     labels = sorted(set(prior[np.isfinite(prior)].tolist()))
-    s, t = {l: 0.0 for l in labels}, {l: 0.0 for l in labels}
+    s, t = {label: 0.0 for label in labels}, {label: 0.0 for label in labels}
     rng = np.random.default_rng(3)
     for step in range(5):
         sel = selector.select(step, B)
         correct = rng.random((B, G)) < true_pass(sel.prompt_ids)[:, None]
         selector.update(step, sel.prompt_ids, correct.astype(float), correct)
-        for l in labels:
-            s[l] *= 0.8
-            t[l] *= 0.8
+        for label in labels:
+            s[label] *= 0.8
+            t[label] *= 0.8
         for i, row in zip(sel.prompt_ids, correct):
             if np.isfinite(prior[i]):
                 s[prior[i]] += row.sum()
                 t[prior[i]] += G
-    expected = [(2 * min(max(1 - l, 0.02), 0.98) + s[l]) / (2 + t[l]) for l in labels]
+    expected = [(2 * min(max(1 - label, 0.02), 0.98) + s[label]) / (2 + t[label]) for label in labels]
     np.testing.assert_allclose(selector.calibration.pass_rates(), expected, rtol=1e-12)
 
 

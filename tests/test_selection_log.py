@@ -9,8 +9,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from scalingrl.runlog.selection_log import SelectionLog, export_prompt_stats, export_used_prompts, read_selection_log
 from scalingrl.data import PoolInfo
+from scalingrl.runlog.selection_log import SelectionLog, export_prompt_stats, export_used_prompts, read_selection_log
 from scalingrl.selection import SelectionConfig, make_selector
 
 

@@ -28,7 +28,7 @@ def test_levels_get_harder_and_priors_span_unit_interval():
     prior = task.prior_difficulty()
     assert prior.min() == 0.0 and prior.max() == 1.0 and prior.shape == (1000,)
     cot = task.reference_cot_length()
-    assert cot.min() >= 1 and np.all(np.diff([task.levels[l][1] for l in range(task.num_levels)]) >= 0)
+    assert cot.min() >= 1 and np.all(np.diff([task.levels[level][1] for level in range(task.num_levels)]) >= 0)
 
 
 def test_heldout_differs_from_train():

@@ -7,9 +7,12 @@ written by hand: after changing a binding, regenerate it with
 (tests/test_native_stub.py fails while the stub and the extension disagree).
 """
 from __future__ import annotations
+
+import typing
+
 import numpy
 import numpy.typing
-import typing
+
 __all__: list[str] = ['DesParams', 'DynamicSampler', 'FenwickSampler', 'PromptStore']
 class DynamicSampler:
     def __init__(self, n: typing.SupportsInt | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex = 0, window: typing.SupportsInt | typing.SupportsIndex = 40) -> None:

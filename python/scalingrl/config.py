@@ -4,10 +4,10 @@
 eval). ``load_config(path, overrides)`` reads a YAML preset, applies ``a.b=value`` overrides (values
 parsed as YAML), and builds the dataclasses, whose ``__post_init__`` checks reject bad values with a
 message naming the key and the fix, before any model is loaded. ``describe_fields`` lists every key
-with its default and documentation (each field's ``config_field`` help) for ``--help``. ``add_config_arguments``, ``parse_command_line`` and
-``config_from_args`` are the one command-line convention of ``scalingrl.train`` and ``scalingrl.eval``:
-``--config`` takes a preset name or a YAML path, and ``key.sub=value`` overrides may come in any order,
-intermixed with the options.
+with its default and documentation (each field's ``config_field`` help) for ``--help``.
+``add_config_arguments``, ``parse_command_line`` and ``config_from_args`` are the one command-line
+convention of ``scalingrl.train`` and ``scalingrl.eval``: ``--config`` takes a preset name or a YAML
+path, and ``key.sub=value`` overrides may come in any order, intermixed with the options.
 
 Left out on purpose: environment-variable overrides and config inheritance between presets.
 """

@@ -10,7 +10,8 @@ Left out on purpose: types and validation (the dataclass annotations and ``__pos
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["config_field", "HELP"]
 

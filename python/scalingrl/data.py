@@ -138,7 +138,7 @@ class PromptPool:
         return PoolInfo(size=len(self), prior_difficulty=self.prior_difficulty, reference_cot_length=self.reference_cot_length)
 
     @classmethod
-    def synthetic(cls, task: SyntheticTask, split: str = "train", size: int | None = None) -> "PromptPool":
+    def synthetic(cls, task: SyntheticTask, split: str = "train", size: int | None = None) -> PromptPool:
         n = size if size is not None else len(task)
         cache: dict[int, dict[str, Any]] = {}
 
@@ -155,7 +155,7 @@ class PromptPool:
 
     @classmethod
     def from_rows(cls, rows: list[dict[str, Any]], prompt_field: str, answer_field: str, level_field: str = "",
-                  missing_answers: str = "skip", name: str = "data", max_rows: int = 0) -> "PromptPool":
+                  missing_answers: str = "skip", name: str = "data", max_rows: int = 0) -> PromptPool:
         """Map raw rows through the field names; rows without an answer are skipped (counted) or raise."""
         if not rows:
             raise DataError(f"{name} is empty: it has no rows; point data.path/data.eval_path at a non-empty file")
@@ -173,7 +173,7 @@ class PromptPool:
                 missing += 1
                 continue
             raw_answer = str(row.get(answer_field))
-            cot = float(len([l for l in raw_answer.split("####")[0].splitlines() if l.strip()])) if "####" in raw_answer else math.nan
+            cot = float(len([line for line in raw_answer.split("####")[0].splitlines() if line.strip()])) if "####" in raw_answer else math.nan
             level = _level(row.get(level_field)) if level_field else math.nan
             kept.append({"id": len(kept), "prompt": str(row[prompt_field]), "answer": reference, "level": level, "cot": cot})
             if max_rows and len(kept) >= max_rows:

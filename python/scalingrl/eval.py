@@ -66,8 +66,8 @@ def evaluate(engine, rows: list[dict[str, Any]], prompts: list[str], eval_config
     correct = np.concatenate(correct_rows) if correct_rows else np.zeros((0, n), dtype=bool)
     by_level: dict[str, float] = {}
     levels = [row.get("level") for row in rows]
-    for level in sorted({l for l in levels if l is not None and l == l}):
-        members = [i for i, l in enumerate(levels) if l == level]
+    for level in sorted({value for value in levels if value is not None and value == value}):
+        members = [i for i, value in enumerate(levels) if value == level]
         by_level[str(level)] = float(correct[members].mean())
     accuracy = float(correct.mean()) if correct.size else 0.0
     return {"accuracy": accuracy, "pass_at_1": accuracy, "decoding": _decoding(sampling),
@@ -187,8 +187,7 @@ def _run(target: str, args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from scalingrl.config import config_from_args, resolve_preset
-    from scalingrl.data import build_pools
-    from scalingrl.data import format_prompts
+    from scalingrl.data import build_pools, format_prompts
     from scalingrl.model import load_model_and_tokenizer
     from scalingrl.rollout import make_engine
 

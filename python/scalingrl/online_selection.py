@@ -17,7 +17,6 @@ papers' over-sampling to refill a batch after filtering (our loop trains on a fi
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from scalingrl.selection_config import GRESOConfig, MoPPSConfig

@@ -29,15 +29,15 @@ from __future__ import annotations
 import atexit
 import concurrent.futures
 import dataclasses
-import math
 import multiprocessing
 import os
 import re
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from fractions import Fraction
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from scalingrl.config_field import config_field
 
@@ -143,7 +144,7 @@ class RolloutBatch:
     truncated: Any = None
     weight_version: int = 0
 
-    def to(self, device) -> "RolloutBatch":
+    def to(self, device) -> RolloutBatch:
         """The same batch with every tensor on ``device`` (the policy's device); texts unchanged."""
         return RolloutBatch(self.prompt_ids.to(device), self.prompt_mask.to(device), self.response_ids.to(device),
                             self.response_mask.to(device), self.sampling_logprobs.to(device), self.texts,

@@ -38,8 +38,7 @@ import numpy as np
 from scalingrl.curriculum import ScheduleState, next_schedule, split_batch, step_signal
 from scalingrl.data import PoolInfo
 from scalingrl.des import FACTORS, PromptStore, difficulty_factor
-from scalingrl.online_selection import (greso_keep_probability, greso_next_explore, mopps_pick, mopps_prior,
-                                        mopps_update)
+from scalingrl.online_selection import greso_keep_probability, greso_next_explore, mopps_pick, mopps_prior, mopps_update
 from scalingrl.sampler import WeightedSampler
 from scalingrl.selection_config import METHODS, DESConfig, SelectionConfig, register_method
 

@@ -149,8 +149,8 @@ def setup(config, resume: bool = False) -> Run:
     from scalingrl.config import to_dict
     from scalingrl.data import build_pools, format_prompts
     from scalingrl.optimizer import PolicyOptimizer
-    from scalingrl.runlog.metrics import MetricsRecorder
     from scalingrl.rollout import make_engine
+    from scalingrl.runlog.metrics import MetricsRecorder
     from scalingrl.runlog.selection_log import SelectionLog
 
     rank, world = distributed.init()
@@ -415,7 +415,7 @@ def grpo_step(run: Run, step: int) -> dict[str, Any]:
         "explore_fraction": float(np.mean(selection.is_explore)),
         "prompt_ids": [int(i) for i in np.asarray(selection.prompt_ids)],
         "selected_level_mean": float(np.nanmean(levels)) if np.isfinite(levels).any() else None,
-        "selected_levels": [None if not np.isfinite(l) else float(l) for l in levels],
+        "selected_levels": [None if not np.isfinite(level) else float(level) for level in levels],
         "unique_prompts_used": int(run.selector.unique_prompts_used()),
         "tokens_per_s": outcome["tokens"] / max(distributed.all_reduce_sum(rolled_out - selected) / run.world_size, 1e-9),
         "lr": float(run.trainer.scheduler.get_last_lr()[0]),

@@ -115,7 +115,8 @@ def write_report(run_dir: str | Path, summary: dict[str, Any] | None = None) -> 
         f"# scalingrl run report: {run_dir.name}", "",
         "| | |", "|---|---|",
         f"| held-out accuracy | {summary.get('initial_eval_accuracy', float('nan')):.3f} -> "
-        f"{summary.get('final_eval_accuracy', float('nan')):.3f} ({summary.get('eval_gain_points', float('nan')):+.1f} points) |",
+        f"{summary.get('final_eval_accuracy', float('nan')):.3f} "
+        f"({summary.get('eval_gain_points', float('nan')):+.1f} points) |",
         f"| steps | {summary.get('steps')} |",
         f"| wall clock | {summary.get('wall_clock_s', float('nan')):.0f} s |",
         f"| unique prompts used / pool | {summary.get('unique_prompts_used')} / {summary.get('pool_size')} |",
