@@ -7,7 +7,8 @@ Random tests draw fresh inputs on every run, yet every failure reproduces: each 
 ``torch``, ``numpy`` and ``random`` seeded from a per-run base seed and the test's node id (the ``rng``
 fixture is a numpy ``Generator`` on the same seed). The base seed
 is printed in the header and with every failure; ``SCALINGRL_TEST_SEED=<base> python -m pytest <node id>``
-re-runs a failure with the identical inputs.
+re-runs a failure with the identical inputs. Hypothesis property tests take the base seed as their
+``--hypothesis-seed``, so they reproduce the same way.
 """
 
 import os
@@ -42,6 +43,14 @@ def test_seed(nodeid: str) -> int:
 
 
 test_seed.__test__ = False  # a helper, not a test
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    # Hypothesis draws from the same base seed (unless --hypothesis-seed is given), so
+    # SCALINGRL_TEST_SEED=<base> re-runs a property test with the identical examples too.
+    if hasattr(config.option, "hypothesis_seed") and config.option.hypothesis_seed is None:
+        config.option.hypothesis_seed = BASE_SEED
 
 
 def pytest_report_header(config):
