@@ -420,6 +420,10 @@ class VLLMEngine:
                       worker_extension_cls=f"{__name__}.VLLMWeightSyncExtension")
         if self.on_gpu:
             kwargs.update(gpu_memory_utilization=config.vllm_gpu_memory_utilization, enable_sleep_mode=self.sleep_enabled)
+        else:
+            # a prompt cut by chunked prefill makes vLLM rewind its seeded sampler's offset, which torch's CPU
+            # generator does not have ("CPU Generator does not use offset"): whole prompts per scheduler step
+            kwargs.update(enable_chunked_prefill=False)
         self.llm = LLM(**kwargs)
         self.asleep = False
         _log_ignored(log, "vllm", self.ignored_defaults)
