@@ -260,9 +260,6 @@ def two_process_run(one_process_run, tmp_path_factory):
     return out
 
 
-@pytest.mark.xfail(reason="measured 2026-11-29: step 1 rollouts and rewards match exactly and step 2 selects the same "
-                          "prompts, but step 1's loss differs (0.0227 at 1 process vs 0.0147 at 2), so the 2-process "
-                          "update is not yet the 1-process update; under investigation (docs/scaling.md)")
 def test_two_processes_match_one_process(one_process_run, two_process_run):
     one, two = one_process_run, two_process_run
     rows_one, rows_two = _training_rows(one), _training_rows(two)

@@ -175,3 +175,27 @@ def test_ensure_bos_token_fixes_and_survives_save(tmp_path, add_bos):
     reloaded = AutoTokenizer.from_pretrained(tmp_path)
     ids = reloaded("1+1")["input_ids"]
     assert (ids[0] == reloaded.bos_token_id) == add_bos and len(ids) == 3 + add_bos
+
+
+@pytest.mark.parametrize("cores, rank, size, expected", [
+    ([0, 1], 0, 1, "0-1"), ([0, 1], 0, 2, "0"), ([0, 1], 1, 2, "1"), ([3], 0, 1, "3"),
+    (list(range(8)), 1, 2, "4-7"), (list(range(7)), 0, 3, "0-2"), (list(range(7)), 2, 3, "5-6"),
+    ([0, 2, 4, 6], 0, 1, "0,2,4,6"), ([0, 1], 2, 4, "0-1"),  # fewer cores than ranks: share them all
+])
+def test_cpu_bind_gives_each_local_rank_its_own_cores(cores, rank, size, expected):
+    from scalingrl.rollout import cpu_bind
+
+    assert cpu_bind(cores, rank, size) == expected
+
+
+def test_cpu_bind_shares_cover_every_core_once():
+    from scalingrl.rollout import cpu_bind
+
+    cores = list(range(13))
+    shares = [cpu_bind(cores, rank, 4) for rank in range(4)]
+    bound = [c for share in shares for lo, hi in [share.split("-")] for c in range(int(lo), int(hi) + 1)]
+    assert sorted(bound) == cores
+    with pytest.raises(ValueError, match="LOCAL_RANK 4 is outside"):
+        cpu_bind(cores, 4, 4)
+    with pytest.raises(ValueError, match="no CPU cores"):
+        cpu_bind([], 0, 1)

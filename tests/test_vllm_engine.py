@@ -100,6 +100,25 @@ def test_logprobs_match_trainer(served, temperature):
     _check_against_trainer(model, batch, temperature)
 
 
+def test_batch_larger_than_one_scheduler_step(served):
+    """More prompt tokens than vLLM's per-step budget (4096): a prompt cut by chunked prefill made a
+    seeded CPU request crash ("CPU Generator does not use offset", first seen in the SmolLM2 preset's
+    64-problem eval). Whole prompts per step on CPU; the result still matches the trainer."""
+    import dataclasses
+
+    model, tokenizer, engine, sampling, _, _ = served
+    from scalingrl.model import format_prompts
+
+    questions = [f"what is {i} * {i + 7} - {3 * i} + ({i} + 11) * 2?" for i in range(36)]
+    prompts = format_prompts(tokenizer, questions, "{prompt}", use_chat_template=True)
+    torch.manual_seed(5)
+    batch = engine.generate(prompts, dataclasses.replace(sampling, max_new_tokens=4))
+    prompt_tokens = int(batch.prompt_mask.sum())
+    assert prompt_tokens > 4096, f"{prompt_tokens} prompt tokens fit in one step: the test would prove nothing"
+    assert batch.response_ids.shape[0] == len(questions) * sampling.group_size
+    _check_against_trainer(model, batch, sampling.temperature)
+
+
 def test_prompt_tokens_and_batch_match_hf_engine(served):
     from scalingrl.rollout import HFGenerateEngine
 

@@ -33,9 +33,11 @@ from typing import Any, Protocol
 
 from scalingrl.config_field import config_field
 
+import numpy as np
+
 __all__ = [
     "SamplingConfig", "RolloutBatch", "RolloutEngine", "HFGenerateEngine", "VLLMEngine", "VLLMWeightSyncExtension",
-    "encode_prompts", "assemble_batch", "ignored_generation_defaults", "stop_token_ids", "make_engine",
+    "encode_prompts", "assemble_batch", "ignored_generation_defaults", "stop_token_ids", "make_engine", "cpu_bind",
 ]
 
 # Fields of a model's generation_config.json that change the sampling distribution; both engines ignore them.
@@ -379,7 +381,31 @@ def _configure_vllm_cpu(config: SamplingConfig) -> None:
     # under load exceeded it in the first evaluation's prefill, so allow an hour
     os.environ.setdefault("VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS", "3600")
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
-    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"{cores[0]}-{cores[-1]}" if len(cores) > 1 else str(cores[0]))
+    # torchrun sets LOCAL_WORLD_SIZE, the deepspeed launcher LOCAL_SIZE
+    local_size = int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("LOCAL_SIZE") or 1)
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_bind(cores, int(os.environ.get("LOCAL_RANK", 0)), local_size))
+
+
+def cpu_bind(cores: list[int], local_rank: int = 0, local_size: int = 1) -> str:
+    """``VLLM_CPU_OMP_THREADS_BIND`` for one of ``local_size`` processes on this machine.
+
+    Each local rank gets its own contiguous share of ``cores`` (np.array_split), so the ranks' vLLM
+    engines do not bind their OpenMP threads to the same cores; with fewer cores than ranks they share
+    all of them. Returns vLLM's format: ``"2-3"``, ``"5"``, or ``"0,2,4"`` when not contiguous.
+
+    Raises:
+        ValueError: on an empty core list or a local rank outside ``[0, local_size)``.
+    """
+    if not cores:
+        raise ValueError("no CPU cores to bind vLLM's threads to")
+    if not 0 <= local_rank < max(local_size, 1):
+        raise ValueError(f"LOCAL_RANK {local_rank} is outside [0, {local_size})")
+    share = sorted(cores)
+    if 1 < local_size <= len(share):
+        share = [int(c) for c in np.array_split(np.asarray(share), local_size)[local_rank]]
+    if share == list(range(share[0], share[-1] + 1)):
+        return f"{share[0]}-{share[-1]}" if len(share) > 1 else str(share[0])
+    return ",".join(str(c) for c in share)
 
 
 class VLLMEngine:
@@ -432,6 +458,10 @@ class VLLMEngine:
                       worker_extension_cls=f"{__name__}.VLLMWeightSyncExtension")
         if self.on_gpu:
             kwargs.update(gpu_memory_utilization=config.vllm_gpu_memory_utilization, enable_sleep_mode=self.sleep_enabled)
+        else:
+            # a prompt cut by chunked prefill makes vLLM rewind its seeded sampler's offset, which torch's CPU
+            # generator does not have ("CPU Generator does not use offset"): whole prompts per scheduler step
+            kwargs.update(enable_chunked_prefill=False)
         self.llm = LLM(**kwargs)
         self.asleep = False
         _log_ignored(log, "vllm", self.ignored_defaults)

@@ -307,13 +307,33 @@ def _minibatch_loss(run: Run, shards: list[ShardRollout], losses: list, normaliz
         tokens += count
         for key, value in stats.items():
             weighted[key] = weighted.get(key, 0.0) + value * count
-    if total is None:  # other ranks have rows with a gradient: join their gradient all-reduce with zeros
-        total = sum((p * 0.0).sum() for p in run.trainer.module.parameters() if p.requires_grad)
+    if total is None:  # other ranks have rows with a gradient: join their gradient reduction with zeros
+        total = _zero_loss(run, shards)
     all_tokens = max(distributed.all_reduce_sum(tokens), 1.0)
     # the same collectives on every rank, in the same order, even on a rank without rows in this minibatch
     stats = {key: distributed.all_reduce_sum(weighted.get(key, 0.0)) / all_tokens for key in _LOSS_STATS}
     stats["loss"] = distributed.all_reduce_sum(float(total.detach()))
     return total, stats
+
+
+def _zero_loss(run: Run, shards: list[ShardRollout]):
+    """A loss of exactly 0 through a real forward of one row, for a rank without rows in a minibatch.
+
+    Its backward makes every gradient ready in the same order as a real loss does on the other ranks.
+    ZeRO-2 reduces gradients bucket by bucket in that order, so a zero built straight from the
+    parameters (``sum(p * 0)``: the reverse order) summed one rank's bucket with another rank's
+    gradients of other parameters: measured, in the 2-process test run about half the elements of
+    rank 1's ZeRO partition moved with the wrong sign (tests/test_distributed.py, 1 vs 2 processes).
+    """
+    import torch
+
+    from scalingrl.grpo import response_logprobs
+
+    batch = shards[0].batch
+    index = torch.zeros(1, dtype=torch.long, device=batch.response_mask.device)
+    logprobs, _ = response_logprobs(run.trainer.forward_model(), batch.prompt_ids[index], batch.prompt_mask[index],
+                                    batch.response_ids[index], batch.response_mask[index], run.config.rollout.temperature)
+    return (logprobs * 0.0).sum()
 
 
 def _roll_out_and_score(run: Run, step: int, rows: list, shard_index: int, groups: np.ndarray) -> ShardRollout:
