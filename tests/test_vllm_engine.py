@@ -107,7 +107,7 @@ def test_batch_larger_than_one_scheduler_step(served):
     import dataclasses
 
     model, tokenizer, engine, sampling, _, _ = served
-    from scalingrl.model import format_prompts
+    from scalingrl.data import format_prompts
 
     questions = [f"what is {i} * {i + 7} - {3 * i} + ({i} + 11) * 2?" for i in range(36)]
     prompts = format_prompts(tokenizer, questions, "{prompt}", use_chat_template=True)
