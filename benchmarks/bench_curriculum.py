@@ -30,8 +30,9 @@ from scalingrl.sim import LearnerConfig, SimulatedLearner, make_pool, run_schedu
 METHODS = ("des", *(m for m in selection.METHODS if m != "des"))
 
 
-def time_selection(method: str, pool_size: int, batch: int, group: int, steps: int, seed: int = 0,
-                   warmup: int = 5) -> dict:
+def time_selection(
+    method: str, pool_size: int, batch: int, group: int, steps: int, seed: int = 0, warmup: int = 5
+) -> dict:
     """Median select / update / total ms per step for ``method`` at full scale, after ``warmup`` steps."""
     lcfg = LearnerConfig(pool_size=pool_size, group_size=group)
     pool = make_pool(lcfg, seed)
@@ -52,8 +53,12 @@ def time_selection(method: str, pool_size: int, batch: int, group: int, steps: i
         select_ms.append((t1 - t0) * 1e3)
         update_ms.append((t3 - t2) * 1e3)
     total = np.add(select_ms, update_ms)
-    return {"select_ms_median": float(np.median(select_ms)), "update_ms_median": float(np.median(update_ms)),
-            "selection_ms_median": float(np.median(total)), "steps": steps}
+    return {
+        "select_ms_median": float(np.median(select_ms)),
+        "update_ms_median": float(np.median(update_ms)),
+        "selection_ms_median": float(np.median(total)),
+        "steps": steps,
+    }
 
 
 def time_argsort(pool_size: int, steps: int, seed: int = 0) -> float:
@@ -84,7 +89,8 @@ def compare_methods(lcfg: LearnerConfig, seeds: int, steps: int, batch: int) -> 
     for method, rs in runs.items():
         acc = np.array([r["final_accuracy"] for r in rs])
         results[method] = {
-            "final_accuracy": float(acc.mean()), "final_accuracy_std": float(acc.std(ddof=1) if len(acc) > 1 else 0.0),
+            "final_accuracy": float(acc.mean()),
+            "final_accuracy_std": float(acc.std(ddof=1) if len(acc) > 1 else 0.0),
             "unique_prompts": float(np.mean([r["unique_prompts"] for r in rs])),
             "rollouts": int(rs[0]["rollouts"]),
             "zero_variance_fraction": float(np.mean([r["zero_variance_fraction"] for r in rs])),
@@ -101,8 +107,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--pool", type=int, default=220_000)
     parser.add_argument("--perf-steps", type=int, default=50)
-    parser.add_argument("--learner", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a LearnerConfig field, e.g. --learner repeat_discount=0 (repeatable)")
+    parser.add_argument(
+        "--learner",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a LearnerConfig field, e.g. --learner repeat_discount=0 (repeatable)",
+    )
     parser.add_argument("--quick", action="store_true", help="2 seeds x 60 steps, 20 perf steps (smoke run)")
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "curriculum.json"))
     args = parser.parse_args()
@@ -124,25 +135,52 @@ def main() -> None:
     des_ms = perf["des"]["selection_ms_median"]
     results["des"]["selection_ms_median"] = des_ms
     results["adarft"]["selection_ms_median"] = perf["adarft"]["selection_ms_median"]
-    performance = {"pool": args.pool, "batch": 1024, "group_size": 8, **perf,
-                   "argsort_ms_median": argsort_ms, "argsort_over_des": argsort_ms / des_ms,
-                   "adarft_over_des": perf["adarft"]["selection_ms_median"] / des_ms, "budget_ms": 5.0}
-    out = {"config": {"seeds": args.seeds, "steps": args.steps, "batch": args.batch, "pool": args.pool,
-                      "group_size": lcfg.group_size, "learner": vars(lcfg), "compare_seconds": compare_s},
-           "selection_ms_median": des_ms, "argsort_ms_median": argsort_ms,
-           "methods": results, "performance": performance, **results}
+    performance = {
+        "pool": args.pool,
+        "batch": 1024,
+        "group_size": 8,
+        **perf,
+        "argsort_ms_median": argsort_ms,
+        "argsort_over_des": argsort_ms / des_ms,
+        "adarft_over_des": perf["adarft"]["selection_ms_median"] / des_ms,
+        "budget_ms": 5.0,
+    }
+    out = {
+        "config": {
+            "seeds": args.seeds,
+            "steps": args.steps,
+            "batch": args.batch,
+            "pool": args.pool,
+            "group_size": lcfg.group_size,
+            "learner": vars(lcfg),
+            "compare_seconds": compare_s,
+        },
+        "selection_ms_median": des_ms,
+        "argsort_ms_median": argsort_ms,
+        "methods": results,
+        "performance": performance,
+        **results,
+    }
     print(f"{'method':<14}{'final_acc':>10}{'std':>8}{'unique':>10}{'rollouts':>10}{'zero_var':>10}")
     for method in METHODS:
         r = results[method]
-        print(f"{method:<14}{r['final_accuracy']:>10.4f}{r['final_accuracy_std']:>8.4f}"
-              f"{r['unique_prompts']:>10.0f}{r['rollouts']:>10d}{r['zero_variance_fraction']:>10.3f}")
-    print(f"initial accuracy {results['des']['initial_accuracy']:.4f}; {args.seeds} seeds x {args.steps} steps x "
-          f"{args.batch} prompts x G {lcfg.group_size}, pool {args.pool}, {compare_s:.1f} s")
+        print(
+            f"{method:<14}{r['final_accuracy']:>10.4f}{r['final_accuracy_std']:>8.4f}"
+            f"{r['unique_prompts']:>10.0f}{r['rollouts']:>10d}{r['zero_variance_fraction']:>10.3f}"
+        )
+    print(
+        f"initial accuracy {results['des']['initial_accuracy']:.4f}; {args.seeds} seeds x {args.steps} steps x "
+        f"{args.batch} prompts x G {lcfg.group_size}, pool {args.pool}, {compare_s:.1f} s"
+    )
     for method, p in perf.items():
-        print(f"perf {method:<8} select {p['select_ms_median']:.3f} ms  update {p['update_ms_median']:.3f} ms  "
-              f"total {p['selection_ms_median']:.3f} ms (median, pool {args.pool}, batch 1024, G 8)")
-    print(f"perf argsort  full np.argsort over the pool {argsort_ms:.3f} ms = {argsort_ms / des_ms:.1f}x DES "
-          f"select+update; budget 5 ms")
+        print(
+            f"perf {method:<8} select {p['select_ms_median']:.3f} ms  update {p['update_ms_median']:.3f} ms  "
+            f"total {p['selection_ms_median']:.3f} ms (median, pool {args.pool}, batch 1024, G 8)"
+        )
+    print(
+        f"perf argsort  full np.argsort over the pool {argsort_ms:.3f} ms = {argsort_ms / des_ms:.1f}x DES "
+        f"select+update; budget 5 ms"
+    )
     path = pathlib.Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1))

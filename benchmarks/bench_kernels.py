@@ -75,24 +75,49 @@ def cpu_child(variant: str, rows: int, vocab: int, repeats: int) -> dict:
 def bench_cpu(rows: int, vocab: int, repeats: int) -> dict:
     results = {}
     for variant in ("naive", "twin"):
-        out = subprocess.run([sys.executable, __file__, "--child", variant, "--rows", str(rows), "--vocab", str(vocab),
-                              "--repeats", str(repeats)], check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                variant,
+                "--rows",
+                str(rows),
+                "--vocab",
+                str(vocab),
+                "--repeats",
+                str(repeats),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         results[variant] = json.loads(out.stdout.strip().splitlines()[-1])
     logits_bytes = rows * vocab * 2
     report = {
-        "device": "cpu", "machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-        "rows": rows, "vocab": vocab, "dtype": "bfloat16", "temperature": TEMPERATURE, "repeats": repeats,
-        "logits_bytes": logits_bytes, "variants": results,
+        "device": "cpu",
+        "machine": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "rows": rows,
+        "vocab": vocab,
+        "dtype": "bfloat16",
+        "temperature": TEMPERATURE,
+        "repeats": repeats,
+        "logits_bytes": logits_bytes,
+        "variants": results,
         "twin_over_naive_time": results["twin"]["seconds"] / results["naive"]["seconds"],
-        "twin_over_naive_peak_extra": results["twin"]["peak_extra_bytes"] / max(results["naive"]["peak_extra_bytes"], 1),
+        "twin_over_naive_peak_extra": results["twin"]["peak_extra_bytes"]
+        / max(results["naive"]["peak_extra_bytes"], 1),
         "torch": torch.__version__,
     }
     print(f"CPU  N={rows} V={vocab} bf16, logits {logits_bytes / 2**30:.2f} GiB, best of {repeats}")
     print(f"{'variant':8} {'seconds':>9} {'peak extra GiB':>15}")
     for name, r in results.items():
         print(f"{name:8} {r['seconds']:9.3f} {r['peak_extra_bytes'] / 2**30:15.3f}")
-    print(f"twin / naive: time {report['twin_over_naive_time']:.2f}x (goal <= 1.5), "
-          f"peak extra {report['twin_over_naive_peak_extra']:.3f} (goal <= 0.125)")
+    print(
+        f"twin / naive: time {report['twin_over_naive_time']:.2f}x (goal <= 1.5), "
+        f"peak extra {report['twin_over_naive_peak_extra']:.3f} (goal <= 0.125)"
+    )
     return report
 
 
@@ -134,30 +159,49 @@ def bench_cuda(rows: int, vocab: int, repeats: int) -> dict:
     copy_bandwidth = 2 * logits_bytes / copy_s  # a copy reads and writes every byte
     copy_dst = None  # free the buffer before the variants run
     compiled = torch.compile(naive)
-    variants = {"triton": lambda: fused(logits, token_ids), "eager": lambda: naive(logits, token_ids),
-                "compile": lambda: compiled(logits, token_ids)}
+    variants = {
+        "triton": lambda: fused(logits, token_ids),
+        "eager": lambda: naive(logits, token_ids),
+        "compile": lambda: compiled(logits, token_ids),
+    }
     results = {}
     with torch.no_grad():
         for name, fn in variants.items():
             seconds = _cuda_time(fn, repeats)
-            results[name] = {"seconds": seconds, "peak_extra_bytes": _cuda_peak_extra(fn),
-                             "bandwidth_bytes_per_s": logits_bytes / seconds,
-                             "fraction_of_copy_bandwidth": logits_bytes / seconds / copy_bandwidth}
+            results[name] = {
+                "seconds": seconds,
+                "peak_extra_bytes": _cuda_peak_extra(fn),
+                "bandwidth_bytes_per_s": logits_bytes / seconds,
+                "fraction_of_copy_bandwidth": logits_bytes / seconds / copy_bandwidth,
+            }
     x = logits.clone().requires_grad_()
+
     def fwd_bwd():
         logprobs, entropy = fused(x, token_ids)
         return torch.autograd.grad((logprobs + 0.1 * entropy).sum(), x)[0]
+
     fb = _cuda_time(fwd_bwd, repeats)
     # Forward + backward floor: read logits twice, write the gradient once.
     results["triton_fwd_bwd"] = {"seconds": fb, "fraction_of_copy_bandwidth": 3 * logits_bytes / fb / copy_bandwidth}
-    report = {"device": torch.cuda.get_device_name(), "rows": rows, "vocab": vocab, "dtype": "bfloat16",
-              "temperature": TEMPERATURE, "repeats": repeats, "logits_bytes": logits_bytes,
-              "copy_bandwidth_bytes_per_s": copy_bandwidth, "variants": results, "torch": torch.__version__}
+    report = {
+        "device": torch.cuda.get_device_name(),
+        "rows": rows,
+        "vocab": vocab,
+        "dtype": "bfloat16",
+        "temperature": TEMPERATURE,
+        "repeats": repeats,
+        "logits_bytes": logits_bytes,
+        "copy_bandwidth_bytes_per_s": copy_bandwidth,
+        "variants": results,
+        "torch": torch.__version__,
+    }
     print(f"CUDA {report['device']} N={rows} V={vocab} bf16, copy bandwidth {copy_bandwidth / 1e9:.0f} GB/s")
     print(f"{'variant':15} {'ms':>9} {'peak extra GiB':>15} {'of copy bw':>11} {'vs triton':>10}")
     for name, r in results.items():
-        print(f"{name:15} {r['seconds'] * 1e3:9.2f} {r.get('peak_extra_bytes', float('nan')) / 2**30:15.3f} "
-              f"{r['fraction_of_copy_bandwidth']:11.2%} {r['seconds'] / results['triton']['seconds']:9.2f}x")
+        print(
+            f"{name:15} {r['seconds'] * 1e3:9.2f} {r.get('peak_extra_bytes', float('nan')) / 2**30:15.3f} "
+            f"{r['fraction_of_copy_bandwidth']:11.2%} {r['seconds'] / results['triton']['seconds']:9.2f}x"
+        )
     return report
 
 

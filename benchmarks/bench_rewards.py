@@ -28,8 +28,13 @@ import platform
 import time
 
 DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
-PATHOLOGICAL = ["\\boxed{" + "(" * 5000 + "x" + ")" * 5000 + "}", "\\boxed{" + "\\frac{" * 200 + "1" + "}{2}" * 200 + "}",
-                "\\boxed{10^{10^{10}}}", "\\boxed{2^{10000000}}", "\\boxed{" + "1+" * 3000 + "1}"]
+PATHOLOGICAL = [
+    "\\boxed{" + "(" * 5000 + "x" + ")" * 5000 + "}",
+    "\\boxed{" + "\\frac{" * 200 + "1" + "}{2}" * 200 + "}",
+    "\\boxed{10^{10^{10}}}",
+    "\\boxed{2^{10000000}}",
+    "\\boxed{" + "1+" * 3000 + "1}",
+]
 
 
 def gsm8k_workload(n: int) -> tuple[list[str], list[str], list[float]]:
@@ -105,17 +110,38 @@ def deadline(size: int, timeout_s: float, workers: int) -> list[dict]:
         math_accuracy(["\\boxed{\\sqrt{4}}"], ["2"], workers=count)
         clean, clean_s = timed(math_accuracy, completions, references, timeout_s=timeout_s, workers=count)
         # pathological items first: the worst case for the items queued behind them
-        mixed, mixed_s = timed(math_accuracy, PATHOLOGICAL + completions, ["3"] * len(PATHOLOGICAL) + references,
-                               timeout_s=timeout_s, workers=count)
-        kept = sum(1 for a, b in zip(clean, mixed[len(PATHOLOGICAL):]) if a == 1.0 and b == 1.0)
-        rows.append({"workers": count, "timeout_s": timeout_s, "items": len(completions) + len(PATHOLOGICAL),
-                     "clean_wall_s": clean_s, "wall_s": mixed_s, "wall_over_timeout": mixed_s / timeout_s,
-                     "extra_over_timeout": (mixed_s - clean_s) / timeout_s,
-                     "correct_scored_1": kept, "correct_in_clean_batch": int(sum(clean)),
-                     "pathological_scored_0": sum(1 for s in mixed[:len(PATHOLOGICAL)] if s == 0.0)})
+        mixed, mixed_s = timed(
+            math_accuracy,
+            PATHOLOGICAL + completions,
+            ["3"] * len(PATHOLOGICAL) + references,
+            timeout_s=timeout_s,
+            workers=count,
+        )
+        kept = sum(1 for a, b in zip(clean, mixed[len(PATHOLOGICAL) :]) if a == 1.0 and b == 1.0)
+        rows.append(
+            {
+                "workers": count,
+                "timeout_s": timeout_s,
+                "items": len(completions) + len(PATHOLOGICAL),
+                "clean_wall_s": clean_s,
+                "wall_s": mixed_s,
+                "wall_over_timeout": mixed_s / timeout_s,
+                "extra_over_timeout": (mixed_s - clean_s) / timeout_s,
+                "correct_scored_1": kept,
+                "correct_in_clean_batch": int(sum(clean)),
+                "pathological_scored_0": sum(1 for s in mixed[: len(PATHOLOGICAL)] if s == 0.0),
+            }
+        )
     direct, direct_s = timed(math_verify_direct, PATHOLOGICAL, ["3"] * len(PATHOLOGICAL))
-    rows.append({"workers": "math-verify direct (pathological items only)", "timeout_s": 5, "items": len(PATHOLOGICAL),
-                 "wall_s": direct_s, "wall_over_timeout": direct_s / timeout_s})
+    rows.append(
+        {
+            "workers": "math-verify direct (pathological items only)",
+            "timeout_s": 5,
+            "items": len(PATHOLOGICAL),
+            "wall_s": direct_s,
+            "wall_over_timeout": direct_s / timeout_s,
+        }
+    )
     return rows
 
 
@@ -132,35 +158,48 @@ def main() -> None:
         raise SystemExit(f"needs the data sets at {DATA} (../shared/data beside the checkout)")
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # timeouts on pathological items are expected
 
-    rows = [throughput("gsm8k", *gsm8k_workload(args.gsm8k), workers=args.workers),
-            throughput("math", *math_workload(args.math), workers=args.workers)]
+    rows = [
+        throughput("gsm8k", *gsm8k_workload(args.gsm8k), workers=args.workers),
+        throughput("math", *math_workload(args.math), workers=args.workers),
+    ]
     w = args.workers
-    print(f"\n| workload | items | math_accuracy 1 worker items/s | {w} workers items/s | math-verify direct items/s "
-          f"| 1 worker / direct | {w} workers / direct | wrong (ours 1w / {w}w / direct) |")
+    print(
+        f"\n| workload | items | math_accuracy 1 worker items/s | {w} workers items/s | math-verify direct items/s "
+        f"| 1 worker / direct | {w} workers / direct | wrong (ours 1w / {w}w / direct) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     for row in rows:
-        print(f"| {row['workload']} | {row['items']} | {row['items_per_s_1']:.0f} | {row[f'items_per_s_{w}']:.0f} "
-              f"| {row['math_verify_items_per_s']:.1f} | {row['items_per_s_1'] / row['math_verify_items_per_s']:.1f}x "
-              f"| {row[f'items_per_s_{w}'] / row['math_verify_items_per_s']:.1f}x "
-              f"| {row['wrong_on_positives_or_gsm8k_1']} / {row[f'wrong_on_positives_or_gsm8k_{w}']} / "
-              f"{row['math_verify_wrong_on_positives_or_gsm8k']} |")
+        print(
+            f"| {row['workload']} | {row['items']} | {row['items_per_s_1']:.0f} | {row[f'items_per_s_{w}']:.0f} "
+            f"| {row['math_verify_items_per_s']:.1f} | {row['items_per_s_1'] / row['math_verify_items_per_s']:.1f}x "
+            f"| {row[f'items_per_s_{w}'] / row['math_verify_items_per_s']:.1f}x "
+            f"| {row['wrong_on_positives_or_gsm8k_1']} / {row[f'wrong_on_positives_or_gsm8k_{w}']} / "
+            f"{row['math_verify_wrong_on_positives_or_gsm8k']} |"
+        )
 
     deadline_rows = deadline(args.deadline_size, args.timeout, args.workers)
-    print(f"\n| batch deadline, timeout_s = {args.timeout:g} | items | wall s | wall / timeout_s | clean batch s "
-          f"| correct still 1 | pathological 0 |")
+    print(
+        f"\n| batch deadline, timeout_s = {args.timeout:g} | items | wall s | wall / timeout_s | clean batch s "
+        f"| correct still 1 | pathological 0 |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for row in deadline_rows:
         if isinstance(row["workers"], int):
-            print(f"| math_accuracy, {row['workers']} worker(s), 5 pathological first | {row['items']} "
+            print(
+                f"| math_accuracy, {row['workers']} worker(s), 5 pathological first | {row['items']} "
                 f"| {row['wall_s']:.1f} "
-                  f"| {row['wall_over_timeout']:.2f} | {row['clean_wall_s']:.1f} "
+                f"| {row['wall_over_timeout']:.2f} | {row['clean_wall_s']:.1f} "
                 f"| {row['correct_scored_1']}/{row['correct_in_clean_batch']} "
-                  f"| {row['pathological_scored_0']}/{len(PATHOLOGICAL)} |")
+                f"| {row['pathological_scored_0']}/{len(PATHOLOGICAL)} |"
+            )
         else:
             print(f"| {row['workers']} | {row['items']} | {row['wall_s']:.1f} | {row['wall_over_timeout']:.2f} | | | |")
 
-    out = {"config": {**vars(args), "cpu_count": os.cpu_count(), "python": platform.python_version()},
-           "throughput": rows, "deadline": deadline_rows}
+    out = {
+        "config": {**vars(args), "cpu_count": os.cpu_count(), "python": platform.python_version()},
+        "throughput": rows,
+        "deadline": deadline_rows,
+    }
     path = pathlib.Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1))

@@ -36,8 +36,13 @@ def _run(engine, prompts, references, sampling, repeats: int, seed: int) -> dict
         truncated += float(batch.truncated.float().mean())
         answers = [_reference(reference) for reference in references for _ in range(sampling.group_size)]
         correct += score_completions(batch.texts, answers, RewardConfig())[1]
-    return {"generated_tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds,
-            "truncated_fraction": truncated / repeats, "pass_rate": sum(correct) / len(correct)}
+    return {
+        "generated_tokens": tokens,
+        "seconds": seconds,
+        "tokens_per_s": tokens / seconds,
+        "truncated_fraction": truncated / repeats,
+        "pass_rate": sum(correct) / len(correct),
+    }
 
 
 def main() -> None:
@@ -51,7 +56,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--vllm-dtype", default="float32")
-    parser.add_argument("--vllm-compile", action="store_true", help="torch.compile in vLLM (default: eager, as the preset)")
+    parser.add_argument(
+        "--vllm-compile", action="store_true", help="torch.compile in vLLM (default: eager, as the preset)"
+    )
     parser.add_argument("--hf-dtype", default="float32")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "rollout_cpu.json"))
@@ -69,31 +76,54 @@ def main() -> None:
     config = __import__("yaml").safe_load((preset_dir() / "smollm2_gsm8k.yaml").read_text())
     rows = load_rows(args.data)[: args.prompts]
     model, tokenizer = load_model_and_tokenizer(args.model, args.hf_dtype)
-    prompts = format_prompts(tokenizer, [row["question"] for row in rows], "{prompt}", True, config["model"]["system_prompt"])
+    prompts = format_prompts(
+        tokenizer, [row["question"] for row in rows], "{prompt}", True, config["model"]["system_prompt"]
+    )
     results = {}
     for name in ("vllm", "hf"):
-        sampling = SamplingConfig(engine=name, group_size=args.group_size, temperature=args.temperature,
-                                  max_new_tokens=args.max_new_tokens, max_prompt_tokens=512, vllm_dtype=args.vllm_dtype,
-                                  vllm_enforce_eager=not args.vllm_compile)
+        sampling = SamplingConfig(
+            engine=name,
+            group_size=args.group_size,
+            temperature=args.temperature,
+            max_new_tokens=args.max_new_tokens,
+            max_prompt_tokens=512,
+            vllm_dtype=args.vllm_dtype,
+            vllm_enforce_eager=not args.vllm_compile,
+        )
         started = time.perf_counter()
-        engine = (VLLMEngine(args.model, tokenizer, sampling, seed=args.seed) if name == "vllm"
-                  else HFGenerateEngine(model, tokenizer))
+        engine = (
+            VLLMEngine(args.model, tokenizer, sampling, seed=args.seed)
+            if name == "vllm"
+            else HFGenerateEngine(model, tokenizer)
+        )
         start_s = time.perf_counter() - started
-        results[name] = {"engine_start_s": start_s, **_run(engine, prompts, [row["answer"] for row in rows], sampling,
-                                                                args.repeats, args.seed)}
+        results[name] = {
+            "engine_start_s": start_s,
+            **_run(engine, prompts, [row["answer"] for row in rows], sampling, args.repeats, args.seed),
+        }
         del engine  # frees the vLLM engine process before the HF run
         __import__("gc").collect()
     ratio = results["vllm"]["tokens_per_s"] / results["hf"]["tokens_per_s"]
     print(f"{'engine':<6} {'start s':>8} {'tokens':>8} {'gen s':>8} {'tokens/s':>9} {'truncated':>9} {'pass':>6}")
     for name, row in results.items():
-        print(f"{name:<6} {row['engine_start_s']:8.1f} {row['generated_tokens']:8.0f} {row['seconds']:8.1f} "
-              f"{row['tokens_per_s']:9.1f} {row['truncated_fraction']:9.2f} {row['pass_rate']:6.3f}")
+        print(
+            f"{name:<6} {row['engine_start_s']:8.1f} {row['generated_tokens']:8.0f} {row['seconds']:8.1f} "
+            f"{row['tokens_per_s']:9.1f} {row['truncated_fraction']:9.2f} {row['pass_rate']:6.3f}"
+        )
     print(f"vLLM / HF generated tokens/s: {ratio:.2f}x")
-    out = {"command": "python benchmarks/bench_rollout.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("output", "vllm_compile"))
-                      + (" --vllm-compile" if args.vllm_compile else ""),
-           "settings": vars(args), "results": results, "vllm_over_hf_tokens_per_s": ratio,
-           "loadavg_1min_start": load_start, "loadavg_1min_end": os.getloadavg()[0], "cpu_count": os.cpu_count(),
-           "machine": platform.machine(), "torch": torch.__version__}
+    out = {
+        "command": "python benchmarks/bench_rollout.py "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("output", "vllm_compile"))
+        + (" --vllm-compile" if args.vllm_compile else ""),
+        "settings": vars(args),
+        "results": results,
+        "vllm_over_hf_tokens_per_s": ratio,
+        "loadavg_1min_start": load_start,
+        "loadavg_1min_end": os.getloadavg()[0],
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "torch": torch.__version__,
+    }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(out, indent=2) + "\n")
 

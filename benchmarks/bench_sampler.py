@@ -120,8 +120,10 @@ def main() -> None:
                 }
             )
 
-    print(f"{'n':>10} {'method':>10} {'update ns':>10} {'draw ns':>9} {'batch':>6} "
-        f"{'batch ms':>10} {'batch x':>9} {'draw x':>8}")
+    print(
+        f"{'n':>10} {'method':>10} {'update ns':>10} {'draw ns':>9} {'batch':>6} "
+        f"{'batch ms':>10} {'batch x':>9} {'draw x':>8}"
+    )
     for r in rows:
         print(
             f"{r['n']:>10} {r['method']:>10} {r['update_ns']:>10.1f} {r['draw_ns']:>9.1f} {r['batch_size']:>6} "
@@ -151,7 +153,11 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "benchmark": "sampler",
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "torch_threads": torch.get_num_threads()},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "torch_threads": torch.get_num_threads(),
+        },
         "rows": rows,
         "targets": targets,
         "checks": checks,

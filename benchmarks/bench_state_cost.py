@@ -59,8 +59,11 @@ def measure(size: int, batch: int, group: int, steps: int, seed: int) -> dict:
         select_s.append(time.perf_counter() - started)
         ids = np.asarray(chosen.prompt_ids)
         correct = rng.random((len(ids), group)) < 0.4
-        cot = {"entropy_mean": rng.random((len(ids), group)), "high_entropy_fraction": rng.random((len(ids), group)),
-               "response_length": rng.integers(10, 500, (len(ids), group)).astype(np.float64)}
+        cot = {
+            "entropy_mean": rng.random((len(ids), group)),
+            "high_entropy_fraction": rng.random((len(ids), group)),
+            "response_length": rng.integers(10, 500, (len(ids), group)).astype(np.float64),
+        }
         started = time.perf_counter()
         selector.update(step, ids, correct.astype(np.float64), correct, cot)
         update_s.append(time.perf_counter() - started)
@@ -82,12 +85,22 @@ def measure(size: int, batch: int, group: int, steps: int, seed: int) -> dict:
         np.argsort(-scores)[:batch]
         argsort_s.append(time.perf_counter() - started)
     return {
-        "pool_size": size, "batch": batch, "group": group, "steps": steps,
-        "build_s": build_s, "memory_mib": memory_mib, "bytes_per_prompt": memory_mib * 2**20 / size,
-        "select_ms": 1e3 * statistics.median(select_s), "update_ms": 1e3 * statistics.median(update_s),
-        "state_dict_s": state_s, "checkpoint_mib": checkpoint_bytes / 2**20,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "torch_save_s": save_s, "digest_s": digest_s,
-        "baseline_float64_mib": size * 8 / 2**20, "baseline_argsort_ms": 1e3 * statistics.median(argsort_s),
+        "pool_size": size,
+        "batch": batch,
+        "group": group,
+        "steps": steps,
+        "build_s": build_s,
+        "memory_mib": memory_mib,
+        "bytes_per_prompt": memory_mib * 2**20 / size,
+        "select_ms": 1e3 * statistics.median(select_s),
+        "update_ms": 1e3 * statistics.median(update_s),
+        "state_dict_s": state_s,
+        "checkpoint_mib": checkpoint_bytes / 2**20,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "torch_save_s": save_s,
+        "digest_s": digest_s,
+        "baseline_float64_mib": size * 8 / 2**20,
+        "baseline_argsort_ms": 1e3 * statistics.median(argsort_s),
     }
 
 
@@ -102,18 +115,52 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = [measure(size, args.batch, args.group, args.steps, args.seed) for size in args.sizes]
-    header = ("pool", "build s", "RSS MiB", "B/prompt", "select ms", "update ms", "state_dict s", "ckpt MiB",
-              "save s", "digest s", "float64 MiB (ratio)", "argsort ms (ratio to select)")
+    header = (
+        "pool",
+        "build s",
+        "RSS MiB",
+        "B/prompt",
+        "select ms",
+        "update ms",
+        "state_dict s",
+        "ckpt MiB",
+        "save s",
+        "digest s",
+        "float64 MiB (ratio)",
+        "argsort ms (ratio to select)",
+    )
     print(" | ".join(header))
     for r in rows:
-        print(" | ".join([f"{r['pool_size']:,}", f"{r['build_s']:.2f}", f"{r['memory_mib']:.0f}", f"{r['bytes_per_prompt']:.0f}",
-                          f"{r['select_ms']:.2f}", f"{r['update_ms']:.2f}", f"{r['state_dict_s']:.2f}",
-                          f"{r['checkpoint_mib']:.0f}", f"{r['torch_save_s']:.2f}", f"{r['digest_s']:.2f}",
-                          f"{r['baseline_float64_mib']:.1f} ({r['memory_mib'] / r['baseline_float64_mib']:.1f}x)",
-                          f"{r['baseline_argsort_ms']:.1f} ({r['baseline_argsort_ms'] / r['select_ms']:.1f}x)"]))
+        print(
+            " | ".join(
+                [
+                    f"{r['pool_size']:,}",
+                    f"{r['build_s']:.2f}",
+                    f"{r['memory_mib']:.0f}",
+                    f"{r['bytes_per_prompt']:.0f}",
+                    f"{r['select_ms']:.2f}",
+                    f"{r['update_ms']:.2f}",
+                    f"{r['state_dict_s']:.2f}",
+                    f"{r['checkpoint_mib']:.0f}",
+                    f"{r['torch_save_s']:.2f}",
+                    f"{r['digest_s']:.2f}",
+                    f"{r['baseline_float64_mib']:.1f} ({r['memory_mib'] / r['baseline_float64_mib']:.1f}x)",
+                    f"{r['baseline_argsort_ms']:.1f} ({r['baseline_argsort_ms'] / r['select_ms']:.1f}x)",
+                ]
+            )
+        )
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps({"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-                                             "args": vars(args), "rows": rows}, indent=2))
+    Path(args.output).write_text(
+        json.dumps(
+            {
+                "machine": platform.processor() or platform.machine(),
+                "torch": torch.__version__,
+                "args": vars(args),
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {args.output}")
 
 

@@ -54,13 +54,19 @@ METHODS = {
     "des_no_difficulty": ["selection.method=des", "selection.des.weight_difficulty=0"],
     "des_no_cot": ["selection.method=des", "selection.des.weight_cot=0"],
     "des_no_adaptability": ["selection.method=des", "selection.des.weight_adaptability=0"],
-    "des_fixed_pool": ["selection.method=des", "selection.curriculum.min_pool=1024", "selection.curriculum.max_pool=1024"],
+    "des_fixed_pool": [
+        "selection.method=des",
+        "selection.curriculum.min_pool=1024",
+        "selection.curriculum.max_pool=1024",
+    ],
 }
 #: Checks of the uniform baseline, seed 0 only: its learning rate (is 1e-4 its best in this budget?) and
 #: half the batch (does the number of informative groups per step limit learning at all?).
-LR_CHECK = {"uniform_lr5e-5": ["selection.method=uniform", "optim.lr=5.0e-5"],
-            "uniform_lr2e-4": ["selection.method=uniform", "optim.lr=2.0e-4"],
-            "uniform_b32": ["selection.method=uniform", "batch_size=32"]}
+LR_CHECK = {
+    "uniform_lr5e-5": ["selection.method=uniform", "optim.lr=5.0e-5"],
+    "uniform_lr2e-4": ["selection.method=uniform", "optim.lr=2.0e-4"],
+    "uniform_b32": ["selection.method=uniform", "batch_size=32"],
+}
 
 SETTINGS = {
     # 100 steps x 64 prompts x 8 rollouts (docs/des_evidence.md says why not 350); lr decays to 10% over the
@@ -88,11 +94,22 @@ def launch(out: pathlib.Path, setting: str, method: str, seed: int, overrides: l
     folder = run_dir(out, setting, method, seed)
     resume = any((folder / "checkpoints").glob("step-*"))
     folder.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "scalingrl.train", "--output-dir", str(folder), *(["--resume"] if resume else []),
-               *common_overrides(setting), *overrides, f"seed={seed}"]
+    command = [
+        sys.executable,
+        "-m",
+        "scalingrl.train",
+        "--output-dir",
+        str(folder),
+        *(["--resume"] if resume else []),
+        *common_overrides(setting),
+        *overrides,
+        f"seed={seed}",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "python", "csrc"], cwd=ROOT, capture_output=True, text=True).stdout
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "python", "csrc"], cwd=ROOT, capture_output=True, text=True
+    ).stdout
     (folder / "code_version.txt").write_text(f"{commit}{' (uncommitted changes)' if dirty.strip() else ''}\n")
     log = open(folder / "train.log", "a")
     log.write(f"\n$ {' '.join(command)}\n")
@@ -146,7 +163,10 @@ def run_all(out: pathlib.Path, setting: str, jobs, parallel: int, json_path: pat
                 continue
             running.remove(item)
             status = "done" if process.returncode == 0 else f"FAILED rc={process.returncode} (see train.log)"
-            print(f"{time.strftime('%H:%M:%S')} {status}: {method} seed {seed} in {time.time() - started:.0f}s", flush=True)
+            print(
+                f"{time.strftime('%H:%M:%S')} {status}: {method} seed {seed} in {time.time() - started:.0f}s",
+                flush=True,
+            )
             collect(out, setting, json_path)
 
 
@@ -182,24 +202,44 @@ def read_run(folder: pathlib.Path) -> dict | None:
     for step in sorted(train_rows):
         elapsed += train_rows[step]["time_step_s"]
         clock[step] = elapsed
-    curve = [{"step": r["step"], "rollouts": r["step"] * per_step, "wall_clock_s": clock.get(r["step"]),
-              "accuracy": r["eval_accuracy"]} for r in rows if r.get("eval_accuracy") is not None]
+    curve = [
+        {
+            "step": r["step"],
+            "rollouts": r["step"] * per_step,
+            "wall_clock_s": clock.get(r["step"]),
+            "accuracy": r["eval_accuracy"],
+        }
+        for r in rows
+        if r.get("eval_accuracy") is not None
+    ]
     curve = list({point["step"]: point for point in curve}.values())  # last value per step (resumed runs)
     curve.sort(key=lambda point: point["step"])
     zero = [r["zero_variance_fraction"] for r in train_rows.values()]
     # The selector's own select + update time (not the prompt rows' generation and formatting).
-    overhead = [r["selection/selection_ms"] + r["selection/update_ms"] for r in train_rows.values()
-                if r.get("selection/selection_ms") is not None and r.get("selection/update_ms") is not None]
-    return {"initial_accuracy": summary["initial_eval_accuracy"], "final_accuracy": summary["final_eval_accuracy"],
-            "gain": summary["final_eval_accuracy"] - summary["initial_eval_accuracy"],
-            "unique_prompts": summary["unique_prompts_used"], "pool_size": summary["pool_size"],
-            "zero_variance_share": float(np.mean(zero)) if zero else None,
-            "selection_overhead_ms": float(np.mean(overhead)) if overhead else None,
-            "train_time_s": elapsed, "wall_clock_s": summary["wall_clock_s"], "steps": summary["steps"], "curve": curve,
-            "code_version": (folder / "code_version.txt").read_text().strip() if (folder / "code_version.txt").exists() else None,
-            "accuracy_by_level_initial": summary["initial_eval"].get("accuracy_by_level"),
-            "accuracy_by_level_final": summary["final_eval"].get("accuracy_by_level"),
-            "selected_levels": _level_counts(train_rows.values())}
+    overhead = [
+        r["selection/selection_ms"] + r["selection/update_ms"]
+        for r in train_rows.values()
+        if r.get("selection/selection_ms") is not None and r.get("selection/update_ms") is not None
+    ]
+    return {
+        "initial_accuracy": summary["initial_eval_accuracy"],
+        "final_accuracy": summary["final_eval_accuracy"],
+        "gain": summary["final_eval_accuracy"] - summary["initial_eval_accuracy"],
+        "unique_prompts": summary["unique_prompts_used"],
+        "pool_size": summary["pool_size"],
+        "zero_variance_share": float(np.mean(zero)) if zero else None,
+        "selection_overhead_ms": float(np.mean(overhead)) if overhead else None,
+        "train_time_s": elapsed,
+        "wall_clock_s": summary["wall_clock_s"],
+        "steps": summary["steps"],
+        "curve": curve,
+        "code_version": (folder / "code_version.txt").read_text().strip()
+        if (folder / "code_version.txt").exists()
+        else None,
+        "accuracy_by_level_initial": summary["initial_eval"].get("accuracy_by_level"),
+        "accuracy_by_level_final": summary["final_eval"].get("accuracy_by_level"),
+        "selected_levels": _level_counts(train_rows.values()),
+    }
 
 
 def _level_counts(rows) -> dict[str, int] | None:
@@ -234,9 +274,15 @@ def collect(out: pathlib.Path, setting: str, json_path: pathlib.Path) -> dict:
         if not runs:
             continue
         entry = {"seeds": sorted(int(s) for s in runs), "overrides": table.get(method_dir.name)}
-        for key, name in (("final_accuracy", "final_accuracy"), ("gain", "gain"), ("initial_accuracy", "initial_accuracy"),
-                          ("unique_prompts", "unique_prompts"), ("zero_variance_share", "zero_variance_share"),
-                          ("selection_overhead_ms", "selection_overhead_ms"), ("train_time_s", "train_time_s")):
+        for key, name in (
+            ("final_accuracy", "final_accuracy"),
+            ("gain", "gain"),
+            ("initial_accuracy", "initial_accuracy"),
+            ("unique_prompts", "unique_prompts"),
+            ("zero_variance_share", "zero_variance_share"),
+            ("selection_overhead_ms", "selection_overhead_ms"),
+            ("train_time_s", "train_time_s"),
+        ):
             mean, std = _mean_std([r[key] for r in runs.values()])
             entry[f"{name}_mean"], entry[f"{name}_std"] = mean, std
         entry["pool_share_used_mean"] = entry["unique_prompts_mean"] / pool_size if pool_size else None
@@ -244,13 +290,23 @@ def collect(out: pathlib.Path, setting: str, json_path: pathlib.Path) -> dict:
         methods[method_dir.name] = entry
     previous = json.loads(json_path.read_text()) if json_path.exists() else {}
     settings = previous.get("settings", {})
-    settings[setting] = {"pool_size": pool_size, "steps": SETTINGS[setting]["steps"],
-                         "common_overrides": common_overrides(setting), "methods": methods}
+    settings[setting] = {
+        "pool_size": pool_size,
+        "steps": SETTINGS[setting]["steps"],
+        "common_overrides": common_overrides(setting),
+        "methods": methods,
+    }
     # The quickstart setting is the headline: its methods and pool size sit at the top level.
     head = settings.get("quickstart", settings[setting])
-    document = {"setting": "quickstart" if "quickstart" in settings else setting, "pool_size": head["pool_size"],
-                "steps": head["steps"], "common_overrides": head["common_overrides"], "methods": head["methods"],
-                "settings": settings, "command": "python benchmarks/sample_efficiency.py --setting <name> --out <folder>"}
+    document = {
+        "setting": "quickstart" if "quickstart" in settings else setting,
+        "pool_size": head["pool_size"],
+        "steps": head["steps"],
+        "common_overrides": head["common_overrides"],
+        "methods": head["methods"],
+        "settings": settings,
+        "command": "python benchmarks/sample_efficiency.py --setting <name> --out <folder>",
+    }
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(document, indent=1))
     print_table(methods)
@@ -259,13 +315,17 @@ def collect(out: pathlib.Path, setting: str, json_path: pathlib.Path) -> dict:
 
 def print_table(methods: dict) -> None:
     uniform_gain = methods.get("uniform", {}).get("gain_mean")
-    print(f"{'method':22s} {'seeds':>5s} {'final':>13s} {'gain':>13s} {'x uniform':>9s} "
-        f"{'prompts':>8s} {'zero-var':>8s} {'sel ms':>7s}")
+    print(
+        f"{'method':22s} {'seeds':>5s} {'final':>13s} {'gain':>13s} {'x uniform':>9s} "
+        f"{'prompts':>8s} {'zero-var':>8s} {'sel ms':>7s}"
+    )
     for name, m in methods.items():
         ratio = m["gain_mean"] / uniform_gain if uniform_gain else float("nan")
-        print(f"{name:22s} {len(m['seeds']):5d} {m['final_accuracy_mean']:.3f}±{m['final_accuracy_std']:.3f} "
-              f"{m['gain_mean']:+.3f}±{m['gain_std']:.3f} {ratio:9.2f} {m['unique_prompts_mean']:8.0f} "
-              f"{m['zero_variance_share_mean']:8.2f} {m['selection_overhead_ms_mean'] or 0:7.1f}")
+        print(
+            f"{name:22s} {len(m['seeds']):5d} {m['final_accuracy_mean']:.3f}±{m['final_accuracy_std']:.3f} "
+            f"{m['gain_mean']:+.3f}±{m['gain_std']:.3f} {ratio:9.2f} {m['unique_prompts_mean']:8.0f} "
+            f"{m['zero_variance_share_mean']:8.2f} {m['selection_overhead_ms_mean'] or 0:7.1f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

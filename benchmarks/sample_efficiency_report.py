@@ -28,7 +28,9 @@ def curves(entry: dict, axis: str) -> tuple[np.ndarray, np.ndarray]:
     acc = np.array([[next(p["accuracy"] for p in r["curve"] if p["step"] == s) for s in steps] for r in runs])
     if axis == "steps":
         return np.array(steps, dtype=float), acc
-    clock = np.array([[next(p["wall_clock_s"] or 0.0 for p in r["curve"] if p["step"] == s) for s in steps] for r in runs])
+    clock = np.array(
+        [[next(p["wall_clock_s"] or 0.0 for p in r["curve"] if p["step"] == s) for s in steps] for r in runs]
+    )
     return clock.mean(axis=0), acc
 
 
@@ -43,7 +45,7 @@ def plot(methods: dict, axis: str, path: pathlib.Path, title: str) -> None:
         x, acc = curves(entry, axis)
         style = "-" if not name.startswith("des_") else ":"
         width = 2.5 if name in ("des", "uniform") else 1.2
-        line, = ax.plot(x, acc.mean(axis=0), style, lw=width, label=f"{name} (n={acc.shape[0]})")
+        (line,) = ax.plot(x, acc.mean(axis=0), style, lw=width, label=f"{name} (n={acc.shape[0]})")
         if acc.shape[0] > 1:
             ax.fill_between(x, acc.min(axis=0), acc.max(axis=0), color=line.get_color(), alpha=0.12)
     ax.set_xlabel("GRPO steps" if axis == "steps" else "training wall-clock (s, mean over seeds; shared 2-core CPU)")
@@ -58,17 +60,21 @@ def plot(methods: dict, axis: str, path: pathlib.Path, title: str) -> None:
 
 def table(methods: dict) -> list[str]:
     uniform = methods.get("uniform", {}).get("gain_mean")
-    lines = ["| method | seeds | final accuracy (mean ± std) | per-seed final | gain (final - initial) | gain / uniform's |"
-             " unique prompts | zero-variance share | selection ms/step |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| method | seeds | final accuracy (mean ± std) | per-seed final | gain (final - initial) | gain / uniform's |"
+        " unique prompts | zero-variance share | selection ms/step |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, m in sorted(methods.items(), key=lambda item: -(item[1]["gain_mean"] or 0)):
         per_seed = ", ".join(f"{m['runs'][str(s)]['final_accuracy']:.3f}" for s in m["seeds"])
         ratio = f"{m['gain_mean'] / uniform:.2f}" if uniform else "n/a"
-        lines.append(f"| {name} | {','.join(map(str, m['seeds']))} "
+        lines.append(
+            f"| {name} | {','.join(map(str, m['seeds']))} "
             f"| {m['final_accuracy_mean']:.3f} ± {m['final_accuracy_std']:.3f} "
-                     f"| {per_seed} | {m['gain_mean']:+.3f} ± {m['gain_std']:.3f} | {ratio} | {m['unique_prompts_mean']:.0f} "
-                     f"({100 * m['pool_share_used_mean']:.1f}%) | {m['zero_variance_share_mean']:.2f} | "
-                     f"{m['selection_overhead_ms_mean']:.1f} |")
+            f"| {per_seed} | {m['gain_mean']:+.3f} ± {m['gain_std']:.3f} | {ratio} | {m['unique_prompts_mean']:.0f} "
+            f"({100 * m['pool_share_used_mean']:.1f}%) | {m['zero_variance_share_mean']:.2f} | "
+            f"{m['selection_overhead_ms_mean']:.1f} |"
+        )
     return lines
 
 
@@ -77,20 +83,33 @@ def by_level(methods: dict) -> list[str]:
     levels = None
     rows = []
     for name, m in methods.items():
-        runs = [r for r in m["runs"].values() if r.get("accuracy_by_level_final") and r.get("accuracy_by_level_initial")]
+        runs = [
+            r for r in m["runs"].values() if r.get("accuracy_by_level_final") and r.get("accuracy_by_level_initial")
+        ]
         if not runs:
             continue
         levels = levels or sorted(runs[0]["accuracy_by_level_final"], key=float)
-        delta = [np.mean([r["accuracy_by_level_final"][k] - r["accuracy_by_level_initial"][k] for r in runs]) for k in levels]
+        delta = [
+            np.mean([r["accuracy_by_level_final"][k] - r["accuracy_by_level_initial"][k] for r in runs]) for k in levels
+        ]
         picked = [sum((r.get("selected_levels") or {}).get(str(int(float(k))), 0) for r in runs) for k in levels]
         total = max(sum(picked), 1)
-        rows.append(f"| {name} | " + " | ".join(f"{d:+.2f} ({100 * p / total:.0f}%)" for d, p in zip(delta, picked)) + " |")
+        rows.append(
+            f"| {name} | " + " | ".join(f"{d:+.2f} ({100 * p / total:.0f}%)" for d, p in zip(delta, picked)) + " |"
+        )
     if not rows:
         return []
     head = "| method | " + " | ".join(f"L{int(float(k))}" for k in levels) + " |"
-    return ["## Per level: held-out accuracy change, and share of training prompts (mean over seeds)", "",
-            "Levels of the synthetic task (docs/des_evidence.md lists what each is and the initial pass rates).", "",
-            head, "|" + "---|" * (len(levels) + 1), *rows, ""]
+    return [
+        "## Per level: held-out accuracy change, and share of training prompts (mean over seeds)",
+        "",
+        "Levels of the synthetic task (docs/des_evidence.md lists what each is and the initial pass rates).",
+        "",
+        head,
+        "|" + "---|" * (len(levels) + 1),
+        *rows,
+        "",
+    ]
 
 
 def goals(methods: dict) -> list[str]:
@@ -130,20 +149,38 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{args.json} has no finished run yet")
     (out / "results").mkdir(parents=True, exist_ok=True)
     plot(methods, "steps", out / "results/sample_efficiency_steps.png", f"{document['setting']}: accuracy vs steps")
-    plot(methods, "wall", out / "results/sample_efficiency_wallclock.png", f"{document['setting']}: accuracy vs wall-clock")
-    text = ["# Sample efficiency: every selection method on the real GRPO loop", "",
-            "Generated by `python benchmarks/sample_efficiency_report.py` from `benchmarks/results/sample_efficiency.json`",
-            f"(setting `{document['setting']}`, pool {document['pool_size']} prompts, {document['steps']} steps, "
-            f"common overrides `{' '.join(document['common_overrides'])}`). The runs come from",
-            "`python benchmarks/sample_efficiency.py --setting quickstart --out /work/se-runs` (docs/des_evidence.md).",
-            "Only finished runs count; every finished seed is listed. "
+    plot(
+        methods,
+        "wall",
+        out / "results/sample_efficiency_wallclock.png",
+        f"{document['setting']}: accuracy vs wall-clock",
+    )
+    text = [
+        "# Sample efficiency: every selection method on the real GRPO loop",
+        "",
+        "Generated by `python benchmarks/sample_efficiency_report.py` from `benchmarks/results/sample_efficiency.json`",
+        f"(setting `{document['setting']}`, pool {document['pool_size']} prompts, {document['steps']} steps, "
+        f"common overrides `{' '.join(document['common_overrides'])}`). The runs come from",
+        "`python benchmarks/sample_efficiency.py --setting quickstart --out /work/se-runs` (docs/des_evidence.md).",
+        "Only finished runs count; every finished seed is listed. "
         "Accuracy: held-out pass@1 (512 problems x 4 samples).",
-            "", *table(methods), "", *by_level(methods), "## Goals of issue 8 (quickstart, mean over seeds, equal steps)", "", *goals(methods), "",
-            "![accuracy vs steps](results/sample_efficiency_steps.png)", "",
-            "![accuracy vs wall-clock](results/sample_efficiency_wallclock.png)", "",
-            "Wall-clock is the sum of the runs' step times on a 2-core machine shared with other jobs: it is noisy and",
-            "only comparable within one batch of runs; steps and rollouts are exact (every method: 64 prompts x 8 rollouts",
-            "per step).", ""]
+        "",
+        *table(methods),
+        "",
+        *by_level(methods),
+        "## Goals of issue 8 (quickstart, mean over seeds, equal steps)",
+        "",
+        *goals(methods),
+        "",
+        "![accuracy vs steps](results/sample_efficiency_steps.png)",
+        "",
+        "![accuracy vs wall-clock](results/sample_efficiency_wallclock.png)",
+        "",
+        "Wall-clock is the sum of the runs' step times on a 2-core machine shared with other jobs: it is noisy and",
+        "only comparable within one batch of runs; steps and rollouts are exact (every method: 64 prompts x 8 rollouts",
+        "per step).",
+        "",
+    ]
     extra = pathlib.Path(out / "RESULTS_notes.md")
     if extra.exists():
         text += [extra.read_text()]

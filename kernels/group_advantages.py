@@ -18,8 +18,21 @@ MAX_GROUP_SIZE = 65536
 
 
 @triton.jit
-def _group_advantages_kernel(REWARD_ptr, ADVANTAGE_ptr, MEAN_ptr, STD_ptr, PASS_RATE_ptr, ZERO_VARIANCE_ptr,
-                             BATCH_STD_ptr, G, inv_bessel, eps, pass_threshold, SCALE: tl.constexpr, BLOCK_G: tl.constexpr):
+def _group_advantages_kernel(
+    REWARD_ptr,
+    ADVANTAGE_ptr,
+    MEAN_ptr,
+    STD_ptr,
+    PASS_RATE_ptr,
+    ZERO_VARIANCE_ptr,
+    BATCH_STD_ptr,
+    G,
+    inv_bessel,
+    eps,
+    pass_threshold,
+    SCALE: tl.constexpr,
+    BLOCK_G: tl.constexpr,
+):
     group = tl.program_id(0).to(tl.int64)
     offs = tl.arange(0, BLOCK_G)
     in_group = offs < G
@@ -45,8 +58,14 @@ def _group_advantages_kernel(REWARD_ptr, ADVANTAGE_ptr, MEAN_ptr, STD_ptr, PASS_
     tl.store(ZERO_VARIANCE_ptr + group, (top == bottom).to(tl.int8))
 
 
-def group_advantages_forward(rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-6,
-                             pass_threshold: float = 1.0, out: tuple | None = None):
+def group_advantages_forward(
+    rewards: torch.Tensor,
+    group_size: int,
+    scale: str = "group",
+    eps: float = 1e-6,
+    pass_threshold: float = 1.0,
+    out: tuple | None = None,
+):
     """Launch the kernel.
 
     Args:
@@ -65,16 +84,30 @@ def group_advantages_forward(rewards: torch.Tensor, group_size: int, scale: str 
     n_groups = rewards.numel() // group_size
     device = rewards.device
     if out is None:
-        out = (torch.empty(rewards.numel(), dtype=torch.float32, device=device),
-               *(torch.empty(n_groups, dtype=torch.float32, device=device) for _ in range(3)),
-               torch.empty(n_groups, dtype=torch.bool, device=device))
+        out = (
+            torch.empty(rewards.numel(), dtype=torch.float32, device=device),
+            *(torch.empty(n_groups, dtype=torch.float32, device=device) for _ in range(3)),
+            torch.empty(n_groups, dtype=torch.bool, device=device),
+        )
     advantages, mean, std, pass_rate, zero_variance = out
     if scale == "batch" and rewards.numel() > 1:
         batch_std = rewards.float().std().reshape(1)
     else:
         batch_std = torch.zeros(1, dtype=torch.float32, device=device)
     if n_groups:
-        _group_advantages_kernel[(n_groups,)](rewards, advantages, mean, std, pass_rate, zero_variance.view(torch.int8),
-                                              batch_std, group_size, 1.0 / max(group_size - 1, 1), eps, pass_threshold, SCALE=SCALE_CODES[scale],
-                                              BLOCK_G=triton.next_power_of_2(group_size))
+        _group_advantages_kernel[(n_groups,)](
+            rewards,
+            advantages,
+            mean,
+            std,
+            pass_rate,
+            zero_variance.view(torch.int8),
+            batch_std,
+            group_size,
+            1.0 / max(group_size - 1, 1),
+            eps,
+            pass_threshold,
+            SCALE=SCALE_CODES[scale],
+            BLOCK_G=triton.next_power_of_2(group_size),
+        )
     return advantages, {"reward_mean": mean, "reward_std": std, "pass_rate": pass_rate, "zero_variance": zero_variance}

@@ -15,9 +15,22 @@ import triton.language as tl
 
 
 @triton.jit
-def _sequence_stats_kernel(ENTROPY_ptr, LOGPROB_ptr, MASK_ptr, LENGTH_ptr, ENTROPY_MEAN_ptr, ENTROPY_MAX_ptr,
-                           HIGH_FRACTION_ptr, LOGPROB_SUM_ptr, T, stride_eb, stride_lb, stride_mb, threshold,
-                           BLOCK_T: tl.constexpr):
+def _sequence_stats_kernel(
+    ENTROPY_ptr,
+    LOGPROB_ptr,
+    MASK_ptr,
+    LENGTH_ptr,
+    ENTROPY_MEAN_ptr,
+    ENTROPY_MAX_ptr,
+    HIGH_FRACTION_ptr,
+    LOGPROB_SUM_ptr,
+    T,
+    stride_eb,
+    stride_lb,
+    stride_mb,
+    threshold,
+    BLOCK_T: tl.constexpr,
+):
     row = tl.program_id(0).to(tl.int64)
     count = 0.0
     entropy_sum = 0.0
@@ -43,8 +56,13 @@ def _sequence_stats_kernel(ENTROPY_ptr, LOGPROB_ptr, MASK_ptr, LENGTH_ptr, ENTRO
     tl.store(LOGPROB_SUM_ptr + row, logprob_sum)
 
 
-def sequence_stats_forward(entropy: torch.Tensor, logprobs: torch.Tensor, mask: torch.Tensor, threshold: float,
-                           out: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+def sequence_stats_forward(
+    entropy: torch.Tensor,
+    logprobs: torch.Tensor,
+    mask: torch.Tensor,
+    threshold: float,
+    out: dict[str, torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
     """Launch the kernel.
 
     Args:
@@ -65,6 +83,16 @@ def sequence_stats_forward(entropy: torch.Tensor, logprobs: torch.Tensor, mask: 
         out = {key: torch.empty(B, dtype=torch.float32, device=entropy.device) for key in keys}
     if B:
         block_t = min(1024, triton.next_power_of_2(max(T, 1)))
-        _sequence_stats_kernel[(B,)](entropy, logprobs, mask, *(out[key] for key in keys), T, entropy.stride(0),
-                                     logprobs.stride(0), mask.stride(0), threshold, BLOCK_T=block_t)
+        _sequence_stats_kernel[(B,)](
+            entropy,
+            logprobs,
+            mask,
+            *(out[key] for key in keys),
+            T,
+            entropy.stride(0),
+            logprobs.stride(0),
+            mask.stride(0),
+            threshold,
+            BLOCK_T=block_t,
+        )
     return {key: out[key] for key in keys}

@@ -30,8 +30,21 @@ def _block_v(vocab: int) -> int:
 
 
 @triton.jit
-def _token_stats_fwd_kernel(X_ptr, IDS_ptr, LOGPROB_ptr, ENTROPY_ptr, LSE_ptr, T, V, stride_xb, stride_xt,
-                            stride_ib, stride_it, inv_temperature, BLOCK_V: tl.constexpr):
+def _token_stats_fwd_kernel(
+    X_ptr,
+    IDS_ptr,
+    LOGPROB_ptr,
+    ENTROPY_ptr,
+    LSE_ptr,
+    T,
+    V,
+    stride_xb,
+    stride_xt,
+    stride_ib,
+    stride_it,
+    inv_temperature,
+    BLOCK_V: tl.constexpr,
+):
     row = tl.program_id(0).to(tl.int64)
     b = row // T
     t = row % T
@@ -66,8 +79,23 @@ def _token_stats_fwd_kernel(X_ptr, IDS_ptr, LOGPROB_ptr, ENTROPY_ptr, LSE_ptr, T
 
 
 @triton.jit
-def _token_stats_bwd_kernel(X_ptr, IDS_ptr, LSE_ptr, ENTROPY_ptr, GRAD_LOGPROB_ptr, GRAD_ENTROPY_ptr, GRAD_X_ptr,
-                            T, V, stride_xb, stride_xt, stride_ib, stride_it, inv_temperature, BLOCK_V: tl.constexpr):
+def _token_stats_bwd_kernel(
+    X_ptr,
+    IDS_ptr,
+    LSE_ptr,
+    ENTROPY_ptr,
+    GRAD_LOGPROB_ptr,
+    GRAD_ENTROPY_ptr,
+    GRAD_X_ptr,
+    T,
+    V,
+    stride_xb,
+    stride_xt,
+    stride_ib,
+    stride_it,
+    inv_temperature,
+    BLOCK_V: tl.constexpr,
+):
     row = tl.program_id(0).to(tl.int64)
     b = row // T
     t = row % T
@@ -101,8 +129,12 @@ def _ids2d(token_ids: torch.Tensor) -> torch.Tensor:
     return token_ids.unsqueeze(0) if token_ids.dim() == 1 else token_ids
 
 
-def token_stats_forward(logits: torch.Tensor, token_ids: torch.Tensor, temperature: float = 1.0,
-                        out: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None):
+def token_stats_forward(
+    logits: torch.Tensor,
+    token_ids: torch.Tensor,
+    temperature: float = 1.0,
+    out: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+):
     """Launch the forward kernel.
 
     Args:
@@ -121,15 +153,35 @@ def token_stats_forward(logits: torch.Tensor, token_ids: torch.Tensor, temperatu
         out = tuple(torch.empty(n, dtype=torch.float32, device=logits.device) for _ in range(3))
     logprobs, entropy, lse = out
     if n:
-        _token_stats_fwd_kernel[(n,)](rows, ids, logprobs, entropy, lse, T, V, rows.stride(0), rows.stride(1),
-                                      ids.stride(0), ids.stride(1), 1.0 / temperature, BLOCK_V=_block_v(V),
-                                      num_warps=8)
+        _token_stats_fwd_kernel[(n,)](
+            rows,
+            ids,
+            logprobs,
+            entropy,
+            lse,
+            T,
+            V,
+            rows.stride(0),
+            rows.stride(1),
+            ids.stride(0),
+            ids.stride(1),
+            1.0 / temperature,
+            BLOCK_V=_block_v(V),
+            num_warps=8,
+        )
     return logprobs, entropy, lse
 
 
-def token_stats_backward(logits: torch.Tensor, token_ids: torch.Tensor, lse: torch.Tensor, entropy: torch.Tensor,
-                         grad_logprobs: torch.Tensor, grad_entropy: torch.Tensor, temperature: float = 1.0,
-                         out: torch.Tensor | None = None) -> torch.Tensor:
+def token_stats_backward(
+    logits: torch.Tensor,
+    token_ids: torch.Tensor,
+    lse: torch.Tensor,
+    entropy: torch.Tensor,
+    grad_logprobs: torch.Tensor,
+    grad_entropy: torch.Tensor,
+    temperature: float = 1.0,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Launch the backward kernel.
 
     Args:
@@ -146,9 +198,24 @@ def token_stats_backward(logits: torch.Tensor, token_ids: torch.Tensor, lse: tor
     if out is None:
         out = torch.empty((B, T, V), dtype=logits.dtype, device=logits.device)
     if B * T:
-        _token_stats_bwd_kernel[(B * T,)](rows, ids, lse, entropy, grad_logprobs, grad_entropy, out, T, V,
-                                          rows.stride(0), rows.stride(1), ids.stride(0), ids.stride(1),
-                                          1.0 / temperature, BLOCK_V=_block_v(V), num_warps=8)
+        _token_stats_bwd_kernel[(B * T,)](
+            rows,
+            ids,
+            lse,
+            entropy,
+            grad_logprobs,
+            grad_entropy,
+            out,
+            T,
+            V,
+            rows.stride(0),
+            rows.stride(1),
+            ids.stride(0),
+            ids.stride(1),
+            1.0 / temperature,
+            BLOCK_V=_block_v(V),
+            num_warps=8,
+        )
     return out.reshape(logits.shape)
 
 

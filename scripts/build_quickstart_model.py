@@ -38,10 +38,18 @@ def main() -> None:
     prompts = format_prompts(tokenizer, [row["prompt"] for row in rows])
     engine = HFGenerateEngine(model, tokenizer)
     for temperature in (config.eval.temperature, 1e-3):
-        result = evaluate(engine, rows, prompts, dataclasses.replace(config.eval, temperature=temperature),
-                          config.rollout, config.reward)
-        print(f"T={temperature}: accuracy {result['accuracy']:.3f} pass@{result['n_samples']} {result['pass_at_n']:.3f} "
-              f"by level {np.round(list(result['accuracy_by_level'].values()), 2).tolist()}")
+        result = evaluate(
+            engine,
+            rows,
+            prompts,
+            dataclasses.replace(config.eval, temperature=temperature),
+            config.rollout,
+            config.reward,
+        )
+        print(
+            f"T={temperature}: accuracy {result['accuracy']:.3f} pass@{result['n_samples']} {result['pass_at_n']:.3f} "
+            f"by level {np.round(list(result['accuracy_by_level'].values()), 2).tolist()}"
+        )
 
 
 if __name__ == "__main__":

@@ -61,8 +61,10 @@ def verify(folder: Path, add_bos: bool) -> None:
     tokenizer = AutoTokenizer.from_pretrained(folder)
     ids = tokenizer("1+1=", add_special_tokens=True)["input_ids"]
     if (ids[0] == tokenizer.bos_token_id) != add_bos:
-        raise SystemExit(f"the saved tokenizer {'does not add' if add_bos else 'adds'} a BOS token, but the GGUF "
-                         f"metadata says add_bos_token={add_bos}")
+        raise SystemExit(
+            f"the saved tokenizer {'does not add' if add_bos else 'adds'} a BOS token, but the GGUF "
+            f"metadata says add_bos_token={add_bos}"
+        )
 
 
 def main() -> None:
@@ -98,8 +100,10 @@ def main() -> None:
         tokenizer.save_pretrained(staging)
         strip_quantization_config(staging)
         verify(staging, add_bos)
-    print(f"saved {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M parameters to {out} "
-          f"(tokenizer adds BOS: {add_bos})")
+    print(
+        f"saved {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M parameters to {out} "
+        f"(tokenizer adds BOS: {add_bos})"
+    )
 
 
 if __name__ == "__main__":

@@ -94,5 +94,10 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if report.failed:
-        report.sections.append(("random inputs", f"reproduce with {_SEED_VARIABLE}={BASE_SEED} "
-                                                  f"python -m pytest '{item.nodeid}' (test seed {test_seed(item.nodeid)})"))
+        report.sections.append(
+            (
+                "random inputs",
+                f"reproduce with {_SEED_VARIABLE}={BASE_SEED} "
+                f"python -m pytest '{item.nodeid}' (test seed {test_seed(item.nodeid)})",
+            )
+        )

@@ -45,8 +45,9 @@ def policy_loss_reference(logprobs, old_logprobs, advantages, mask, config: GRPO
     return sum(sequence_terms) / max(len(sequence_terms), 1)
 
 
-def next_schedule_reference(state: ScheduleState, signal: StepSignal, config: CurriculumConfig,
-                            pool_limit: int) -> ScheduleState:
+def next_schedule_reference(
+    state: ScheduleState, signal: StepSignal, config: CurriculumConfig, pool_limit: int
+) -> ScheduleState:
     """Slow scalar restatement of ``scalingrl.curriculum.next_schedule`` with ``math`` only."""
     c = config
 
@@ -98,8 +99,11 @@ def des_reference(config: DESConfig, size: int, prior_difficulty, reference_cot_
     """
     c = config
     nan = float("nan")
-    ref_logs = [math.log1p(x) for x in (reference_cot_length if reference_cot_length is not None else [])
-                if math.isfinite(x) and x >= 0]
+    ref_logs = [
+        math.log1p(x)
+        for x in (reference_cot_length if reference_cot_length is not None else [])
+        if math.isfinite(x) and x >= 0
+    ]
     ref_mean = sum(ref_logs) / len(ref_logs) if len(ref_logs) >= 2 else 0.0
     ref_var = max(sum(x * x for x in ref_logs) / len(ref_logs) - ref_mean**2, 0.0) if len(ref_logs) >= 2 else 1.0
     rec = []
@@ -108,9 +112,26 @@ def des_reference(config: DESConfig, size: int, prior_difficulty, reference_cot_
         m = min(max(1 - d, 0.02), 0.98) if math.isfinite(d) else c.unseen_pass
         ref = nan
         if reference_cot_length is not None and math.isfinite(reference_cot_length[i]) and reference_cot_length[i] >= 0:
-            ref = 0.0 if len(ref_logs) < 2 else (math.log1p(reference_cot_length[i]) - ref_mean) / math.sqrt(ref_var + 1e-12)
-        rec.append(dict(alpha=c.prior_strength * m, beta=c.prior_strength * (1 - m), s=0.0, t=0.0, last=nan,
-                        progress=nan, rstd=nan, length=nan, entropy=nan, high=nan, ref=ref))
+            ref = (
+                0.0
+                if len(ref_logs) < 2
+                else (math.log1p(reference_cot_length[i]) - ref_mean) / math.sqrt(ref_var + 1e-12)
+            )
+        rec.append(
+            dict(
+                alpha=c.prior_strength * m,
+                beta=c.prior_strength * (1 - m),
+                s=0.0,
+                t=0.0,
+                last=nan,
+                progress=nan,
+                rstd=nan,
+                length=nan,
+                entropy=nan,
+                high=nan,
+                ref=ref,
+            )
+        )
     moments = {k: _Moments() for k in ("length", "entropy", "high", "adapt")}
 
     def blend(old, x):
@@ -127,8 +148,11 @@ def des_reference(config: DESConfig, size: int, prior_difficulty, reference_cot_
             r["rstd"] = blend(r["rstd"], rstd[j])
             r["s"] = c.count_decay * r["s"] + succ[j]
             r["t"] = c.count_decay * r["t"] + trials[j]
-            for key, values, transform in (("length", length, lambda x: math.log1p(max(x, 0.0))),
-                                           ("entropy", entropy, float), ("high", high, float)):
+            for key, values, transform in (
+                ("length", length, lambda x: math.log1p(max(x, 0.0))),
+                ("entropy", entropy, float),
+                ("high", high, float),
+            ):
                 if values is not None and math.isfinite(values[j]):
                     x = transform(values[j])
                     r[key] = blend(r[key], x)

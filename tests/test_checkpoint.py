@@ -34,7 +34,9 @@ def _save(root, step=3, fingerprint=None, keep=2, stage=0):
     trainer = _trainer(stage)
     _train_step(trainer)
     selection = {"scores": np.arange(5.0), "nested": {"k": [1, 2]}, "method": "des"}
-    path = save_checkpoint(root, step, trainer, selection, fingerprint or {"pool_size": 5}, extra={"wall_clock_s": 1.5}, keep=keep)
+    path = save_checkpoint(
+        root, step, trainer, selection, fingerprint or {"pool_size": 5}, extra={"wall_clock_s": 1.5}, keep=keep
+    )
     return path, trainer
 
 
@@ -76,14 +78,17 @@ def test_keeps_newest_and_ignores_incomplete(tmp_path):
     assert latest_checkpoint(tmp_path / "missing") is None
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("truncate_model", "does not match its checksum"),
-    ("flip_engine", "does not match its checksum"),
-    ("delete_selection", "selection.pt is missing"),
-    ("bad_manifest", "manifest.json is corrupt"),
-    ("no_manifest", "not a complete checkpoint"),
-    ("old_version", "this scalingrl reads"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("truncate_model", "does not match its checksum"),
+        ("flip_engine", "does not match its checksum"),
+        ("delete_selection", "selection.pt is missing"),
+        ("bad_manifest", "manifest.json is corrupt"),
+        ("no_manifest", "not a complete checkpoint"),
+        ("old_version", "this scalingrl reads"),
+    ],
+)
 def test_corrupt_checkpoints_raise_clear_errors(tmp_path, damage, message):
     path, _ = _save(tmp_path)
     if damage == "truncate_model":
@@ -112,9 +117,13 @@ def test_incompatible_configuration_stage_and_world_size(tmp_path):
     path, _ = _save(tmp_path, fingerprint={"pool_size": 5, "selection": "des"}, stage=1)
     with pytest.raises(CheckpointError, match="incompatible configuration.*pool_size: checkpoint 5 vs now 6"):
         check_resumable(path, {"pool_size": 6, "selection": "des"}, world_size=1, zero_stage=1)
-    with pytest.raises(CheckpointError, match="written under ZeRO-1 but this run uses ZeRO-2; resume with optim.zero_stage=1"):
+    with pytest.raises(
+        CheckpointError, match="written under ZeRO-1 but this run uses ZeRO-2; resume with optim.zero_stage=1"
+    ):
         check_resumable(path, None, world_size=1, zero_stage=2)
-    with pytest.raises(CheckpointError, match=r"written by 1 process\(es\) but this run has 4: under ZeRO-1 its optimizer"):
+    with pytest.raises(
+        CheckpointError, match=r"written by 1 process\(es\) but this run has 4: under ZeRO-1 its optimizer"
+    ):
         check_resumable(path, None, world_size=4, zero_stage=1)
     manifest = check_resumable(path, {"pool_size": 5, "selection": "des"}, world_size=1, zero_stage=1)
     assert manifest["world_size"] == 1 and len(manifest["selection_digests"]) == 1

@@ -34,30 +34,42 @@ def test_presets_load_and_round_trip(tmp_path):
 
 
 def test_overrides_apply_with_types():
-    config = load_config(None, ["rollout.group_size=4", "optim.lr=1e-4", "steps=7", "eval.temperature=1",
-                                "grpo.aggregation=sequence_mean", "model.use_chat_template=false"])
+    config = load_config(
+        None,
+        [
+            "rollout.group_size=4",
+            "optim.lr=1e-4",
+            "steps=7",
+            "eval.temperature=1",
+            "grpo.aggregation=sequence_mean",
+            "model.use_chat_template=false",
+        ],
+    )
     assert config.rollout.group_size == 4 and config.optim.lr == 1e-4 and config.steps == 7
     assert isinstance(config.eval.temperature, float) and config.grpo.aggregation == "sequence_mean"
     assert config.model.use_chat_template is False
 
 
-@pytest.mark.parametrize("override, message", [
-    ("rollout.group_size=1", "group_size must be >= 2"),
-    ("rollout.temperature=0", "temperature must be > 0"),
-    ("optim.lr=2", "optim.lr must be in"),
-    ("optim.zero_stage=4", "zero_stage"),
-    ("steps=0", "steps must be >= 1"),
-    ("steps=ten", "steps must be an integer"),
-    ("progress_bar=maybe", "progress_bar must be true or false"),
-    ("rollout.groupsize=4", r"unknown config key\(s\) \['rollout.groupsize'\]"),
-    ("data.source=file", "data.source=file needs data.path"),
-    ("data.missing_answers=drop", "missing_answers must be 'skip' or 'error'"),
-    ("data.prompt_template=Question", "must contain {prompt}"),
-    ("grpo.aggregation=sum", "aggregation must be one of"),
-    ("model.dtype=int8", "model.dtype must be"),
-    ("batch_size=3", "must divide by grpo.updates_per_batch"),
-    ("steps", "must look like key.subkey=value"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("rollout.group_size=1", "group_size must be >= 2"),
+        ("rollout.temperature=0", "temperature must be > 0"),
+        ("optim.lr=2", "optim.lr must be in"),
+        ("optim.zero_stage=4", "zero_stage"),
+        ("steps=0", "steps must be >= 1"),
+        ("steps=ten", "steps must be an integer"),
+        ("progress_bar=maybe", "progress_bar must be true or false"),
+        ("rollout.groupsize=4", r"unknown config key\(s\) \['rollout.groupsize'\]"),
+        ("data.source=file", "data.source=file needs data.path"),
+        ("data.missing_answers=drop", "missing_answers must be 'skip' or 'error'"),
+        ("data.prompt_template=Question", "must contain {prompt}"),
+        ("grpo.aggregation=sum", "aggregation must be one of"),
+        ("model.dtype=int8", "model.dtype must be"),
+        ("batch_size=3", "must divide by grpo.updates_per_batch"),
+        ("steps", "must look like key.subkey=value"),
+    ],
+)
 def test_bad_values_fail_with_fix(override, message):
     overrides = [override] + (["grpo.updates_per_batch=5"] if override == "batch_size=3" else [])
     with pytest.raises(ConfigError, match=message):
@@ -72,15 +84,25 @@ def test_missing_config_file_lists_presets(tmp_path):
 def test_help_lists_every_field():
     lines = describe_fields(TrainConfig())
     text = "\n".join(lines)
-    for key in ("rollout.group_size", "optim.zero_stage", "grpo.clip_high", "data.synthetic.size", "selection.method",
-                "eval.samples", "model.tiny.hidden_size", "selection.des.sharpness"):
+    for key in (
+        "rollout.group_size",
+        "optim.zero_stage",
+        "grpo.clip_high",
+        "data.synthetic.size",
+        "selection.method",
+        "eval.samples",
+        "model.tiny.hidden_size",
+        "selection.des.sharpness",
+    ):
         assert key in text
     assert apply_overrides({}, ["a.b=1"]) == {"a": {"b": 1}}
 
 
 def _leaf_count(config) -> int:
-    return sum(_leaf_count(getattr(config, f.name)) if dataclasses.is_dataclass(getattr(config, f.name)) else 1
-               for f in dataclasses.fields(config))
+    return sum(
+        _leaf_count(getattr(config, f.name)) if dataclasses.is_dataclass(getattr(config, f.name)) else 1
+        for f in dataclasses.fields(config)
+    )
 
 
 def test_every_field_is_documented():
@@ -111,11 +133,13 @@ def test_train_help_runs(capsys):
 
 def test_config_and_help_need_no_extension():
     """``scalingrl.config`` (selection knobs included) loads and validates without the C++ extension."""
-    code = ("import sys; from scalingrl.config import load_config; from scalingrl.train import build_parser; "
-            "config = load_config(None, ['selection.method=mopps', 'selection.des.sharpness=2']); "
-            "assert type(config.selection).__name__ == 'SelectionConfig' and config.selection.des.sharpness == 2.0; "
-            "assert 'selection.des.sharpness' in build_parser().format_help(); "
-            "assert 'scalingrl._native' not in sys.modules, 'the extension was imported'")
+    code = (
+        "import sys; from scalingrl.config import load_config; from scalingrl.train import build_parser; "
+        "config = load_config(None, ['selection.method=mopps', 'selection.des.sharpness=2']); "
+        "assert type(config.selection).__name__ == 'SelectionConfig' and config.selection.des.sharpness == 2.0; "
+        "assert 'selection.des.sharpness' in build_parser().format_help(); "
+        "assert 'scalingrl._native' not in sys.modules, 'the extension was imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

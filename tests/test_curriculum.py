@@ -11,8 +11,9 @@ from references import next_schedule_reference
 
 from scalingrl.curriculum import CurriculumConfig, ScheduleState, StepSignal, next_schedule, split_batch, step_signal
 
-CONFIG = CurriculumConfig(rate=0.1, min_pool=10, max_pool=1000, min_explore=0.1, max_explore=0.8, signal_ema=0.5,
-                          signal_low=0.5)
+CONFIG = CurriculumConfig(
+    rate=0.1, min_pool=10, max_pool=1000, min_explore=0.1, max_explore=0.8, signal_ema=0.5, signal_low=0.5
+)
 START = ScheduleState(pool_target=100.0, explore_share=0.5)
 
 
@@ -61,13 +62,19 @@ def test_limits_clip():
 def test_next_schedule_matches_scalar_reference_on_random_sequences():
     rng = np.random.default_rng(0)
     for trial in range(20):
-        config = CurriculumConfig(rate=float(rng.uniform(0.01, 0.5)), signal_ema=float(rng.uniform(0.05, 1)),
-                                  signal_low=float(rng.uniform(0, 1)), min_pool=16, max_pool=int(rng.integers(16, 4000)))
+        config = CurriculumConfig(
+            rate=float(rng.uniform(0.01, 0.5)),
+            signal_ema=float(rng.uniform(0.05, 1)),
+            signal_low=float(rng.uniform(0, 1)),
+            min_pool=16,
+            max_pool=int(rng.integers(16, 4000)),
+        )
         state = ref = ScheduleState(pool_target=float(rng.integers(16, 500)), explore_share=0.5)
         for _ in range(30):
             n_explore, n_exploit = rng.integers(0, 20, 2)
-            signal = StepSignal(int(rng.integers(0, n_explore + 1)), int(n_explore),
-                                int(rng.integers(0, n_exploit + 1)), int(n_exploit))
+            signal = StepSignal(
+                int(rng.integers(0, n_explore + 1)), int(n_explore), int(rng.integers(0, n_exploit + 1)), int(n_exploit)
+            )
             state = next_schedule(state, signal, config, pool_limit=3000)
             ref = next_schedule_reference(ref, signal, config, pool_limit=3000)
             for field in ("pool_target", "explore_share", "explore_signal", "exploit_signal"):
@@ -107,8 +114,14 @@ def test_split_batch_impossible():
 
 @pytest.mark.parametrize(
     "field, value",
-    [("initial_pool", 0), ("signal_low", 1.5), ("signal_ema", 0.0), ("rate", 1.5), ("retest_interval", 0),
-     ("initial_explore", 0.99)],
+    [
+        ("initial_pool", 0),
+        ("signal_low", 1.5),
+        ("signal_ema", 0.0),
+        ("rate", 1.5),
+        ("retest_interval", 0),
+        ("initial_explore", 0.99),
+    ],
 )
 def test_config_errors_name_the_field(field, value):
     with pytest.raises(ValueError, match=f"curriculum.{field}"):

@@ -77,14 +77,17 @@ def test_missing_empty_and_wrong_fields(tmp_path):
 
 @needs_data
 def test_gsm8k_and_math_out_of_the_box():
-    config = DataConfig(source="file", path=str(DATA / "gsm8k" / "train.jsonl"), eval_path=str(DATA / "gsm8k" / "test.jsonl"))
+    config = DataConfig(
+        source="file", path=str(DATA / "gsm8k" / "train.jsonl"), eval_path=str(DATA / "gsm8k" / "test.jsonl")
+    )
     train, heldout = build_pools(config, eval_size=10, seed=0)
     assert len(train) > 7000 and len(heldout) > 1000
     row = heldout.rows([0])[0]
     assert row["answer"] == "18" and "ducks" in row["prompt"]
     assert np.isfinite(train.reference_cot_length).all()
-    config = DataConfig(source="file", path=str(DATA / "math" / "test500.json"), prompt_field="problem",
-                        level_field="difficulty")
+    config = DataConfig(
+        source="file", path=str(DATA / "math" / "test500.json"), prompt_field="problem", level_field="difficulty"
+    )
     train, heldout = build_pools(config, eval_size=50, seed=0)
     assert len(train) + len(heldout) == 500 and len(heldout) == 50
     assert np.nanmin(train.prior_difficulty) == 0.0 and np.nanmax(train.prior_difficulty) == 1.0
@@ -97,4 +100,6 @@ def test_synthetic_pool_is_lazy_and_consistent():
     assert len(train) == 220_000 and len(heldout) == 32
     assert train.prior_difficulty.shape == (220_000,) and train.prior_difficulty.max() == 1.0
     assert train.rows([5])[0] == train.rows([5])[0]
-    assert {row["prompt"] for row in heldout.rows(range(32))}.isdisjoint({row["prompt"] for row in train.rows(range(0))})
+    assert {row["prompt"] for row in heldout.rows(range(32))}.isdisjoint(
+        {row["prompt"] for row in train.rows(range(0))}
+    )

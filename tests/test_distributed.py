@@ -25,17 +25,38 @@ from scalingrl import distributed
 from scalingrl.config import load_config, to_dict
 
 DP = [
-    "steps=3", "batch_size=6", "rollout.group_size=4", "rollout.max_new_tokens=12", "save_every=0",
-    "model.tiny.hidden_size=64", "model.tiny.num_layers=2", "model.tiny.num_heads=2", "model.tiny.intermediate_size=128",
-    "model.tiny.warmstart_steps=200", "model.tiny.warmstart_batch=64", "data.synthetic.size=2000",
-    "data.synthetic.max_operands=2", "data.synthetic.max_digits=1", "eval.size=8", "eval.samples=2", "eval.every=0",
-    "progress_bar=false", "tensorboard=false", "report=false", "log_every=1", "optim.lr=1e-3", "optim.threads=1",
-    "grpo.updates_per_batch=2", "parallel.rollout_shards=2", "optim.zero_stage=2",
+    "steps=3",
+    "batch_size=6",
+    "rollout.group_size=4",
+    "rollout.max_new_tokens=12",
+    "save_every=0",
+    "model.tiny.hidden_size=64",
+    "model.tiny.num_layers=2",
+    "model.tiny.num_heads=2",
+    "model.tiny.intermediate_size=128",
+    "model.tiny.warmstart_steps=200",
+    "model.tiny.warmstart_batch=64",
+    "data.synthetic.size=2000",
+    "data.synthetic.max_operands=2",
+    "data.synthetic.max_digits=1",
+    "eval.size=8",
+    "eval.samples=2",
+    "eval.every=0",
+    "progress_bar=false",
+    "tensorboard=false",
+    "report=false",
+    "log_every=1",
+    "optim.lr=1e-3",
+    "optim.threads=1",
+    "grpo.updates_per_batch=2",
+    "parallel.rollout_shards=2",
+    "optim.zero_stage=2",
 ]
 LAUNCH_ENV_KEYS = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK")
 
 
 # ---------------------------------------------------------------- the shard plan (pure functions)
+
 
 @pytest.mark.parametrize("groups, shards, updates", [(6, 2, 2), (7, 4, 3), (64, 8, 2), (5, 1, 1)])
 def test_minibatches_do_not_depend_on_world_size(groups, shards, updates):
@@ -49,8 +70,9 @@ def test_minibatches_do_not_depend_on_world_size(groups, shards, updates):
         for current in range(size):
             for s in distributed.rank_shards(shards, current, size):
                 owned.append(s)
-                shard_rows = np.concatenate([np.arange(g * group, (g + 1) * group) for g in
-                                             distributed.shard_groups(groups, shards)[s]])
+                shard_rows = np.concatenate(
+                    [np.arange(g * group, (g + 1) * group) for g in distributed.shard_groups(groups, shards)[s]]
+                )
                 for k, part in enumerate(distributed.minibatch_parts(len(shard_rows), updates)):
                     minibatches[k].update(shard_rows[part].tolist())
         assert sorted(owned) == list(range(shards))  # every shard on exactly one rank
@@ -79,9 +101,16 @@ def test_combined_eval_equals_the_whole_set(rng):
     levels = rng.integers(1, 4, size=23)
 
     def result(index):
-        by_level = {str(level): float(correct[index][levels[index] == level].mean()) for level in sorted(set(levels[index]))}
-        return {"accuracy": float(correct[index].mean()), "pass_at_n": float(correct[index].any(1).mean()),
-                "accuracy_by_level": by_level, "n_problems": len(index), "n_samples": 3}
+        by_level = {
+            str(level): float(correct[index][levels[index] == level].mean()) for level in sorted(set(levels[index]))
+        }
+        return {
+            "accuracy": float(correct[index].mean()),
+            "pass_at_n": float(correct[index].any(1).mean()),
+            "accuracy_by_level": by_level,
+            "n_problems": len(index),
+            "n_samples": 3,
+        }
 
     parts = np.array_split(np.arange(23), 3)
     counts = [{str(level): int((levels[p] == level).sum()) for level in sorted(set(levels[p]))} for p in parts]
@@ -98,10 +127,13 @@ def test_state_digest_sees_every_value():
     assert distributed.state_digest(state) == distributed.state_digest(same)
     changed = {**same, "scores": np.arange(5.0) + np.array([0, 0, 0, 0, 1e-12])}
     assert distributed.state_digest(changed) != distributed.state_digest(state)
-    assert distributed.state_digest({**same, "scores": np.arange(5, dtype=np.float32)}) != distributed.state_digest(state)
+    assert distributed.state_digest({**same, "scores": np.arange(5, dtype=np.float32)}) != distributed.state_digest(
+        state
+    )
 
 
 # ---------------------------------------------------------------- the device rule
+
 
 class _OnAnotherDevice:
     """A tensor as a rollout engine on another device would hand it over: usable only after ``.to(device)``."""
@@ -147,13 +179,21 @@ def test_every_training_input_is_on_the_policy_device(model_cache, tmp_path, mon
 
         def generate(self, *args, **kwargs):
             batch = self.engine.generate(*args, **kwargs)
-            return rollout.RolloutBatch(*(_OnAnotherDevice(getattr(batch, name)) for name in
-                                          ("prompt_ids", "prompt_mask", "response_ids", "response_mask", "sampling_logprobs")),
-                                        batch.texts, _OnAnotherDevice(batch.truncated), batch.weight_version)
+            return rollout.RolloutBatch(
+                *(
+                    _OnAnotherDevice(getattr(batch, name))
+                    for name in ("prompt_ids", "prompt_mask", "response_ids", "response_mask", "sampling_logprobs")
+                ),
+                batch.texts,
+                _OnAnotherDevice(batch.truncated),
+                batch.weight_version,
+            )
 
     monkeypatch.setattr(train, "_load_policy", strict_policy)
     monkeypatch.setattr(rollout, "make_engine", lambda *a, **k: ForeignEngine(make_engine(*a, **k)))
-    summary = train.main(_config(tmp_path, "steps=2", "grpo.kl_coef=0.05", "optim.zero_stage=0", "parallel.rollout_shards=0"))
+    summary = train.main(
+        _config(tmp_path, "steps=2", "grpo.kl_coef=0.05", "optim.zero_stage=0", "parallel.rollout_shards=0")
+    )
     assert summary["steps"] == 2 and calls["forward"] > 0
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert sum(1 for row in rows if row.get("grad_norm") is not None) >= 1  # an update ran through the strict model
@@ -171,6 +211,7 @@ def test_rollout_batch_to_moves_every_tensor():
 
 # ---------------------------------------------------------------- real processes
 
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -185,11 +226,29 @@ def _child_env():
 
 def _launch(launcher: str, config_path: Path, *args: str) -> subprocess.Popen:
     if launcher == "torchrun":
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(_free_port()),
+        ]
     else:
-        command = [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", "2", "--master_port", str(_free_port())]
+        command = [
+            sys.executable,
+            "-m",
+            "deepspeed.launcher.runner",
+            "--num_gpus",
+            "2",
+            "--master_port",
+            str(_free_port()),
+        ]
     command += ["--module" if launcher == "deepspeed" else "-m", "scalingrl.train", "--config", str(config_path), *args]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_child_env(), start_new_session=True)
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_child_env(), start_new_session=True
+    )
 
 
 def _kill_tree(process: subprocess.Popen) -> None:
@@ -233,8 +292,16 @@ def _training_rows(run_dir):
     return [row for row in rows if "reward_mean" in row]
 
 
-EXACT = ("step", "prompt_ids", "reward_mean", "pass_rate", "zero_variance_fraction", "response_length_mean",
-         "unique_prompts_used", "selected_levels")
+EXACT = (
+    "step",
+    "prompt_ids",
+    "reward_mean",
+    "pass_rate",
+    "zero_variance_fraction",
+    "response_length_mean",
+    "unique_prompts_used",
+    "selected_levels",
+)
 
 
 def _weights(checkpoint: Path):
@@ -270,14 +337,20 @@ def test_two_processes_match_one_process(one_process_run, two_process_run):
         if a["loss"] is not None:
             assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-6)
             assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4, abs=1e-6)
-    weights_one, weights_two = _weights(one / "checkpoints" / "step-000003"), _weights(two / "checkpoints" / "step-000003")
+    weights_one, weights_two = (
+        _weights(one / "checkpoints" / "step-000003"),
+        _weights(two / "checkpoints" / "step-000003"),
+    )
     assert weights_one.keys() == weights_two.keys()
     for name in weights_one:
         torch.testing.assert_close(weights_two[name], weights_one[name], rtol=1e-4, atol=1e-6, msg=name)
     manifest = json.loads((two / "checkpoints" / "step-000003" / "manifest.json").read_text())
     assert manifest["world_size"] == 2 and manifest["zero_stage"] == 2
     assert len(manifest["selection_digests"]) == 2 and len(set(manifest["selection_digests"])) == 1
-    assert sorted(p.name for p in (two / "checkpoints" / "step-000003" / "rng").iterdir()) == ["rank-00000.pt", "rank-00001.pt"]
+    assert sorted(p.name for p in (two / "checkpoints" / "step-000003" / "rng").iterdir()) == [
+        "rank-00000.pt",
+        "rank-00001.pt",
+    ]
     summary = json.loads((two / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["rollout_shards"] == 2
     # rank 0 alone writes records: one line per step, one selection record per step
@@ -299,8 +372,13 @@ def test_sigkilled_two_process_zero2_run_resumes_to_the_same_result(two_process_
     assert not (out / "summary.json").exists(), "the run finished before the kill: this test proved nothing"
     _finish(_launch("torchrun", config_path, "--resume"))
     rows, reference = _training_rows(out), _training_rows(two_process_run)
-    assert [{k: r[k] for k in EXACT + ("loss",)} for r in rows] == [{k: r[k] for k in EXACT + ("loss",)} for r in reference]
-    resumed, uninterrupted = _weights(out / "checkpoints" / "step-000003"), _weights(two_process_run / "checkpoints" / "step-000003")
+    assert [{k: r[k] for k in EXACT + ("loss",)} for r in rows] == [
+        {k: r[k] for k in EXACT + ("loss",)} for r in reference
+    ]
+    resumed, uninterrupted = (
+        _weights(out / "checkpoints" / "step-000003"),
+        _weights(two_process_run / "checkpoints" / "step-000003"),
+    )
     for name in uninterrupted:
         torch.testing.assert_close(resumed[name], uninterrupted[name], rtol=0, atol=0, msg=name)
 
@@ -311,8 +389,11 @@ def test_other_world_size_stops_before_any_work(two_process_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(two_process_run, run)
     before = (run / "metrics.jsonl").read_text()
-    with pytest.raises(SystemExit, match=r"written by 2 process\(es\) but this run has 1: under ZeRO-2 its optimizer "
-                                         r"state is partitioned"):
+    with pytest.raises(
+        SystemExit,
+        match=r"written by 2 process\(es\) but this run has 1: under ZeRO-2 its optimizer "
+        r"state is partitioned",
+    ):
         cli(["--config", "/dev/null", "--output-dir", str(run), "--resume"] + DP)
     assert (run / "metrics.jsonl").read_text() == before
 
@@ -324,13 +405,20 @@ def test_zero_resume_in_one_process(one_process_run, tmp_path, stage):
 
     main(_config(tmp_path, f"optim.zero_stage={stage}", "steps=1"))
     main(_config(tmp_path, f"optim.zero_stage={stage}"), resume=True)
-    rows, reference = _training_rows(tmp_path), _training_rows(one_process_run)  # the reference ran ZeRO-2 uninterrupted
+    rows, reference = (
+        _training_rows(tmp_path),
+        _training_rows(one_process_run),
+    )  # the reference ran ZeRO-2 uninterrupted
     assert [{k: r[k] for k in EXACT} for r in rows] == [{k: r[k] for k in EXACT} for r in reference]
     exact = stage == 2
     for a, b in zip(rows, reference):
         if b["loss"] is not None:
             assert a["loss"] == (b["loss"] if exact else pytest.approx(b["loss"], rel=1e-4, abs=1e-6))
-    resumed, uninterrupted = _weights(tmp_path / "checkpoints" / "step-000003"), _weights(one_process_run / "checkpoints" / "step-000003")
+    resumed, uninterrupted = (
+        _weights(tmp_path / "checkpoints" / "step-000003"),
+        _weights(one_process_run / "checkpoints" / "step-000003"),
+    )
     for name in uninterrupted:
-        torch.testing.assert_close(resumed[name], uninterrupted[name], rtol=0 if exact else 1e-4, atol=0 if exact else 1e-6,
-                                   msg=name)
+        torch.testing.assert_close(
+            resumed[name], uninterrupted[name], rtol=0 if exact else 1e-4, atol=0 if exact else 1e-6, msg=name
+        )

@@ -16,8 +16,10 @@ from scalingrl.rewards import RewardConfig
 from scalingrl.rollout import HFGenerateEngine, SamplingConfig
 from scalingrl.synthetic import ALPHABET
 
-ROWS = [{"prompt": p, "answer": a} for p, a in
-        [("1+2=", "3"), ("13*4-5=", "47"), ("7-9=", "-2"), ("2*3*4=", "24"), ("88+1=", "89")]]
+ROWS = [
+    {"prompt": p, "answer": a}
+    for p, a in [("1+2=", "3"), ("13*4-5=", "47"), ("7-9=", "-2"), ("2*3*4=", "24"), ("88+1=", "89")]
+]
 PROMPTS = [row["prompt"] for row in ROWS]
 
 
@@ -91,12 +93,21 @@ def test_greedy_is_deterministic_and_equals_hf_argmax_decoding(tiny):
     second, engine_again = _evaluate(tiny, seed=12345, samples=1, temperature=0.0)
     assert first["decoding"] == {"method": "greedy", "max_new_tokens": 6}
     assert engine.texts() == engine_again.texts() and first["accuracy"] == second["accuracy"]
-    responses = [row[mask.bool()].tolist() for batch in engine.batches for row, mask in zip(batch.response_ids, batch.response_mask)]
+    responses = [
+        row[mask.bool()].tolist()
+        for batch in engine.batches
+        for row, mask in zip(batch.response_ids, batch.response_mask)
+    ]
     for prompt, response in zip(PROMPTS, responses):
         encoded = tokenizer(prompt, return_tensors="pt")
         with torch.no_grad():  # the reference: transformers' own greedy decoding, one unpadded prompt at a time
-            reference = model.generate(**encoded, do_sample=False, max_new_tokens=6, pad_token_id=tokenizer.pad_token_id,
-                                       eos_token_id=tokenizer.eos_token_id)[0, encoded["input_ids"].shape[1]:].tolist()
+            reference = model.generate(
+                **encoded,
+                do_sample=False,
+                max_new_tokens=6,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )[0, encoded["input_ids"].shape[1] :].tolist()
         if tokenizer.eos_token_id in reference:
             reference = reference[: reference.index(tokenizer.eos_token_id) + 1]
         assert response == reference == _argmax_loop(model, tokenizer, prompt, 6)
@@ -141,7 +152,14 @@ def data_args(tmp_path_factory):
     return [f"data.path={folder / 'train.jsonl'}", f"data.eval_path={folder / 'test.jsonl'}"]
 
 
-FAST = ["rollout.engine=hf", "eval.size=3", "eval.samples=1", "eval.temperature=0", "eval.max_new_tokens=5", "optim.threads=1"]
+FAST = [
+    "rollout.engine=hf",
+    "eval.size=3",
+    "eval.samples=1",
+    "eval.temperature=0",
+    "eval.max_new_tokens=5",
+    "optim.threads=1",
+]
 
 
 def test_eval_parses_like_train_in_any_order(model_dir, data_args, tmp_path):
@@ -156,8 +174,9 @@ def test_eval_parses_like_train_in_any_order(model_dir, data_args, tmp_path):
     shuffled = main([*FAST[:2], "--config", yaml_path, *data_args, model, *FAST[2:]])
     options_first = main(["--output", str(tmp_path / "b.json"), "--config", yaml_path, model, *data_args, *FAST])
     for result in (shuffled, options_first):
-        assert {k: result[k] for k in ("accuracy", "n_problems", "decoding", "generated_tokens")} == \
-               {k: documented[k] for k in ("accuracy", "n_problems", "decoding", "generated_tokens")}
+        assert {k: result[k] for k in ("accuracy", "n_problems", "decoding", "generated_tokens")} == {
+            k: documented[k] for k in ("accuracy", "n_problems", "decoding", "generated_tokens")
+        }
 
 
 def test_train_and_eval_share_the_parser_convention():
@@ -165,7 +184,9 @@ def test_train_and_eval_share_the_parser_convention():
     from scalingrl.eval import build_parser as eval_parser
     from scalingrl.train import build_parser as train_parser
 
-    args = parse_command_line(train_parser(), ["steps=3", "--config", "smollm2_gsm8k", "eval.size=2", "--output-dir", "x"])
+    args = parse_command_line(
+        train_parser(), ["steps=3", "--config", "smollm2_gsm8k", "eval.size=2", "--output-dir", "x"]
+    )
     assert (args.config, args.overrides, args.output_dir) == ("smollm2_gsm8k", ["steps=3", "eval.size=2"], "x")
     args = parse_command_line(eval_parser(), ["m", "--config", "smollm2_gsm8k", "eval.size=2"])
     assert (args.target, args.config, args.overrides) == ("m", "smollm2_gsm8k", ["eval.size=2"])
@@ -174,7 +195,9 @@ def test_train_and_eval_share_the_parser_convention():
 def test_plain_model_folder_without_data_is_an_error(model_dir, data_args):
     from scalingrl.eval import main
 
-    with pytest.raises(SystemExit, match=r"^error: .*no scalingrl config.yaml.*--config smollm2_gsm8k.*data.eval_path="):
+    with pytest.raises(
+        SystemExit, match=r"^error: .*no scalingrl config.yaml.*--config smollm2_gsm8k.*data.eval_path="
+    ):
         main([str(model_dir), *FAST])
     assert main([str(model_dir), "data.source=file", *data_args, *FAST])["n_problems"] == 3  # data given: fine
 
@@ -191,12 +214,24 @@ def test_quickstart_model_folder_evaluates_on_its_synthetic_set(model_dir, tmp_p
     assert result["n_problems"] == 3
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--config", "no_such_preset"], r"^error: config file .*no_such_preset.yaml' not found; presets in configs/: \["),
-    (["--config", "smollm2_gsm8k", "eval.size=oops"], r"^error: eval.size must be an integer, got 'oops'"),
-    (["--config", "smollm2_gsm8k", "data.path=/no/such/train.jsonl"], r"^error: .*/no/such/train.jsonl.*does not exist"),
-    (["--config", "smollm2_gsm8k", "eval.samples=2", "eval.temperature=0"], r"^error: eval.temperature=0 \(greedy\)"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--config", "no_such_preset"],
+            r"^error: config file .*no_such_preset.yaml' not found; presets in configs/: \[",
+        ),
+        (["--config", "smollm2_gsm8k", "eval.size=oops"], r"^error: eval.size must be an integer, got 'oops'"),
+        (
+            ["--config", "smollm2_gsm8k", "data.path=/no/such/train.jsonl"],
+            r"^error: .*/no/such/train.jsonl.*does not exist",
+        ),
+        (
+            ["--config", "smollm2_gsm8k", "eval.samples=2", "eval.temperature=0"],
+            r"^error: eval.temperature=0 \(greedy\)",
+        ),
+    ],
+)
 def test_bad_input_ends_in_one_error_line(model_dir, argv, message):
     from scalingrl.eval import main
 

@@ -78,6 +78,11 @@ def test_metrics_rewrite_on_resume_drops_the_torn_line_and_later_steps(tmp_path)
     recorder.truncate_after(3)
     recorder.log(4, {"reward_mean": 0.9})
     recorder.close()
-    assert [(r["step"], r["reward_mean"]) for r in read_metrics(path)] == [(0, 0.0), (1, 0.1), (2, 0.2), (3, 0.3),
-                                                                           (4, 0.9)]
+    assert [(r["step"], r["reward_mean"]) for r in read_metrics(path)] == [
+        (0, 0.0),
+        (1, 0.1),
+        (2, 0.2),
+        (3, 0.3),
+        (4, 0.9),
+    ]
     assert _leftovers(tmp_path) == []

@@ -27,7 +27,9 @@ def test_loss_matches_reference(aggregation, clip_low, clip_high, kl_coef, trial
     logprobs, old, ref, advantages, mask = _inputs(generator)
     config = GRPOConfig(clip_low=clip_low, clip_high=clip_high, aggregation=aggregation, kl_coef=kl_coef)
     loss, stats = policy_loss(logprobs, old, advantages, mask, config, ref_logprobs=ref)
-    expected = policy_loss_reference(logprobs.tolist(), old.tolist(), advantages.tolist(), mask.tolist(), config, ref.tolist())
+    expected = policy_loss_reference(
+        logprobs.tolist(), old.tolist(), advantages.tolist(), mask.tolist(), config, ref.tolist()
+    )
     assert float(loss) == pytest.approx(expected, rel=1e-9, abs=1e-12)
     assert 0.0 <= stats["clip_fraction"] <= 1.0
     assert (stats["kl"] > 0) == (kl_coef > 0)
@@ -72,10 +74,16 @@ def test_rows_without_tokens_do_not_count_in_sequence_mean():
     assert float(loss) == pytest.approx(-2.0)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (dict(clip_low=0.0), "clip_low"), (dict(aggregation="mean"), "aggregation"), (dict(kl_coef=-1), "kl_coef"),
-    (dict(advantage_scale="z"), "advantage_scale"), (dict(updates_per_batch=0), "updates_per_batch"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(clip_low=0.0), "clip_low"),
+        (dict(aggregation="mean"), "aggregation"),
+        (dict(kl_coef=-1), "kl_coef"),
+        (dict(advantage_scale="z"), "advantage_scale"),
+        (dict(updates_per_batch=0), "updates_per_batch"),
+    ],
+)
 def test_config_errors(bad, message):
     with pytest.raises(ValueError, match=message):
         GRPOConfig(**bad)

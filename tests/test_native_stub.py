@@ -21,7 +21,8 @@ def _stub_classes() -> dict[str, dict[str, list[str]]]:
             members = {}
             for item in node.body:
                 if isinstance(item, ast.FunctionDef) and not any(
-                        isinstance(d, ast.Attribute) and d.attr == "setter" for d in item.decorator_list):
+                    isinstance(d, ast.Attribute) and d.attr == "setter" for d in item.decorator_list
+                ):
                     members[item.name] = [a.arg for a in item.args.args + item.args.kwonlyargs]
             classes[node.name] = members
     return classes
@@ -69,7 +70,9 @@ def test_stub_lists_the_extension_classes():
 @pytest.mark.parametrize("name", sorted(n for n in dir(_native) if isinstance(getattr(_native, n), type)))
 def test_stub_members_and_parameters_match(name):
     stub, built = _stub_classes()[name], _extension_classes()[name]
-    assert set(stub) == set(built), f"{name}: stub-only {set(stub) - set(built)}, extension-only {set(built) - set(stub)}"
+    assert set(stub) == set(built), (
+        f"{name}: stub-only {set(stub) - set(built)}, extension-only {set(built) - set(stub)}"
+    )
     for member, params in built.items():
         if params:  # None: the docstring carries no signature to compare
             assert stub[member] == params, f"{name}.{member}: stub {stub[member]} vs extension {params}"

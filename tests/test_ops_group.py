@@ -70,16 +70,24 @@ def test_sequence_kernel_writes_every_row():
     assert all(torch.isfinite(value).all() for value in stats.values())
 
 
-@pytest.mark.parametrize("bad, error, match", [
-    (dict(entropy=torch.rand(3)), ValueError, "entropy must be"),
-    (dict(mask=torch.ones(2, 4, dtype=torch.bool)), ValueError, "same shape"),
-    (dict(logprobs=torch.zeros(2, 3, dtype=torch.long)), TypeError, "logprobs must be a float"),
-    (dict(high_entropy_threshold=math.nan), ValueError, "NaN"),
-    (dict(backend="gpu"), ValueError, "backend"),
-])
+@pytest.mark.parametrize(
+    "bad, error, match",
+    [
+        (dict(entropy=torch.rand(3)), ValueError, "entropy must be"),
+        (dict(mask=torch.ones(2, 4, dtype=torch.bool)), ValueError, "same shape"),
+        (dict(logprobs=torch.zeros(2, 3, dtype=torch.long)), TypeError, "logprobs must be a float"),
+        (dict(high_entropy_threshold=math.nan), ValueError, "NaN"),
+        (dict(backend="gpu"), ValueError, "backend"),
+    ],
+)
 def test_sequence_stats_bad_input(bad, error, match):
-    args = dict(entropy=torch.rand(2, 3), logprobs=torch.rand(2, 3), mask=torch.ones(2, 3, dtype=torch.bool),
-                high_entropy_threshold=1.0, backend="torch")
+    args = dict(
+        entropy=torch.rand(2, 3),
+        logprobs=torch.rand(2, 3),
+        mask=torch.ones(2, 3, dtype=torch.bool),
+        high_entropy_threshold=1.0,
+        backend="torch",
+    )
     args.update(bad)
     with pytest.raises(error, match=match):
         ops.sequence_stats(**args)
@@ -87,6 +95,7 @@ def test_sequence_stats_bad_input(bad, error, match):
 
 def group_reference(rewards, group_size, scale, eps, pass_threshold):
     """Slow loop in float64; every std Bessel-corrected, 0 for one sample."""
+
     def std(values):
         n = len(values)
         if n < 2:
@@ -98,7 +107,7 @@ def group_reference(rewards, group_size, scale, eps, pass_threshold):
     batch_std = std(values)
     advantages, stats = [], {key: [] for key in ops.GROUP_STAT_KEYS}
     for g in range(0, len(values), group_size):
-        group = values[g:g + group_size]
+        group = values[g : g + group_size]
         constant = max(group) == min(group)
         mean, group_std = (group[0], 0.0) if constant else (sum(group) / group_size, std(group))
         divisor = {"group": group_std + eps, "batch": batch_std + eps, "none": 1.0}[scale]
@@ -156,22 +165,29 @@ def test_pass_threshold_and_bf16_rewards(backend):
 
 def test_group_kernel_writes_every_element():
     rewards = torch.randn(6 * 5)
-    out = (torch.full((30,), math.nan), *(torch.full((5,), math.nan) for _ in range(3)), torch.zeros(5, dtype=torch.bool))
+    out = (
+        torch.full((30,), math.nan),
+        *(torch.full((5,), math.nan) for _ in range(3)),
+        torch.zeros(5, dtype=torch.bool),
+    )
     advantages, stats = group_kernel.group_advantages_forward(rewards, 6, "group", 1e-6, 1.0, out=out)
     assert torch.isfinite(advantages).all()
     assert all(torch.isfinite(stats[key]).all() for key in ("reward_mean", "reward_std", "pass_rate"))
 
 
-@pytest.mark.parametrize("bad, error, match", [
-    (dict(group_size=3), ValueError, "must divide"),
-    (dict(group_size=0), ValueError, "group_size"),
-    (dict(group_size=2.0), ValueError, "group_size"),
-    (dict(rewards=torch.ones(8, dtype=torch.long)), TypeError, "float"),
-    (dict(rewards=torch.ones(2, 4)), ValueError, r"\(N,\)"),
-    (dict(scale="std"), ValueError, "scale"),
-    (dict(eps=-1.0), ValueError, "eps"),
-    (dict(backend="cpu"), ValueError, "backend"),
-])
+@pytest.mark.parametrize(
+    "bad, error, match",
+    [
+        (dict(group_size=3), ValueError, "must divide"),
+        (dict(group_size=0), ValueError, "group_size"),
+        (dict(group_size=2.0), ValueError, "group_size"),
+        (dict(rewards=torch.ones(8, dtype=torch.long)), TypeError, "float"),
+        (dict(rewards=torch.ones(2, 4)), ValueError, r"\(N,\)"),
+        (dict(scale="std"), ValueError, "scale"),
+        (dict(eps=-1.0), ValueError, "eps"),
+        (dict(backend="cpu"), ValueError, "backend"),
+    ],
+)
 def test_group_advantages_bad_input(bad, error, match):
     args = dict(rewards=torch.ones(8), group_size=4, scale="group", eps=1e-6, backend="torch")
     args.update(bad)
@@ -180,12 +196,21 @@ def test_group_advantages_bad_input(bad, error, match):
 
 
 @settings(max_examples=60, deadline=None)
-@given(group_size=st.integers(1, 9), num_groups=st.integers(1, 6), data=st.data(),
-       scale=st.sampled_from(ops.ADVANTAGE_SCALES))
+@given(
+    group_size=st.integers(1, 9),
+    num_groups=st.integers(1, 6),
+    data=st.data(),
+    scale=st.sampled_from(ops.ADVANTAGE_SCALES),
+)
 def test_group_advantages_properties(group_size, num_groups, data, scale):
     """Twin against the loop on arbitrary small reward sets (values from a few levels, so ties are common)."""
-    values = data.draw(st.lists(st.sampled_from([0.0, 0.25, 0.5, 1.0, -1.0, 3.0]), min_size=group_size * num_groups,
-                                max_size=group_size * num_groups))
+    values = data.draw(
+        st.lists(
+            st.sampled_from([0.0, 0.25, 0.5, 1.0, -1.0, 3.0]),
+            min_size=group_size * num_groups,
+            max_size=group_size * num_groups,
+        )
+    )
     rewards = torch.tensor(values, dtype=torch.float32)
     advantages, stats = ops.group_advantages(rewards, group_size, scale=scale, backend="torch")
     expected_adv, expected = group_reference(rewards, group_size, scale, 1e-6, 1.0)
@@ -205,6 +230,9 @@ def test_cuda_kernels_match_twins():
     torch.testing.assert_close(advantages, twin_adv, atol=1e-5, rtol=1e-5)
     entropy, logprobs = torch.rand(64, 4096, device="cuda"), torch.randn(64, 4096, device="cuda")
     mask = torch.rand(64, 4096, device="cuda") < 0.7
-    seq, twin = ops.sequence_stats(entropy, logprobs, mask), ops.sequence_stats(entropy, logprobs, mask, backend="torch")
+    seq, twin = (
+        ops.sequence_stats(entropy, logprobs, mask),
+        ops.sequence_stats(entropy, logprobs, mask, backend="torch"),
+    )
     for key in ops.SEQUENCE_STAT_KEYS:
         torch.testing.assert_close(seq[key], twin[key], atol=1e-4, rtol=1e-5)

@@ -103,8 +103,9 @@ def test_forward_and_backward_write_every_element():
     logprobs, entropy, lse = kernel.token_stats_forward(logits, token_ids, 1.1, out=out)
     assert all(torch.isfinite(t).all() for t in (logprobs, entropy, lse))
     grad_out = torch.full((2, 7, 300), math.nan)
-    grad = kernel.token_stats_backward(logits, token_ids, lse, entropy, torch.randn(14), torch.randn(14), 1.1,
-                                       out=grad_out)
+    grad = kernel.token_stats_backward(
+        logits, token_ids, lse, entropy, torch.randn(14), torch.randn(14), 1.1, out=grad_out
+    )
     assert torch.isfinite(grad).all()
 
 
@@ -143,22 +144,30 @@ def test_auto_uses_the_twin_on_cpu(monkeypatch):
     ops.token_logprobs_entropy(random_logits((2, 8), torch.float32), torch.zeros(2, dtype=torch.long))
 
 
-@pytest.mark.parametrize("bad, error, match", [
-    (dict(token_ids=torch.zeros(3, dtype=torch.long)), ValueError, "shape"),
-    (dict(token_ids=torch.tensor([[0, 1, 10], [0, 0, 0]])), ValueError, r"\[0, 10\)"),
-    (dict(token_ids=torch.tensor([[0, -1, 0], [0, 0, 0]])), ValueError, r"\[0, 10\)"),
-    (dict(token_ids=torch.zeros(2, 3)), TypeError, "integer"),
-    (dict(logits=torch.zeros(2, 3, 10, dtype=torch.int64)), TypeError, "dtype"),
-    (dict(logits=torch.zeros(2, 3, 10, dtype=torch.float64)), TypeError, "dtype"),
-    (dict(logits=torch.zeros(10)), ValueError, "logits must be"),
-    (dict(temperature=0.0), ValueError, "temperature"),
-    (dict(temperature=math.inf), ValueError, "temperature"),
-    (dict(backend="cuda"), ValueError, "backend"),
-    (dict(chunk_size=0), ValueError, "chunk_size"),
-])
+@pytest.mark.parametrize(
+    "bad, error, match",
+    [
+        (dict(token_ids=torch.zeros(3, dtype=torch.long)), ValueError, "shape"),
+        (dict(token_ids=torch.tensor([[0, 1, 10], [0, 0, 0]])), ValueError, r"\[0, 10\)"),
+        (dict(token_ids=torch.tensor([[0, -1, 0], [0, 0, 0]])), ValueError, r"\[0, 10\)"),
+        (dict(token_ids=torch.zeros(2, 3)), TypeError, "integer"),
+        (dict(logits=torch.zeros(2, 3, 10, dtype=torch.int64)), TypeError, "dtype"),
+        (dict(logits=torch.zeros(2, 3, 10, dtype=torch.float64)), TypeError, "dtype"),
+        (dict(logits=torch.zeros(10)), ValueError, "logits must be"),
+        (dict(temperature=0.0), ValueError, "temperature"),
+        (dict(temperature=math.inf), ValueError, "temperature"),
+        (dict(backend="cuda"), ValueError, "backend"),
+        (dict(chunk_size=0), ValueError, "chunk_size"),
+    ],
+)
 def test_bad_input_raises(bad, error, match):
-    args = dict(logits=torch.zeros(2, 3, 10), token_ids=torch.zeros(2, 3, dtype=torch.long), temperature=1.0,
-                backend="torch", chunk_size=None)
+    args = dict(
+        logits=torch.zeros(2, 3, 10),
+        token_ids=torch.zeros(2, 3, dtype=torch.long),
+        temperature=1.0,
+        backend="torch",
+        chunk_size=None,
+    )
     args.update(bad)
     with pytest.raises(error, match=match):
         ops.token_logprobs_entropy(**args)
@@ -173,7 +182,7 @@ def test_cuda_kernel_matches_reference(dtype):
     check_against_reference(logits, token_ids, 0.8, "auto")
 
 
-COMPILE_FOR_SM90 = r'''
+COMPILE_FOR_SM90 = r"""
 import warnings
 import triton
 from triton.backends.compiler import GPUTarget
@@ -206,14 +215,15 @@ for fn, signature, constexprs in jobs:
                             target=GPUTarget("cuda", 90, 32), options={"num_warps": 8})
     assert "cubin" in kernel.asm, fn
 print("compiled", len(jobs))
-'''
+"""
 
 
 def test_kernels_compile_for_sm90_without_a_gpu():
     """The interpreter does not type-check like the compiler does: lower every kernel to an sm_90 cubin."""
     pytest.importorskip("triton.backends.nvidia")
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
-    done = subprocess.run([sys.executable, "-c", COMPILE_FOR_SM90], env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", COMPILE_FOR_SM90], env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "compiled 6" in done.stdout

@@ -63,7 +63,10 @@ def test_a_killed_worker_costs_only_its_item_and_the_next_call_works(fresh_pool)
     tasks = [(0, "7", "7"), (1, "kill", "7"), (2, "7", "7"), (3, "kill", "7"), (4, "6", "7"), (5, "7", "7")]
     scores = rewards._verify_in_pool(tasks, timeout_s=5.0, workers=2, verify=_stand_in_verify)
     assert scores == {0: 1.0, 1: 0.0, 2: 1.0, 3: 0.0, 4: 0.0, 5: 1.0}
-    assert math_accuracy(["\\boxed{2\\sqrt{3}}", "\\boxed{\\sqrt{3}}"], ["\\sqrt{12}", "\\sqrt{12}"], workers=2) == [1.0, 0.0]
+    assert math_accuracy(["\\boxed{2\\sqrt{3}}", "\\boxed{\\sqrt{3}}"], ["\\sqrt{12}", "\\sqrt{12}"], workers=2) == [
+        1.0,
+        0.0,
+    ]
 
 
 def test_workers_killed_between_calls_are_replaced(fresh_pool):
@@ -93,10 +96,14 @@ SCRIPT = textwrap.dedent("""
 def test_works_without_a_main_guard_and_from_stdin(tmp_path, how):
     env = {**os.environ, "PYTHONWARNINGS": "error::RuntimeWarning"}
     if how == "stdin":
-        result = subprocess.run([sys.executable, "-"], input=SCRIPT, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+        result = subprocess.run(
+            [sys.executable, "-"], input=SCRIPT, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300
+        )
     else:
         script = tmp_path / "score.py"
         script.write_text(SCRIPT)
-        result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+        result = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300
+        )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split("\n")[:2] == ["[1.0, 1.0]", "[1.0]"], result.stdout + result.stderr[-2000:]

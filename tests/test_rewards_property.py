@@ -10,8 +10,10 @@ import pytest
 from scalingrl.rewards import exact_value, extract_answer, math_accuracy
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-pytestmark = pytest.mark.skipif(not (DATA / "math" / "test500.json").exists() or not (DATA / "gsm8k" / "test.jsonl").exists(),
-                                reason="needs ../shared/data/math/test500.json and ../shared/data/gsm8k/test.jsonl beside the checkout")
+pytestmark = pytest.mark.skipif(
+    not (DATA / "math" / "test500.json").exists() or not (DATA / "gsm8k" / "test.jsonl").exists(),
+    reason="needs ../shared/data/math/test500.json and ../shared/data/gsm8k/test.jsonl beside the checkout",
+)
 
 
 def _references() -> list[tuple[str, str]]:
@@ -24,7 +26,9 @@ def _references() -> list[tuple[str, str]]:
     return out
 
 
-@pytest.mark.parametrize("form", ["The final answer is $\\boxed{{{}}}$", "So, step by step, the answer is ${}$.", "#### {}"])
+@pytest.mark.parametrize(
+    "form", ["The final answer is $\\boxed{{{}}}$", "So, step by step, the answer is ${}$.", "#### {}"]
+)
 def test_the_exact_reference_always_scores_one(form):
     references = _references()
     completions = [f"Let me work through it. 1 + 1 = 2, then 17.\n{form.format(answer)}" for _, answer in references]
@@ -39,7 +43,9 @@ def test_the_exact_reference_always_scores_one(form):
 
 def test_gsm8k_solutions_extract_their_answer():
     for reference, answer in _references()[500:]:
-        assert extract_answer(reference) == answer.replace(",", "") or exact_value(extract_answer(reference)) == exact_value(answer)
+        assert extract_answer(reference) == answer.replace(",", "") or exact_value(
+            extract_answer(reference)
+        ) == exact_value(answer)
 
 
 def test_another_problems_answer_scores_zero():
@@ -49,7 +55,10 @@ def test_another_problems_answer_scores_zero():
     others = [references[(i + shift) % len(references)][1] for i in range(len(references))]
     completions = [f"The final answer is $\\boxed{{{other}}}$" for other in others]
     scores = math_accuracy(completions, [reference for reference, _ in references], workers=2)
-    same = [i for i, (_, answer) in enumerate(references)
-            if answer == others[i] or (exact_value(answer) is not None and exact_value(answer) == exact_value(others[i]))]
+    same = [
+        i
+        for i, (_, answer) in enumerate(references)
+        if answer == others[i] or (exact_value(answer) is not None and exact_value(answer) == exact_value(others[i]))
+    ]
     wrong = [(references[i][1], others[i]) for i, score in enumerate(scores) if score != float(i in same)]
     assert not wrong

@@ -15,12 +15,16 @@ from scalingrl.synthetic import ALPHABET
 def test_hf_engine_flags_completions_without_eos():
     torch.manual_seed(0)
     tokenizer = build_char_tokenizer(ALPHABET)
-    model = new_tiny_model(TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64), tokenizer).eval()
+    model = new_tiny_model(
+        TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64), tokenizer
+    ).eval()
     engine = HFGenerateEngine(model, tokenizer)
     seen = set()
     for seed, max_new_tokens in ((1, 12), (2, 12), (3, 30)):
         torch.manual_seed(seed)
-        batch = engine.generate(["1+2=", "13*4-5=", "7*7="], SamplingConfig(group_size=4, max_new_tokens=max_new_tokens))
+        batch = engine.generate(
+            ["1+2=", "13*4-5=", "7*7="], SamplingConfig(group_size=4, max_new_tokens=max_new_tokens)
+        )
         assert batch.truncated.dtype == torch.bool and batch.truncated.shape == (12,)
         for row in range(12):
             tokens = batch.response_ids[row][batch.response_mask[row].bool()].tolist()
@@ -39,10 +43,26 @@ def test_config_key_and_its_error():
 
 
 TINY = [
-    "steps=2", "batch_size=4", "rollout.group_size=4", "rollout.max_new_tokens=3", "model.tiny.hidden_size=32",
-    "model.tiny.num_layers=1", "model.tiny.num_heads=2", "model.tiny.intermediate_size=64", "model.tiny.warmstart_steps=20",
-    "model.tiny.warmstart_batch=16", "data.synthetic.size=500", "eval.size=8", "eval.samples=2", "eval.every=0",
-    "progress_bar=false", "log_every=1", "optim.threads=1", "tensorboard=false", "report=false", "save_every=0",
+    "steps=2",
+    "batch_size=4",
+    "rollout.group_size=4",
+    "rollout.max_new_tokens=3",
+    "model.tiny.hidden_size=32",
+    "model.tiny.num_layers=1",
+    "model.tiny.num_heads=2",
+    "model.tiny.intermediate_size=64",
+    "model.tiny.warmstart_steps=20",
+    "model.tiny.warmstart_batch=16",
+    "data.synthetic.size=500",
+    "eval.size=8",
+    "eval.samples=2",
+    "eval.every=0",
+    "progress_bar=false",
+    "log_every=1",
+    "optim.threads=1",
+    "tensorboard=false",
+    "report=false",
+    "save_every=0",
     "selection.method=uniform",
 ]
 

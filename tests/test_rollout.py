@@ -19,8 +19,10 @@ from scalingrl.rollout import (
 )
 from scalingrl.synthetic import ALPHABET
 
-CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}[{{ m['role'] }}]{{ m['content'] }}{% endfor %}"
-                 "{% if add_generation_prompt %}[assistant]{% endif %}")
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}[{{ m['role'] }}]{{ m['content'] }}{% endfor %}"
+    "{% if add_generation_prompt %}[assistant]{% endif %}"
+)
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +63,15 @@ def test_encode_prompts_rejects_long_prompt_by_index(tiny):
 
 def test_assemble_batch_layout_and_errors(tiny):
     _, tokenizer = tiny
-    batch = assemble_batch(tokenizer, [[1, 5, 6], [1, 7]], 2, [[8], [9, 2], [], [5, 5, 5]],
-                           [[-0.5], [-1.0, -2.0], [], [-0.1, -0.2, -0.3]], [False, False, True, True], weight_version=3)
+    batch = assemble_batch(
+        tokenizer,
+        [[1, 5, 6], [1, 7]],
+        2,
+        [[8], [9, 2], [], [5, 5, 5]],
+        [[-0.5], [-1.0, -2.0], [], [-0.1, -0.2, -0.3]],
+        [False, False, True, True],
+        weight_version=3,
+    )
     assert batch.prompt_ids.tolist() == [[1, 5, 6], [1, 5, 6], [0, 1, 7], [0, 1, 7]]
     assert batch.prompt_mask.tolist() == [[1, 1, 1], [1, 1, 1], [0, 1, 1], [0, 1, 1]]
     assert batch.response_ids.tolist() == [[8, 0, 0], [9, 2, 0], [0, 0, 0], [5, 5, 5]]
@@ -92,10 +101,13 @@ def test_generate_shapes_and_logprobs(tiny, temperature):
     assert (batch.prompt_mask[0] == 0).sum() > 0  # the short prompt is left-padded
     lengths = batch.response_mask.sum(1).long()
     last = batch.response_ids[torch.arange(n), (lengths - 1).clamp_min(0)]
-    assert batch.truncated.tolist() == [bool(length == 7 and t != tokenizer.eos_token_id) for length, t in zip(lengths, last)]
+    assert batch.truncated.tolist() == [
+        bool(length == 7 and t != tokenizer.eos_token_id) for length, t in zip(lengths, last)
+    ]
     with torch.no_grad():
-        logprobs, entropy = response_logprobs(model, batch.prompt_ids, batch.prompt_mask, batch.response_ids,
-                                              batch.response_mask, temperature)
+        logprobs, entropy = response_logprobs(
+            model, batch.prompt_ids, batch.prompt_mask, batch.response_ids, batch.response_mask, temperature
+        )
     mask = batch.response_mask.bool()
     torch.testing.assert_close(logprobs[mask], batch.sampling_logprobs[mask], atol=1e-4, rtol=1e-4)
     assert (batch.sampling_logprobs[~mask] == 0).all() and (entropy[mask] >= 0).all()
@@ -120,8 +132,9 @@ def test_generation_config_processors_are_ignored_and_reported(tiny):
     assert "repetition_penalty" in lines[0] and "top_k" in lines[0] and "not applied" in lines[0]
     assert engine.ignored_defaults == {"temperature": 0.3, "top_k": 5, "repetition_penalty": 3.0}
     with torch.no_grad():
-        logprobs, _ = response_logprobs(model, batch.prompt_ids, batch.prompt_mask, batch.response_ids,
-                                        batch.response_mask, 1.0)
+        logprobs, _ = response_logprobs(
+            model, batch.prompt_ids, batch.prompt_mask, batch.response_ids, batch.response_mask, 1.0
+        )
     mask = batch.response_mask.bool()
     torch.testing.assert_close(logprobs[mask], batch.sampling_logprobs[mask], atol=1e-4, rtol=1e-4)
     assert ignored_generation_defaults({"temperature": 1.0, "top_p": 1.0}) == {}
@@ -132,7 +145,10 @@ def test_stop_token_ids_merges_generation_config(tiny):
     from transformers import GenerationConfig
 
     assert stop_token_ids(tokenizer) == [tokenizer.eos_token_id]
-    assert stop_token_ids(tokenizer, GenerationConfig(eos_token_id=[tokenizer.eos_token_id, 7])) == [tokenizer.eos_token_id, 7]
+    assert stop_token_ids(tokenizer, GenerationConfig(eos_token_id=[tokenizer.eos_token_id, 7])) == [
+        tokenizer.eos_token_id,
+        7,
+    ]
 
 
 def test_weight_version_counts_syncs(tiny):
@@ -177,11 +193,20 @@ def test_ensure_bos_token_fixes_and_survives_save(tmp_path, add_bos):
     assert (ids[0] == reloaded.bos_token_id) == add_bos and len(ids) == 3 + add_bos
 
 
-@pytest.mark.parametrize("cores, rank, size, expected", [
-    ([0, 1], 0, 1, "0-1"), ([0, 1], 0, 2, "0"), ([0, 1], 1, 2, "1"), ([3], 0, 1, "3"),
-    (list(range(8)), 1, 2, "4-7"), (list(range(7)), 0, 3, "0-2"), (list(range(7)), 2, 3, "5-6"),
-    ([0, 2, 4, 6], 0, 1, "0,2,4,6"), ([0, 1], 2, 4, "0-1"),  # fewer cores than ranks: share them all
-])
+@pytest.mark.parametrize(
+    "cores, rank, size, expected",
+    [
+        ([0, 1], 0, 1, "0-1"),
+        ([0, 1], 0, 2, "0"),
+        ([0, 1], 1, 2, "1"),
+        ([3], 0, 1, "3"),
+        (list(range(8)), 1, 2, "4-7"),
+        (list(range(7)), 0, 3, "0-2"),
+        (list(range(7)), 2, 3, "5-6"),
+        ([0, 2, 4, 6], 0, 1, "0,2,4,6"),
+        ([0, 1], 2, 4, "0-1"),  # fewer cores than ranks: share them all
+    ],
+)
 def test_cpu_bind_gives_each_local_rank_its_own_cores(cores, rank, size, expected):
     from scalingrl.rollout import cpu_bind
 

@@ -21,14 +21,29 @@ def fake_run(folder: pathlib.Path, initial: float, final: float, zero: list[floa
     (folder / "config.yaml").write_text(yaml.safe_dump({"batch_size": 4, "rollout": {"group_size": 2}}))
     rows = [{"step": 0, "eval_accuracy": initial}]
     for step, share in enumerate(zero, start=1):
-        rows.append({"step": step, "time_step_s": 2.0, "selection/selection_ms": 0.5 * step, "selection/update_ms": 0.5 * step, "zero_variance_fraction": share,
-                     "selected_levels": [0.0, 1.0, 1.0, None]})
+        rows.append(
+            {
+                "step": step,
+                "time_step_s": 2.0,
+                "selection/selection_ms": 0.5 * step,
+                "selection/update_ms": 0.5 * step,
+                "zero_variance_fraction": share,
+                "selected_levels": [0.0, 1.0, 1.0, None],
+            }
+        )
     rows.append({"step": len(zero), "eval_accuracy": final, "final": True})
     (folder / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     if finished:
-        summary = {"initial_eval_accuracy": initial, "final_eval_accuracy": final, "unique_prompts_used": 10,
-                   "pool_size": 1000, "wall_clock_s": 9.0, "steps": len(zero),
-                   "initial_eval": {"accuracy_by_level": {"0": 0.5}}, "final_eval": {"accuracy_by_level": {"0": 0.7}}}
+        summary = {
+            "initial_eval_accuracy": initial,
+            "final_eval_accuracy": final,
+            "unique_prompts_used": 10,
+            "pool_size": 1000,
+            "wall_clock_s": 9.0,
+            "steps": len(zero),
+            "initial_eval": {"accuracy_by_level": {"0": 0.5}},
+            "final_eval": {"accuracy_by_level": {"0": 0.7}},
+        }
         (folder / "summary.json").write_text(json.dumps(summary))
 
 
@@ -43,8 +58,14 @@ def test_collect_writes_the_issue_keys_with_seed_statistics(tmp_path):
     assert json.loads(path.read_text()) == document
     assert document["pool_size"] == 1000
     uniform = document["methods"]["uniform"]
-    for key in ("final_accuracy_mean", "final_accuracy_std", "gain_mean", "unique_prompts_mean",
-                "zero_variance_share_mean", "seeds"):
+    for key in (
+        "final_accuracy_mean",
+        "final_accuracy_std",
+        "gain_mean",
+        "unique_prompts_mean",
+        "zero_variance_share_mean",
+        "seeds",
+    ):
         assert key in uniform
     assert uniform["seeds"] == [0, 1]
     assert uniform["final_accuracy_mean"] == pytest.approx(0.55)

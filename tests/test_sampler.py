@@ -325,7 +325,10 @@ def test_sample_size_errors():
         (lambda s: s.update(rng=np.zeros(4, dtype=np.uint64)), "all zeros"),
         (lambda s: s.update(rng=np.ones(3, dtype=np.uint64)), "4 words"),
         (lambda s: s.update(member_order=s["member_order"][:-1]), "member_order"),
-        (lambda s: s.update(member_order=np.concatenate([s["member_order"][:-1], s["member_order"][:1]])), "member_order"),
+        (
+            lambda s: s.update(member_order=np.concatenate([s["member_order"][:-1], s["member_order"][:1]])),
+            "member_order",
+        ),
         (lambda s: s.update(level_order=s["level_order"][:-1]), "level_order"),
         (lambda s: s.update(weights=np.arange(10, dtype=np.float64)), "member_order"),
     ],

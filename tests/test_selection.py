@@ -38,8 +38,11 @@ def run(selector, steps, start=0, seed=0):
 
 
 def config(method, **curriculum):
-    return SelectionConfig(method=method, random_subset_size=500,
-                           curriculum=CurriculumConfig(initial_pool=256, retest_interval=5, **curriculum))
+    return SelectionConfig(
+        method=method,
+        random_subset_size=500,
+        curriculum=CurriculumConfig(initial_pool=256, retest_interval=5, **curriculum),
+    )
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -134,8 +137,9 @@ def test_des_spends_fewer_rollouts_on_zero_variance_prompts_than_uniform():
 
 def test_des_retires_mastered_prompts_and_retests_them():
     pool = PoolInfo(200)
-    selector = make_selector(pool, SelectionConfig(curriculum=CurriculumConfig(initial_pool=200, retest_interval=3,
-                                                                              retire_after=2)), seed=0)
+    selector = make_selector(
+        pool, SelectionConfig(curriculum=CurriculumConfig(initial_pool=200, retest_interval=3, retire_after=2)), seed=0
+    )
     retired_seen = False
     for step in range(12):
         sel = selector.select(step, 20)
@@ -193,7 +197,11 @@ def test_des_scale_grows_only_when_replayed_prompts_stop_giving_signal(always_co
     rng = np.random.default_rng(0)
     for step in range(30):
         sel = selector.select(step, 32)
-        correct = np.ones((32, G), dtype=bool) if always_correct else rng.permuted(np.tile([True, False], (32, G // 2)), axis=1)
+        correct = (
+            np.ones((32, G), dtype=bool)
+            if always_correct
+            else rng.permuted(np.tile([True, False], (32, G // 2)), axis=1)
+        )
         selector.update(step, sel.prompt_ids, correct.astype(float), correct)
     metrics = selector.metrics()
     assert (metrics["pool_target"] > 300) == grows
@@ -208,15 +216,18 @@ def test_difficulty_factor_matches_the_native_store_on_unseen_prompts():
     for target in (0.3, 0.5, 0.7):
         store = PromptStore(11, DESConfig(target_pass=target), labels, None)
         _, factors = store.score(np.arange(11))
-        np.testing.assert_allclose(factors["difficulty"], difficulty_factor(np.clip(1 - labels, 0.02, 0.98), target),
-                                   rtol=1e-12)
+        np.testing.assert_allclose(
+            factors["difficulty"], difficulty_factor(np.clip(1 - labels, 0.02, 0.98), target), rtol=1e-12
+        )
 
 
 def calibrated(**des):
     from scalingrl.des import DESConfig
 
-    return SelectionConfig(des=DESConfig(calibrate_labels=True, calibrate_every=1, **des),
-                           curriculum=CurriculumConfig(initial_pool=256, retest_interval=5))
+    return SelectionConfig(
+        des=DESConfig(calibrate_labels=True, calibrate_every=1, **des),
+        curriculum=CurriculumConfig(initial_pool=256, retest_interval=5),
+    )
 
 
 def test_label_calibration_counts_match_a_float64_loop():

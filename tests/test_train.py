@@ -15,10 +15,24 @@ import yaml
 from scalingrl.config import load_config, to_dict
 
 TINY = [
-    "steps=8", "batch_size=4", "rollout.group_size=4", "rollout.max_new_tokens=20", "save_every=4",
-    "model.tiny.hidden_size=32", "model.tiny.num_layers=1", "model.tiny.num_heads=2", "model.tiny.intermediate_size=64",
-    "model.tiny.warmstart_steps=40", "model.tiny.warmstart_batch=16", "data.synthetic.size=3000",
-    "eval.size=16", "eval.samples=2", "eval.every=0", "progress_bar=false", "log_every=4", "optim.lr=1e-3",
+    "steps=8",
+    "batch_size=4",
+    "rollout.group_size=4",
+    "rollout.max_new_tokens=20",
+    "save_every=4",
+    "model.tiny.hidden_size=32",
+    "model.tiny.num_layers=1",
+    "model.tiny.num_heads=2",
+    "model.tiny.intermediate_size=64",
+    "model.tiny.warmstart_steps=40",
+    "model.tiny.warmstart_batch=16",
+    "data.synthetic.size=3000",
+    "eval.size=16",
+    "eval.samples=2",
+    "eval.every=0",
+    "progress_bar=false",
+    "log_every=4",
+    "optim.lr=1e-3",
     "optim.threads=1",
 ]
 
@@ -37,8 +51,17 @@ def _training_rows(run_dir):
     return [row for row in rows if "reward_mean" in row]
 
 
-DETERMINISTIC = ("step", "prompt_ids", "reward_mean", "pass_rate", "zero_variance_fraction", "response_length_mean",
-                 "loss", "unique_prompts_used", "selected_levels")
+DETERMINISTIC = (
+    "step",
+    "prompt_ids",
+    "reward_mean",
+    "pass_rate",
+    "zero_variance_fraction",
+    "response_length_mean",
+    "loss",
+    "unique_prompts_used",
+    "selected_levels",
+)
 
 
 def _comparable(rows):
@@ -56,7 +79,14 @@ def full_run(tmp_path_factory):
 
 def test_end_to_end_records(full_run):
     out, summary = full_run
-    for key in ("initial_eval_accuracy", "final_eval_accuracy", "unique_prompts_used", "pool_size", "steps", "wall_clock_s"):
+    for key in (
+        "initial_eval_accuracy",
+        "final_eval_accuracy",
+        "unique_prompts_used",
+        "pool_size",
+        "steps",
+        "wall_clock_s",
+    ):
         assert key in summary
     assert summary["steps"] == 8 and summary["pool_size"] == 3000 and 4 <= summary["unique_prompts_used"] <= 32
     assert json.loads((out / "summary.json").read_text())["steps"] == 8
@@ -64,9 +94,24 @@ def test_end_to_end_records(full_run):
     assert resolved["rollout"]["group_size"] == 4 and resolved["model"]["tiny"]["hidden_size"] == 32
     rows = _training_rows(out)
     assert [row["step"] for row in rows] == list(range(1, 9))
-    for key in ("reward_mean", "reward_std", "pass_rate", "zero_variance_fraction", "entropy_mean", "response_length_mean",
-                "kl", "clip_fraction", "grad_norm", "tokens_per_s", "time_rollout_s", "time_reward_s", "time_update_s",
-                "time_selection_s", "pool_size", "explore_fraction"):
+    for key in (
+        "reward_mean",
+        "reward_std",
+        "pass_rate",
+        "zero_variance_fraction",
+        "entropy_mean",
+        "response_length_mean",
+        "kl",
+        "clip_fraction",
+        "grad_norm",
+        "tokens_per_s",
+        "time_rollout_s",
+        "time_reward_s",
+        "time_update_s",
+        "time_selection_s",
+        "pool_size",
+        "explore_fraction",
+    ):
         assert key in rows[-1], key
     assert (out / "checkpoints" / "step-000008" / "model.safetensors").exists()
     assert any((out / "tensorboard").iterdir())
@@ -84,7 +129,10 @@ def test_resume_makes_identical_selections_and_metrics(full_run, tmp_path):
     assert _comparable(_training_rows(tmp_path)) == _comparable(_training_rows(full_dir))
     from scalingrl.runlog.selection_log import read_selection_log
 
-    resumed, full = read_selection_log(tmp_path / "selection_log.jsonl"), read_selection_log(full_dir / "selection_log.jsonl")
+    resumed, full = (
+        read_selection_log(tmp_path / "selection_log.jsonl"),
+        read_selection_log(full_dir / "selection_log.jsonl"),
+    )
     assert [r["step"] for r in resumed] == list(range(8))
     assert [r["prompt_ids"] for r in resumed] == [r["prompt_ids"] for r in full]
 
@@ -94,9 +142,17 @@ def test_sigkill_mid_run_resumes_from_last_complete_checkpoint(full_run, tmp_pat
     config = _config(tmp_path, "save_every=2", "tensorboard=false", "report=false")
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(to_dict(config)))
     # The in-process runs above set torch.distributed's env (and hold MASTER_PORT); the child picks its own.
-    env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    process = subprocess.Popen([sys.executable, "-m", "scalingrl.train", "--config", str(tmp_path / "cfg.yaml")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK")
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scalingrl.train", "--config", str(tmp_path / "cfg.yaml")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     deadline = time.time() + 300
     while not (tmp_path / "checkpoints" / "step-000002").exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.02)
@@ -122,12 +178,24 @@ def test_errors_before_work_is_lost(full_run, tmp_path):
     with pytest.raises(SystemExit, match="already holds checkpoints; pass --resume"):
         cli(["--config", "/dev/null", "--output-dir", str(full_dir)] + TINY)
     with pytest.raises(SystemExit, match="does not exist"):
-        cli(["--config", "/dev/null", "--output-dir", str(tmp_path / "r"), "data.source=file",
-             f"data.path={tmp_path / 'missing.jsonl'}"] + TINY)
+        cli(
+            [
+                "--config",
+                "/dev/null",
+                "--output-dir",
+                str(tmp_path / "r"),
+                "data.source=file",
+                f"data.path={tmp_path / 'missing.jsonl'}",
+            ]
+            + TINY
+        )
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     with pytest.raises(SystemExit, match="is empty"):
-        cli(["--config", "/dev/null", "--output-dir", str(tmp_path / "r"), "data.source=file", f"data.path={empty}"] + TINY)
+        cli(
+            ["--config", "/dev/null", "--output-dir", str(tmp_path / "r"), "data.source=file", f"data.path={empty}"]
+            + TINY
+        )
     with pytest.raises(SystemExit, match="group_size must be >= 2"):
         cli(["--config", "/dev/null", "rollout.group_size=1"])
 
@@ -145,7 +213,11 @@ def test_corrupt_checkpoint_on_resume(full_run, tmp_path):
     with pytest.raises(SystemExit, match="does not match its checksum"):
         cli(["--config", "/dev/null", "--output-dir", str(run), "--resume"] + TINY)
     with pytest.raises(SystemExit, match="incompatible configuration"):
-        cli(["--config", "/dev/null", "--output-dir", str(full_dir), "--resume", "batch_size=2"] + TINY[2:] + ["steps=8"])
+        cli(
+            ["--config", "/dev/null", "--output-dir", str(full_dir), "--resume", "batch_size=2"]
+            + TINY[2:]
+            + ["steps=8"]
+        )
 
 
 def test_eval_cli_on_a_run_and_a_checkpoint(full_run, tmp_path):

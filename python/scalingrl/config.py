@@ -34,9 +34,23 @@ from scalingrl.rollout import SamplingConfig
 from scalingrl.selection_config import SelectionConfig
 from scalingrl.synthetic import SyntheticConfig
 
-__all__ = ["TrainConfig", "ModelConfig", "DataConfig", "EvalConfig", "load_config", "apply_overrides",
-           "to_dict", "from_dict", "describe_fields", "field_help", "ConfigError", "add_config_arguments", "parse_command_line",
-           "config_from_args", "is_override"]
+__all__ = [
+    "TrainConfig",
+    "ModelConfig",
+    "DataConfig",
+    "EvalConfig",
+    "load_config",
+    "apply_overrides",
+    "to_dict",
+    "from_dict",
+    "describe_fields",
+    "field_help",
+    "ConfigError",
+    "add_config_arguments",
+    "parse_command_line",
+    "config_from_args",
+    "is_override",
+]
 
 
 class ConfigError(ValueError):
@@ -49,8 +63,7 @@ class ModelConfig:
 
     path: str = config_field(
         "",
-        help="local HF folder (or hub name where a hub is reachable); empty = build/reuse the quickstart tiny "
-        "model.",
+        help="local HF folder (or hub name where a hub is reachable); empty = build/reuse the quickstart tiny model.",
     )
     dtype: str = config_field("float32", help="weights dtype: float32, bfloat16 or float16.")
     use_chat_template: bool = config_field(True, help="wrap prompts in the tokenizer's chat template when it has one.")
@@ -126,12 +139,16 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         if self.size < 0 or self.samples < 1 or self.every < 0 or self.batch_size < 1 or self.max_new_tokens < 0:
-            raise ConfigError("eval.size, eval.every and eval.max_new_tokens must be >= 0; eval.samples and eval.batch_size >= 1")
+            raise ConfigError(
+                "eval.size, eval.every and eval.max_new_tokens must be >= 0; eval.samples and eval.batch_size >= 1"
+            )
         if not self.temperature >= 0:
             raise ConfigError(f"eval.temperature must be > 0, or 0 for greedy decoding; got {self.temperature}")
         if self.temperature == 0 and self.samples != 1:
-            raise ConfigError(f"eval.temperature=0 (greedy) gives {self.samples} identical samples per problem; "
-                              "set eval.samples=1 or a temperature > 0")
+            raise ConfigError(
+                f"eval.temperature=0 (greedy) gives {self.samples} identical samples per problem; "
+                "set eval.samples=1 or a temperature > 0"
+            )
 
 
 @dataclasses.dataclass
@@ -179,8 +196,10 @@ class TrainConfig:
         if self.save_every < 0 or self.log_every < 1 or self.keep_checkpoints < 1:
             raise ConfigError("save_every must be >= 0; log_every and keep_checkpoints >= 1")
         if not self.rollout.temperature > 0:
-            raise ConfigError(f"rollout.temperature must be > 0 for GRPO (it samples groups; greedy decoding is for "
-                              f"eval.temperature=0), got {self.rollout.temperature}")
+            raise ConfigError(
+                f"rollout.temperature must be > 0 for GRPO (it samples groups; greedy decoding is for "
+                f"eval.temperature=0), got {self.rollout.temperature}"
+            )
         if self.batch_size * self.rollout.group_size % self.grpo.updates_per_batch:
             raise ConfigError(
                 f"batch_size x rollout.group_size ({self.batch_size * self.rollout.group_size}) must divide by "
@@ -252,7 +271,9 @@ def from_dict(cls_or_default, data: dict[str, Any], prefix: str = ""):
     except ConfigError:
         raise
     except (ValueError, TypeError) as error:
-        raise ConfigError(f"{prefix or 'config: '}{error}" if not prefix else f"invalid {prefix.rstrip('.')}: {error}") from error
+        raise ConfigError(
+            f"{prefix or 'config: '}{error}" if not prefix else f"invalid {prefix.rstrip('.')}: {error}"
+        ) from error
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -298,8 +319,10 @@ def preset_dir() -> Path:
     for location in (spec.submodule_search_locations or []) if spec else []:
         if Path(location).is_dir():
             return Path(location)
-    raise ConfigError("the presets (scalingrl.configs) are not installed: install scalingrl "
-                      "(python -m pip install -e .) or pass --config FILE.yaml")
+    raise ConfigError(
+        "the presets (scalingrl.configs) are not installed: install scalingrl "
+        "(python -m pip install -e .) or pass --config FILE.yaml"
+    )
 
 
 def resolve_preset(name_or_path: str) -> Path:
@@ -338,17 +361,27 @@ def is_override(word: str) -> bool:
     return bool(_OVERRIDE.match(word))
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, default: str | None = "quickstart", config_help: str = "") -> None:
+def add_config_arguments(
+    parser: argparse.ArgumentParser, default: str | None = "quickstart", config_help: str = ""
+) -> None:
     """Add ``--config`` (preset name in configs/ or a YAML file) and the ``key=value`` overrides to ``parser``."""
     try:
         presets = f" ({', '.join(sorted(p.stem for p in preset_dir().glob('*.yaml')))})"
     except ConfigError:
         presets = ""
-    parser.add_argument("--config", default=default, help=config_help or (
-        f"preset name in configs/{presets} or a YAML file" + (f" (default: {default})" if default else "")))
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="dotted overrides, value parsed as YAML (e.g. eval.size=200 rollout.group_size=8); "
-                             "in any order, before or after the options")
+    parser.add_argument(
+        "--config",
+        default=default,
+        help=config_help
+        or (f"preset name in configs/{presets} or a YAML file" + (f" (default: {default})" if default else "")),
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="dotted overrides, value parsed as YAML (e.g. eval.size=200 rollout.group_size=8); "
+        "in any order, before or after the options",
+    )
 
 
 def parse_command_line(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:

@@ -18,8 +18,9 @@ __all__ = ["config_field", "HELP"]
 HELP = "help"  # the metadata key
 
 
-def config_field(default: Any = dataclasses.MISSING, *, help: str,
-                 default_factory: Callable[[], Any] | Any = dataclasses.MISSING) -> Any:
+def config_field(
+    default: Any = dataclasses.MISSING, *, help: str, default_factory: Callable[[], Any] | Any = dataclasses.MISSING
+) -> Any:
     """``dataclasses.field`` with ``metadata={"help": help}``; pass ``default`` or ``default_factory``.
 
     Raises:

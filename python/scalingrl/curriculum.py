@@ -65,8 +65,12 @@ def step_signal(rewards: np.ndarray, is_explore: np.ndarray) -> StepSignal:
     if rewards.ndim != 2 or is_explore.shape != (rewards.shape[0],):
         raise ValueError(f"rewards must be (B, G) and is_explore (B,), got {rewards.shape} and {is_explore.shape}")
     informative = rewards.max(axis=1) > rewards.min(axis=1)
-    return StepSignal(int((informative & is_explore).sum()), int(is_explore.sum()),
-                      int((informative & ~is_explore).sum()), int((~is_explore).sum()))
+    return StepSignal(
+        int((informative & is_explore).sum()),
+        int(is_explore.sum()),
+        int((informative & ~is_explore).sum()),
+        int((~is_explore).sum()),
+    )
 
 
 def _smooth(previous: float, informative: int, groups: int, weight: float) -> float:
@@ -99,12 +103,20 @@ def next_schedule(state: ScheduleState, signal: StepSignal, config: CurriculumCo
         wanted = explore_signal / (explore_signal + exploit_signal)
         share = share + c.rate * (wanted - share)
     share = float(np.clip(share, c.min_explore, c.max_explore))
-    return ScheduleState(pool_target=target, explore_share=share, explore_signal=explore_signal,
-                         exploit_signal=exploit_signal)
+    return ScheduleState(
+        pool_target=target, explore_share=share, explore_signal=explore_signal, exploit_signal=exploit_signal
+    )
 
 
-def split_batch(batch_size: int, explore_share: float, in_play: int, pool_target: float, unseen: int,
-                playable: int, config: CurriculumConfig) -> tuple[int, int]:
+def split_batch(
+    batch_size: int,
+    explore_share: float,
+    in_play: int,
+    pool_target: float,
+    unseen: int,
+    playable: int,
+    config: CurriculumConfig,
+) -> tuple[int, int]:
     """(explore, exploit) counts for one batch.
 
     New prompts come in at ``explore_share`` while fewer than ``pool_target`` are in play, and only at
@@ -117,6 +129,8 @@ def split_batch(batch_size: int, explore_share: float, in_play: int, pool_target
     exploit = min(batch_size - explore, playable)
     explore = min(batch_size - exploit, unseen)
     if explore + exploit < batch_size:
-        raise ValueError(f"cannot select {batch_size} distinct prompts: only {unseen} unseen and {playable} "
-                         "in play remain; lower batch_size or raise curriculum.retest_interval")
+        raise ValueError(
+            f"cannot select {batch_size} distinct prompts: only {unseen} unseen and {playable} "
+            "in play remain; lower batch_size or raise curriculum.retest_interval"
+        )
     return explore, exploit

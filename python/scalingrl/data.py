@@ -67,7 +67,9 @@ def load_rows(path: str | Path) -> list[dict[str, Any]]:
             return pq.read_table(file).to_pylist()
     except (json.JSONDecodeError, OSError) as error:
         raise DataError(f"could not read {str(file)!r}: {error}") from error
-    raise DataError(f"{str(file)!r}: unsupported format {suffix!r}; use .jsonl, .json, .parquet or a saved HF dataset folder")
+    raise DataError(
+        f"{str(file)!r}: unsupported format {suffix!r}; use .jsonl, .json, .parquet or a saved HF dataset folder"
+    )
 
 
 def _reference(raw: Any) -> str | None:
@@ -122,7 +124,9 @@ class PromptPool:
     Build with ``PromptPool.from_rows`` or ``PromptPool.synthetic``.
     """
 
-    def __init__(self, size: int, row_fn, prior_difficulty: np.ndarray, cot_length: np.ndarray, stats: dict[str, Any]) -> None:
+    def __init__(
+        self, size: int, row_fn, prior_difficulty: np.ndarray, cot_length: np.ndarray, stats: dict[str, Any]
+    ) -> None:
         self._size, self._row_fn = size, row_fn
         self.prior_difficulty, self.reference_cot_length, self.stats = prior_difficulty, cot_length, stats
 
@@ -135,7 +139,9 @@ class PromptPool:
 
     def pool_info(self):
         """The selector's view of the pool (``PoolInfo``)."""
-        return PoolInfo(size=len(self), prior_difficulty=self.prior_difficulty, reference_cot_length=self.reference_cot_length)
+        return PoolInfo(
+            size=len(self), prior_difficulty=self.prior_difficulty, reference_cot_length=self.reference_cot_length
+        )
 
     @classmethod
     def synthetic(cls, task: SyntheticTask, split: str = "train", size: int | None = None) -> PromptPool:
@@ -151,31 +157,53 @@ class PromptPool:
         ids = np.arange(n)
         prior = task.level_of(ids) / max(task.num_levels - 1, 1)
         steps = np.array([operands - 1 for _, operands, _ in task.levels], dtype=np.float64)[task.level_of(ids)]
-        return cls(n, row, prior.astype(np.float64), steps, {"rows_total": n, "rows_missing_answer": 0, "source": "synthetic"})
+        return cls(
+            n, row, prior.astype(np.float64), steps, {"rows_total": n, "rows_missing_answer": 0, "source": "synthetic"}
+        )
 
     @classmethod
-    def from_rows(cls, rows: list[dict[str, Any]], prompt_field: str, answer_field: str, level_field: str = "",
-                  missing_answers: str = "skip", name: str = "data", max_rows: int = 0) -> PromptPool:
+    def from_rows(
+        cls,
+        rows: list[dict[str, Any]],
+        prompt_field: str,
+        answer_field: str,
+        level_field: str = "",
+        missing_answers: str = "skip",
+        name: str = "data",
+        max_rows: int = 0,
+    ) -> PromptPool:
         """Map raw rows through the field names; rows without an answer are skipped (counted) or raise."""
         if not rows:
             raise DataError(f"{name} is empty: it has no rows; point data.path/data.eval_path at a non-empty file")
         if prompt_field not in rows[0]:
-            raise DataError(f"{name}: rows have no field {prompt_field!r} (fields: {sorted(rows[0])}); set data.prompt_field")
+            raise DataError(
+                f"{name}: rows have no field {prompt_field!r} (fields: {sorted(rows[0])}); set data.prompt_field"
+            )
         if answer_field not in rows[0] and all(answer_field not in row for row in rows[:100]):
-            raise DataError(f"{name}: rows have no field {answer_field!r} (fields: {sorted(rows[0])}); set data.answer_field")
+            raise DataError(
+                f"{name}: rows have no field {answer_field!r} (fields: {sorted(rows[0])}); set data.answer_field"
+            )
         kept, missing = [], 0
         for index, row in enumerate(rows):
             reference = _reference(row.get(answer_field))
             if reference is None or not str(row.get(prompt_field) or "").strip():
                 if missing_answers == "error":
-                    raise DataError(f"{name}: row {index} has no {answer_field!r} answer (or no prompt); "
-                                    "fix the row or set data.missing_answers=skip")
+                    raise DataError(
+                        f"{name}: row {index} has no {answer_field!r} answer (or no prompt); "
+                        "fix the row or set data.missing_answers=skip"
+                    )
                 missing += 1
                 continue
             raw_answer = str(row.get(answer_field))
-            cot = float(len([line for line in raw_answer.split("####")[0].splitlines() if line.strip()])) if "####" in raw_answer else math.nan
+            cot = (
+                float(len([line for line in raw_answer.split("####")[0].splitlines() if line.strip()]))
+                if "####" in raw_answer
+                else math.nan
+            )
             level = _level(row.get(level_field)) if level_field else math.nan
-            kept.append({"id": len(kept), "prompt": str(row[prompt_field]), "answer": reference, "level": level, "cot": cot})
+            kept.append(
+                {"id": len(kept), "prompt": str(row[prompt_field]), "answer": reference, "level": level, "cot": cot}
+            )
             if max_rows and len(kept) >= max_rows:
                 break
         if not kept:
@@ -199,8 +227,12 @@ def build_pools(data_config, eval_size: int, seed: int) -> tuple[PromptPool, Pro
         heldout = eval_size or synthetic.heldout_size or 1
         task = SyntheticTask(SyntheticConfig(**{**synthetic.__dict__, "heldout_size": heldout}))
         return PromptPool.synthetic(task, "train"), PromptPool.synthetic(task, "heldout", heldout)
-    common = dict(prompt_field=data_config.prompt_field, answer_field=data_config.answer_field,
-                  level_field=data_config.level_field, missing_answers=data_config.missing_answers)
+    common = dict(
+        prompt_field=data_config.prompt_field,
+        answer_field=data_config.answer_field,
+        level_field=data_config.level_field,
+        missing_answers=data_config.missing_answers,
+    )
     rows = load_rows(data_config.path)
     if data_config.eval_path:
         train = PromptPool.from_rows(rows, name=data_config.path, max_rows=data_config.max_prompts, **common)
@@ -213,12 +245,15 @@ def build_pools(data_config, eval_size: int, seed: int) -> tuple[PromptPool, Pro
     if len(rows) < 2:
         raise DataError(f"{data_config.path}: needs at least 2 rows to hold some out, or set data.eval_path")
     heldout = PromptPool.from_rows([rows[i] for i in order[:split]], name=f"{data_config.path} (held out)", **common)
-    train = PromptPool.from_rows([rows[i] for i in order[split:]], name=data_config.path, max_rows=data_config.max_prompts, **common)
+    train = PromptPool.from_rows(
+        [rows[i] for i in order[split:]], name=data_config.path, max_rows=data_config.max_prompts, **common
+    )
     return train, heldout
 
 
-def format_prompts(tokenizer, questions: list[str], template: str = "{prompt}", use_chat_template: bool = True,
-                   system_prompt: str = "") -> list[str]:
+def format_prompts(
+    tokenizer, questions: list[str], template: str = "{prompt}", use_chat_template: bool = True, system_prompt: str = ""
+) -> list[str]:
     """Prompt texts: ``template`` around each question, then the tokenizer's chat template if it has one.
 
     With a chat template the returned text already holds the special tokens, so the rollout engine
@@ -229,6 +264,8 @@ def format_prompts(tokenizer, questions: list[str], template: str = "{prompt}", 
         return texts
     out = []
     for text in texts:
-        messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [{"role": "user", "content": text}]
+        messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [
+            {"role": "user", "content": text}
+        ]
         out.append(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
     return out

@@ -50,16 +50,27 @@ def group_outcomes(rewards: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray
 class PromptStore:
     """Per-prompt statistics, factors and DES for a pool of ``size`` prompts (C++ backed)."""
 
-    def __init__(self, size: int, config: DESConfig, prior_difficulty: np.ndarray | None = None,
-                 reference_cot_length: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        size: int,
+        config: DESConfig,
+        prior_difficulty: np.ndarray | None = None,
+        reference_cot_length: np.ndarray | None = None,
+    ) -> None:
         self.config = config
         self._impl = _native.PromptStore(int(size), config.native(), prior_difficulty, reference_cot_length)
 
     def __len__(self) -> int:
         return len(self._impl)
 
-    def update(self, step: int, prompt_ids: np.ndarray, rewards: np.ndarray, correct: np.ndarray,
-               cot_stats: dict[str, np.ndarray] | None = None) -> None:
+    def update(
+        self,
+        step: int,
+        prompt_ids: np.ndarray,
+        rewards: np.ndarray,
+        correct: np.ndarray,
+        cot_stats: dict[str, np.ndarray] | None = None,
+    ) -> None:
         """Fold one step's groups into the touched prompts' records and re-score them.
 
         Args:
@@ -84,8 +95,16 @@ class PromptStore:
                     sums = np.where(np.isfinite(values), values, 0.0).sum(axis=1)
                     values = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
             means[key] = values
-        self._impl.update(int(step), ids, successes, trials, reward_std, means["response_length"],
-                          means["entropy_mean"], means["high_entropy_fraction"])
+        self._impl.update(
+            int(step),
+            ids,
+            successes,
+            trials,
+            reward_std,
+            means["response_length"],
+            means["entropy_mean"],
+            means["high_entropy_fraction"],
+        )
 
     def score(self, prompt_ids: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """DES (B,) and the factors {name: (B,)} of ``prompt_ids``."""

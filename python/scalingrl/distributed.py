@@ -28,8 +28,22 @@ import numpy as np
 
 from scalingrl.config_field import config_field
 
-__all__ = ["ParallelConfig", "rank", "world_size", "is_main", "init", "barrier", "all_gather_object", "all_reduce_sum",
-           "resolve_shards", "shard_groups", "rank_shards", "minibatch_parts", "combine_eval", "state_digest"]
+__all__ = [
+    "ParallelConfig",
+    "rank",
+    "world_size",
+    "is_main",
+    "init",
+    "barrier",
+    "all_gather_object",
+    "all_reduce_sum",
+    "resolve_shards",
+    "shard_groups",
+    "rank_shards",
+    "minibatch_parts",
+    "combine_eval",
+    "state_digest",
+]
 
 
 @dataclasses.dataclass
@@ -122,11 +136,15 @@ def resolve_shards(config: ParallelConfig, size: int, num_groups: int) -> int:
     """S for this run; raises ValueError when it cannot be split evenly over ``size`` ranks."""
     shards = config.rollout_shards or size
     if shards % size:
-        raise ValueError(f"parallel.rollout_shards ({shards}) must be a multiple of the world size ({size}); "
-                         f"set parallel.rollout_shards={size} or 0")
+        raise ValueError(
+            f"parallel.rollout_shards ({shards}) must be a multiple of the world size ({size}); "
+            f"set parallel.rollout_shards={size} or 0"
+        )
     if shards > num_groups:
-        raise ValueError(f"parallel.rollout_shards ({shards}) exceeds batch_size ({num_groups}): every shard needs a "
-                         "prompt; lower it or raise batch_size")
+        raise ValueError(
+            f"parallel.rollout_shards ({shards}) exceeds batch_size ({num_groups}): every shard needs a "
+            "prompt; lower it or raise batch_size"
+        )
     return shards
 
 
@@ -162,10 +180,16 @@ def combine_eval(results: Sequence[dict[str, Any]], level_counts: Sequence[dict[
     by_level: dict[str, float] = {}
     for level in sorted({level for counts in level_counts for level in counts}):
         count = sum(counts.get(level, 0) for counts in level_counts)
-        by_level[level] = sum(r["accuracy_by_level"].get(level, 0.0) * c.get(level, 0)
-                              for r, c in zip(results, level_counts)) / count
-    return {"accuracy": weighted("accuracy"), "pass_at_n": weighted("pass_at_n"), "accuracy_by_level": by_level,
-            "n_problems": total, "n_samples": results[0]["n_samples"]}
+        by_level[level] = (
+            sum(r["accuracy_by_level"].get(level, 0.0) * c.get(level, 0) for r, c in zip(results, level_counts)) / count
+        )
+    return {
+        "accuracy": weighted("accuracy"),
+        "pass_at_n": weighted("pass_at_n"),
+        "accuracy_by_level": by_level,
+        "n_problems": total,
+        "n_samples": results[0]["n_samples"],
+    }
 
 
 def state_digest(state: Any) -> str:

@@ -23,8 +23,16 @@ import numpy as np
 __all__ = ["evaluate", "main", "cli", "EvalError"]
 
 
-def evaluate(engine, rows: list[dict[str, Any]], prompts: list[str], eval_config, sampling_config, reward_config,
-             seed: int = 0, log=None) -> dict[str, Any]:
+def evaluate(
+    engine,
+    rows: list[dict[str, Any]],
+    prompts: list[str],
+    eval_config,
+    sampling_config,
+    reward_config,
+    seed: int = 0,
+    log=None,
+) -> dict[str, Any]:
     """Accuracy of ``engine`` on held-out ``rows`` (with their formatted ``prompts``).
 
     Generates exactly ``eval_config.samples`` completions per problem (``group_size`` of the engine
@@ -44,8 +52,11 @@ def evaluate(engine, rows: list[dict[str, Any]], prompts: list[str], eval_config
     from scalingrl.rewards import score_completions
 
     n = eval_config.samples
-    sampling = dataclasses.replace(sampling_config, temperature=eval_config.temperature,
-                                   max_new_tokens=eval_config.max_new_tokens or sampling_config.max_new_tokens)
+    sampling = dataclasses.replace(
+        sampling_config,
+        temperature=eval_config.temperature,
+        max_new_tokens=eval_config.max_new_tokens or sampling_config.max_new_tokens,
+    )
     correct_rows, generated_tokens, started = [], 0, time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -53,16 +64,20 @@ def evaluate(engine, rows: list[dict[str, Any]], prompts: list[str], eval_config
             chunk_rows = rows[start : start + eval_config.batch_size]
             batch = engine.generate(prompts[start : start + eval_config.batch_size], sampling, group_size=n)
             if len(batch.texts) != len(chunk_rows) * n:
-                raise RuntimeError(f"the rollout engine returned {len(batch.texts)} completions for {len(chunk_rows)} "
-                                   f"problems x {n} samples; expected {len(chunk_rows) * n}")
+                raise RuntimeError(
+                    f"the rollout engine returned {len(batch.texts)} completions for {len(chunk_rows)} "
+                    f"problems x {n} samples; expected {len(chunk_rows) * n}"
+                )
             generated_tokens += int(batch.response_mask.to("cpu").sum())
             references = [row["answer"] for row in chunk_rows for _ in range(n)]
             _, correct = score_completions(batch.texts, references, reward_config)
             correct_rows.append(np.asarray(correct, dtype=bool).reshape(len(chunk_rows), n))
             if log is not None:
                 done = start + len(chunk_rows)
-                log(f"eval {done}/{len(rows)} problems: {generated_tokens} tokens, "
-                    f"accuracy {np.concatenate(correct_rows).mean():.3f}, {time.perf_counter() - started:.1f}s")
+                log(
+                    f"eval {done}/{len(rows)} problems: {generated_tokens} tokens, "
+                    f"accuracy {np.concatenate(correct_rows).mean():.3f}, {time.perf_counter() - started:.1f}s"
+                )
     correct = np.concatenate(correct_rows) if correct_rows else np.zeros((0, n), dtype=bool)
     by_level: dict[str, float] = {}
     levels = [row.get("level") for row in rows]
@@ -70,18 +85,29 @@ def evaluate(engine, rows: list[dict[str, Any]], prompts: list[str], eval_config
         members = [i for i, value in enumerate(levels) if value == level]
         by_level[str(level)] = float(correct[members].mean())
     accuracy = float(correct.mean()) if correct.size else 0.0
-    return {"accuracy": accuracy, "pass_at_1": accuracy, "decoding": _decoding(sampling),
-            "pass_at_n": float(correct.any(1).mean()) if correct.size else 0.0,
-            "accuracy_by_level": by_level, "n_problems": len(rows), "n_samples": n,
-            "generated_tokens": generated_tokens, "wall_clock_s": time.perf_counter() - started}
+    return {
+        "accuracy": accuracy,
+        "pass_at_1": accuracy,
+        "decoding": _decoding(sampling),
+        "pass_at_n": float(correct.any(1).mean()) if correct.size else 0.0,
+        "accuracy_by_level": by_level,
+        "n_problems": len(rows),
+        "n_samples": n,
+        "generated_tokens": generated_tokens,
+        "wall_clock_s": time.perf_counter() - started,
+    }
 
 
 def _decoding(sampling) -> dict[str, Any]:
     """How the completions were decoded: greedy (temperature 0) or sampled, with the settings used."""
     if sampling.temperature == 0:
         return {"method": "greedy", "max_new_tokens": sampling.max_new_tokens}
-    return {"method": "sampling", "temperature": sampling.temperature, "top_p": sampling.top_p,
-            "max_new_tokens": sampling.max_new_tokens}
+    return {
+        "method": "sampling",
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "max_new_tokens": sampling.max_new_tokens,
+    }
 
 
 class EvalError(RuntimeError):
@@ -127,24 +153,34 @@ def _check_data_is_known(target: str, model_dir: str, config_file, overrides: li
         "--config smollm2_gsm8k (a preset name) or --config FILE.yaml, or data overrides such as "
         "data.source=file data.path=../shared/data/gsm8k/train.jsonl data.eval_path=../shared/data/gsm8k/test.jsonl "
         "(JSONL/JSON/Parquet rows with data.prompt_field and data.answer_field; data.source=synthetic evaluates on "
-        "the synthetic arithmetic set on purpose)")
+        "the synthetic arithmetic set on purpose)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     from scalingrl.config import EvalConfig, add_config_arguments, describe_fields
 
     parser = argparse.ArgumentParser(
-        prog="python -m scalingrl.eval", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=("Evaluate a run folder (its latest checkpoint), a checkpoint folder or an HF model folder on the "
-                     "held-out set of a config: --config if given, else the run's own config.yaml, else the "
-                     "quickstart preset with the overrides; a plain model folder needs --config or data.* overrides "
-                     "(the quickstart model evaluates on its synthetic set)."),
+        prog="python -m scalingrl.eval",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Evaluate a run folder (its latest checkpoint), a checkpoint folder or an HF model folder on the "
+            "held-out set of a config: --config if given, else the run's own config.yaml, else the "
+            "quickstart preset with the overrides; a plain model folder needs --config or data.* overrides "
+            "(the quickstart model evaluates on its synthetic set)."
+        ),
         epilog="eval overrides (key=value; every other key of python -m scalingrl.train --help works too):\n"
-               + "\n".join(describe_fields(EvalConfig(), "eval.")))
+        + "\n".join(describe_fields(EvalConfig(), "eval.")),
+    )
     parser.add_argument("target", help="run folder, checkpoint folder or HF model folder")
-    add_config_arguments(parser, default=None, config_help=(
-        "preset name in configs/ or a YAML file (default: the run's config.yaml; required for a plain model folder "
-        "unless data.* overrides say which data)"))
+    add_config_arguments(
+        parser,
+        default=None,
+        config_help=(
+            "preset name in configs/ or a YAML file (default: the run's config.yaml; required for a plain model folder "
+            "unless data.* overrides say which data)"
+        ),
+    )
     parser.add_argument("--output", default="", help="also write the result JSON here")
     return parser
 
@@ -209,14 +245,33 @@ def _run(target: str, args: argparse.Namespace) -> dict[str, Any]:
     else:
         model, tokenizer = load_model_and_tokenizer(model_dir, config.model.dtype, config.model.trust_remote_code)
     rows = heldout.rows(np.arange(min(len(heldout), config.eval.size or len(heldout))))
-    prompts = format_prompts(tokenizer, [r["prompt"] for r in rows], config.data.prompt_template,
-                             config.model.use_chat_template, config.model.system_prompt)
-    engine = make_engine(config.rollout, model, tokenizer, model_path, seed=config.seed,  # rollout.engine: hf or vllm
-                         log=lambda line: print(line, file=sys.stderr))
+    prompts = format_prompts(
+        tokenizer,
+        [r["prompt"] for r in rows],
+        config.data.prompt_template,
+        config.model.use_chat_template,
+        config.model.system_prompt,
+    )
+    engine = make_engine(
+        config.rollout,
+        model,
+        tokenizer,
+        model_path,
+        seed=config.seed,  # rollout.engine: hf or vllm
+        log=lambda line: print(line, file=sys.stderr),
+    )
     if checkpoint:
         engine.sync_weights(model)  # vLLM starts from the base folder: push the checkpoint's weights in place
-    result = evaluate(engine, rows, prompts, config.eval, config.rollout, config.reward, config.seed,
-                      log=lambda line: print(line, file=sys.stderr, flush=True))
+    result = evaluate(
+        engine,
+        rows,
+        prompts,
+        config.eval,
+        config.rollout,
+        config.reward,
+        config.seed,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
     result["model"] = str(model_dir)
     return result
 

@@ -119,6 +119,8 @@ def read_jsonl(path: str | Path) -> list[Any]:
         except json.JSONDecodeError as error:
             if number == len(lines):
                 break  # cut short by a kill: the record was never complete
-            raise ValueError(f"{path}:{number} is not valid JSON ({error.msg}) and is not the last line: "
-                             "the file is damaged, not just cut short") from error
+            raise ValueError(
+                f"{path}:{number} is not valid JSON ({error.msg}) and is not the last line: "
+                "the file is damaged, not just cut short"
+            ) from error
     return records

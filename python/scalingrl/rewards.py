@@ -43,8 +43,19 @@ import numpy as np
 
 from scalingrl.config_field import config_field
 
-__all__ = ["RewardConfig", "TRUNCATION_POLICIES", "FinalAnswer", "final_answer", "extract_answer", "exact_value",
-           "math_accuracy", "format_reward", "score_completions", "apply_truncation_policy", "shutdown_pool"]
+__all__ = [
+    "RewardConfig",
+    "TRUNCATION_POLICIES",
+    "FinalAnswer",
+    "final_answer",
+    "extract_answer",
+    "exact_value",
+    "math_accuracy",
+    "format_reward",
+    "score_completions",
+    "apply_truncation_policy",
+    "shutdown_pool",
+]
 
 TRUNCATION_POLICIES = ("score", "zero", "mask")
 
@@ -96,7 +107,9 @@ _NUMBER_TEXT = r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?(?!\d)|[-+]?\
 _LAST_NUMBER = re.compile(r"\\[dt]?frac\{\s*(-?\d+)\s*\}\{\s*(\d+)\s*\}|(?<![\w.])(?:" + _NUMBER_TEXT + r")")
 _LEADING_NUMBER_WITH_UNITS = re.compile(r"^(" + _NUMBER_TEXT + r")\s+[A-Za-z]{2,}[A-Za-z\s]*$")
 _ALTERNATIVE = re.compile(r"\s+or\s+|\\(?:text|mbox|textrm)\{\s*or\s*\}|\\lor\b|\beither\s+", re.IGNORECASE)
-_PROSE_CUT = re.compile(r"\.(?=\s|$)|[;\n]|,\s+(?=[A-Za-z]{2,})|\s+(?:because|since|which|as|so|where|given)\b", re.IGNORECASE)
+_PROSE_CUT = re.compile(
+    r"\.(?=\s|$)|[;\n]|,\s+(?=[A-Za-z]{2,})|\s+(?:because|since|which|as|so|where|given)\b", re.IGNORECASE
+)
 _MATH_SEGMENT = re.compile(r"\$([^$]+)\$")
 _STATEMENT_END = re.compile(r"\n|[.!?](?=\s)")
 
@@ -136,8 +149,8 @@ def _unbox(text: str) -> str:
     while (match := _BOX.search(text)) is not None:
         end = _matching_brace(text, match.end() - 1)
         if end is None:
-            return text[: match.start()] + text[match.end():]
-        text = text[: match.start()] + text[match.end(): end] + text[end + 1:]
+            return text[: match.start()] + text[match.end() :]
+        text = text[: match.start()] + text[match.end() : end] + text[end + 1 :]
     return text
 
 
@@ -146,9 +159,9 @@ def _cut_prose(span: str) -> str:
     ignoring cut points inside braces or inline math."""
     depth, in_math = 0, False
     for position, char in enumerate(span):
-        if char in "{(" and span[position - 1: position] != "\\":
+        if char in "{(" and span[position - 1 : position] != "\\":
             depth += 1
-        elif char in "})" and span[position - 1: position] != "\\":
+        elif char in "})" and span[position - 1 : position] != "\\":
             depth = max(0, depth - 1)
         elif char == "$":
             in_math = not in_math
@@ -161,7 +174,7 @@ def _strip_wrappers(answer: str) -> str:
     answer = answer.strip().strip("*_").strip()
     for left, right in (("\\(", "\\)"), ("\\[", "\\]"), ("$", "$")):
         if answer.startswith(left) and answer.endswith(right) and len(answer) >= len(left) + len(right):
-            answer = answer[len(left): len(answer) - len(right)].strip()
+            answer = answer[len(left) : len(answer) - len(right)].strip()
     answer = answer.strip("$").strip().rstrip(".").strip()
     units = _LEADING_NUMBER_WITH_UNITS.match(answer)
     return units.group(1) if units else answer
@@ -181,7 +194,7 @@ def _markers(text: str) -> list[tuple[int, int, str, list[str]]]:
     for match in _BOX.finditer(text):
         end = _matching_brace(text, match.end() - 1)
         if end is not None:
-            answers = _alternatives(text[match.end(): end])
+            answers = _alternatives(text[match.end() : end])
             if answers:
                 found.append((match.start(), end + 1, "boxed", answers))
     for match in _HASHES.finditer(text):
@@ -191,7 +204,7 @@ def _markers(text: str) -> list[tuple[int, int, str, list[str]]]:
             if answers:
                 found.append((match.start(), match.end(), "####", answers))
     for match in _ANSWER_IS.finditer(text):
-        span = _cut_prose(text[match.end():].lstrip())
+        span = _cut_prose(text[match.end() :].lstrip())
         answers = _alternatives(span)
         head = span.strip().strip("*_").strip()
         if answers and (_ANSWER_START.match(head) or len(head.split()) <= 2):  # "is Navin", not "is less than 1"
@@ -236,7 +249,7 @@ def final_answer(text: str, truncated: bool = False) -> FinalAnswer:
         return FinalAnswer(None, None)
     last = numbers[-1]
     answer = f"{last.group(1)}/{last.group(2)}" if last.group(1) else last.group(0).replace(",", "")
-    if len(numbers) > 1 and _ALTERNATIVE.fullmatch(text[numbers[-2].end(): last.start()]):
+    if len(numbers) > 1 and _ALTERNATIVE.fullmatch(text[numbers[-2].end() : last.start()]):
         previous = numbers[-2]
         other = f"{previous.group(1)}/{previous.group(2)}" if previous.group(1) else previous.group(0).replace(",", "")
         if len(_distinct([other, answer])) > 1:
@@ -260,7 +273,9 @@ def extract_answer(text: str, truncated: bool = False) -> str | None:
 
 _MAX_DIGITS = 4000  # below Python's int/str conversion limit (4300)
 _MAX_EXPONENT = 4096
-_EXACT_TOKEN = re.compile(r"\s*(\\[dt]?frac|\\cdot|\\times|\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d*)?|\.\d+|[-+{}()^/*])")
+_EXACT_TOKEN = re.compile(
+    r"\s*(\\[dt]?frac|\\cdot|\\times|\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d*)?|\.\d+|[-+{}()^/*])"
+)
 
 
 def _normalize(answer: str) -> str:
@@ -432,8 +447,15 @@ def _verify_one(prediction: str, gold: str, limit_s: int | None) -> float | None
     return None if limit_s is not None and time.monotonic() - started >= limit_s else 0.0
 
 
-_WARM_UP = (("\\frac{1}{2}", "0.5"), ("x^2+2x+1", "(x+1)^2"), ("2\\sqrt{3}", "\\sqrt{12}"), ("(1, 2)", "(1,2)"),
-            ("y = 2x + 3", "y=2x+3"), ("[1, 2)", "[1,2)"), ("\\text{Navin}", "Navin"))
+_WARM_UP = (
+    ("\\frac{1}{2}", "0.5"),
+    ("x^2+2x+1", "(x+1)^2"),
+    ("2\\sqrt{3}", "\\sqrt{12}"),
+    ("(1, 2)", "(1,2)"),
+    ("y = 2x + 3", "y=2x+3"),
+    ("[1, 2)", "[1,2)"),
+    ("\\text{Navin}", "Navin"),
+)
 
 
 def _warm_up_math_verify() -> None:
@@ -524,8 +546,15 @@ def _collect(futures: dict, scores: dict[int, float], wait_s: float) -> tuple[li
     return out_of_time, broken
 
 
-def _run_round(workers: int, verify, tasks: list[tuple[int, str, str]], limit_s: int, backstop_s: float,
-               wait_s: float, scores: dict[int, float]) -> set[int]:
+def _run_round(
+    workers: int,
+    verify,
+    tasks: list[tuple[int, str, str]],
+    limit_s: int,
+    backstop_s: float,
+    wait_s: float,
+    scores: dict[int, float],
+) -> set[int]:
     """Schedule ``tasks`` and collect them; tasks lost to a broken pool run once more on a fresh pool.
     Returns the indices that ran out of time."""
     out_of_time: set[int] = set()
@@ -547,8 +576,12 @@ def _run_round(workers: int, verify, tasks: list[tuple[int, str, str]], limit_s:
     return out_of_time
 
 
-def _verify_in_pool(tasks: list[tuple[int, str, str]], timeout_s: float, workers: int,
-                    verify: Callable[[str, str, int], float | None] = _verify_one) -> dict[int, float]:
+def _verify_in_pool(
+    tasks: list[tuple[int, str, str]],
+    timeout_s: float,
+    workers: int,
+    verify: Callable[[str, str, int], float | None] = _verify_one,
+) -> dict[int, float]:
     """Scores ``{index: score}`` of (index, prediction, gold) tasks under one batch deadline.
 
     Round 1 gives every task a first attempt of 1 s (math-verify's limit; pebble stops a worker
@@ -578,6 +611,7 @@ def _verify_in_pool(tasks: list[tuple[int, str, str]], timeout_s: float, workers
 # Public scoring API
 # ----------------------------------------------------------------------------------------------
 
+
 def _check_texts(name: str, values: Any) -> None:
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
         raise TypeError(f"{name} must be a sequence of str, got {type(values).__name__}")
@@ -598,12 +632,19 @@ def _check_flags(truncated: Any, n: int) -> list[bool]:
         return [False] * n
     flags = np.asarray(truncated.cpu() if hasattr(truncated, "cpu") else truncated)
     if flags.dtype != bool or flags.shape != (n,):
-        raise ValueError(f"truncated must be {n} bools (one per completion), got dtype {flags.dtype} shape {flags.shape}")
+        raise ValueError(
+            f"truncated must be {n} bools (one per completion), got dtype {flags.dtype} shape {flags.shape}"
+        )
     return flags.tolist()
 
 
-def math_accuracy(completions: Sequence[str], references: Sequence[str], timeout_s: float = 5.0,
-                  workers: int = 1, truncated: Any = None) -> list[float]:
+def math_accuracy(
+    completions: Sequence[str],
+    references: Sequence[str],
+    timeout_s: float = 5.0,
+    workers: int = 1,
+    truncated: Any = None,
+) -> list[float]:
     """1.0 per completion whose final answer equals its reference answer, else 0.0.
 
     Args:
@@ -661,8 +702,9 @@ def format_reward(completions: Sequence[str], truncated: Any = None) -> list[flo
     return out
 
 
-def score_completions(completions: Sequence[str], references: Sequence[str], config: RewardConfig,
-                      truncated: Any = None) -> tuple[list[float], list[bool]]:
+def score_completions(
+    completions: Sequence[str], references: Sequence[str], config: RewardConfig, truncated: Any = None
+) -> tuple[list[float], list[bool]]:
     """(rewards, correct) for a rollout batch: accuracy plus ``format_weight`` x format.
 
     ``truncated`` (N,) bool or None only changes extraction (``final_answer``); the policy
@@ -675,8 +717,9 @@ def score_completions(completions: Sequence[str], references: Sequence[str], con
     return rewards, [a > 0.5 for a in accuracy]
 
 
-def apply_truncation_policy(rewards: Sequence[float], correct: Sequence[bool], truncated: Any,
-                            policy: str) -> tuple[list[float], list[bool], np.ndarray]:
+def apply_truncation_policy(
+    rewards: Sequence[float], correct: Sequence[bool], truncated: Any, policy: str
+) -> tuple[list[float], list[bool], np.ndarray]:
     """Apply ``reward.truncated`` to completions cut off at ``max_new_tokens``.
 
     Args:

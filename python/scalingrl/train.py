@@ -102,16 +102,24 @@ def _prepare_output_dir(config, resume: bool, rank: int = 0) -> Path:
         probe.write_text("ok")
         probe.unlink()
     except OSError as error:
-        raise RunError(f"output directory {str(out)!r} is not writable ({error}); pass --output-dir to a writable folder") from error
+        raise RunError(
+            f"output directory {str(out)!r} is not writable ({error}); pass --output-dir to a writable folder"
+        ) from error
     if not resume and any((out / "checkpoints").glob("step-*")):
         raise RunError(f"{out} already holds checkpoints; pass --resume to continue it or choose another --output-dir")
     return out
 
 
 def _fingerprint(config, pool_size: int) -> dict[str, Any]:
-    return {"model": config.model.path or "quickstart", "pool_size": pool_size, "batch_size": config.batch_size,
-            "group_size": config.rollout.group_size, "selection": config.selection.method,
-            "seed": config.seed, "data": config.data.path or config.data.source}
+    return {
+        "model": config.model.path or "quickstart",
+        "pool_size": pool_size,
+        "batch_size": config.batch_size,
+        "group_size": config.rollout.group_size,
+        "selection": config.selection.method,
+        "seed": config.seed,
+        "data": config.data.path or config.data.source,
+    }
 
 
 def _load_policy(config, log):
@@ -187,13 +195,34 @@ def setup(config, resume: bool = False) -> Run:
         recorder.truncate_after(start_step)
         selection_log = SelectionLog(out / "selection_log.jsonl", keep_before_step=start_step)
     heldout_rows = heldout.rows(np.arange(min(len(heldout), config.eval.size or len(heldout))))
-    heldout_prompts = format_prompts(tokenizer, [row["prompt"] for row in heldout_rows], config.data.prompt_template,
-                                     config.model.use_chat_template, config.model.system_prompt)
+    heldout_prompts = format_prompts(
+        tokenizer,
+        [row["prompt"] for row in heldout_rows],
+        config.data.prompt_template,
+        config.model.use_chat_template,
+        config.model.system_prompt,
+    )
     rollout = make_engine(config.rollout, trainer.module, tokenizer, model_path, seed=config.seed, log=recorder.write)
-    run = Run(config=config, out_dir=out, pool=pool, heldout_rows=heldout_rows, heldout_prompts=heldout_prompts,
-              tokenizer=tokenizer, trainer=trainer, rollout=rollout, selector=selector, recorder=recorder,
-              selection_log=selection_log, ref_model=ref_model, model_path=model_path, start_step=start_step,
-              extra=dict(state["extra"]) if state else {}, shards=shards, rank=rank, world_size=world)
+    run = Run(
+        config=config,
+        out_dir=out,
+        pool=pool,
+        heldout_rows=heldout_rows,
+        heldout_prompts=heldout_prompts,
+        tokenizer=tokenizer,
+        trainer=trainer,
+        rollout=rollout,
+        selector=selector,
+        recorder=recorder,
+        selection_log=selection_log,
+        ref_model=ref_model,
+        model_path=model_path,
+        start_step=start_step,
+        extra=dict(state["extra"]) if state else {},
+        shards=shards,
+        rank=rank,
+        world_size=world,
+    )
     if checkpoint:
         recorder.write(f"resumed from {checkpoint} at step {start_step} ({world} process(es))")
     return run
@@ -246,20 +275,35 @@ def update_policy(run: Run, shards: list[ShardRollout]):
         batch = shards[i].batch
         index = torch.as_tensor(rows, dtype=torch.long, device=batch.response_mask.device)
         with torch.set_grad_enabled(grad):
-            out = response_logprobs(model, batch.prompt_ids[index], batch.prompt_mask[index], batch.response_ids[index],
-                                    batch.response_mask[index], config.rollout.temperature)
+            out = response_logprobs(
+                model,
+                batch.prompt_ids[index],
+                batch.prompt_mask[index],
+                batch.response_ids[index],
+                batch.response_mask[index],
+                config.rollout.temperature,
+            )
         entropies[i][index] = out[1].detach() * batch.response_mask[index]
         logprobs_all[i][index] = out[0].detach() * batch.response_mask[index]
         return index, out[0]
 
-    parts = [distributed.minibatch_parts(shard.batch.response_ids.shape[0], config.grpo.updates_per_batch) for shard in shards]
+    parts = [
+        distributed.minibatch_parts(shard.batch.response_ids.shape[0], config.grpo.updates_per_batch)
+        for shard in shards
+    ]
     for k in range(config.grpo.updates_per_batch):
         losses, local_count, local_active = [], 0.0, 0
         for i, shard in enumerate(shards):
             rows, batch = parts[i][k], shard.batch
-            keep_t = torch.as_tensor(shard.keep[rows], dtype=batch.response_mask.dtype, device=batch.response_mask.device)
+            keep_t = torch.as_tensor(
+                shard.keep[rows], dtype=batch.response_mask.dtype, device=batch.response_mask.device
+            )
             loss_mask = batch.response_mask[torch.as_tensor(rows, device=keep_t.device)] * keep_t.unsqueeze(-1)
-            local_count += float(loss_mask.sum()) if config.grpo.aggregation == "token_mean" else float((loss_mask.sum(-1) > 0).sum())
+            local_count += (
+                float(loss_mask.sum())
+                if config.grpo.aggregation == "token_mean"
+                else float((loss_mask.sum(-1) > 0).sum())
+            )
             needs_grad = shard.keep[rows] & ((shard.advantages.cpu().numpy()[rows] != 0) | (config.grpo.kl_coef > 0))
             if (~needs_grad).any():
                 score(i, rows[~needs_grad], run.trainer.module, grad=False)
@@ -292,16 +336,30 @@ def _minibatch_loss(run: Run, shards: list[ShardRollout], losses: list, normaliz
     total, weighted, tokens = None, {}, 0.0
     for i, active, index, logprobs in losses:
         batch = shards[i].batch
-        keep_t = torch.as_tensor(shards[i].keep[active], dtype=batch.response_mask.dtype, device=batch.response_mask.device)
+        keep_t = torch.as_tensor(
+            shards[i].keep[active], dtype=batch.response_mask.dtype, device=batch.response_mask.device
+        )
         mask = batch.response_mask[index] * keep_t.unsqueeze(-1)
         ref_logprobs = None
         if run.ref_model is not None:
             with torch.no_grad():
-                ref_logprobs, _ = response_logprobs(run.ref_model, batch.prompt_ids[index], batch.prompt_mask[index],
-                                                    batch.response_ids[index], batch.response_mask[index],
-                                                    config.rollout.temperature)
-        loss, stats = policy_loss(logprobs, batch.sampling_logprobs[index], shards[i].advantages[index], mask, config.grpo,
-                                  ref_logprobs, normalizer=normalizer)
+                ref_logprobs, _ = response_logprobs(
+                    run.ref_model,
+                    batch.prompt_ids[index],
+                    batch.prompt_mask[index],
+                    batch.response_ids[index],
+                    batch.response_mask[index],
+                    config.rollout.temperature,
+                )
+        loss, stats = policy_loss(
+            logprobs,
+            batch.sampling_logprobs[index],
+            shards[i].advantages[index],
+            mask,
+            config.grpo,
+            ref_logprobs,
+            normalizer=normalizer,
+        )
         total = loss if total is None else total + loss
         count = float(mask.sum())
         tokens += count
@@ -331,8 +389,14 @@ def _zero_loss(run: Run, shards: list[ShardRollout]):
 
     batch = shards[0].batch
     index = torch.zeros(1, dtype=torch.long, device=batch.response_mask.device)
-    logprobs, _ = response_logprobs(run.trainer.forward_model(), batch.prompt_ids[index], batch.prompt_mask[index],
-                                    batch.response_ids[index], batch.response_mask[index], run.config.rollout.temperature)
+    logprobs, _ = response_logprobs(
+        run.trainer.forward_model(),
+        batch.prompt_ids[index],
+        batch.prompt_mask[index],
+        batch.response_ids[index],
+        batch.response_mask[index],
+        run.config.rollout.temperature,
+    )
     return (logprobs * 0.0).sum()
 
 
@@ -346,15 +410,23 @@ def _roll_out_and_score(run: Run, step: int, rows: list, shard_index: int, group
 
     config, group = run.config, run.config.rollout.group_size
     shard_rows = [rows[i] for i in groups]
-    prompts = format_prompts(run.tokenizer, [row["prompt"] for row in shard_rows], config.data.prompt_template,
-                             config.model.use_chat_template, config.model.system_prompt)
+    prompts = format_prompts(
+        run.tokenizer,
+        [row["prompt"] for row in shard_rows],
+        config.data.prompt_template,
+        config.model.use_chat_template,
+        config.model.system_prompt,
+    )
     started = time.perf_counter()
     torch.manual_seed(_step_seed(config.seed, step, shard_index))
     batch = run.rollout.generate(prompts, config.rollout).to(run.trainer.device)
     rolled_out = time.perf_counter()
     references = [row["answer"] for row in shard_rows for _ in range(group)]
-    truncated = (np.asarray(batch.truncated.cpu(), dtype=bool) if batch.truncated is not None
-                 else np.zeros(len(references), dtype=bool))
+    truncated = (
+        np.asarray(batch.truncated.cpu(), dtype=bool)
+        if batch.truncated is not None
+        else np.zeros(len(references), dtype=bool)
+    )
     rewards, correct = score_completions(batch.texts, references, config.reward, truncated)
     rewards, correct, complete_keep = apply_truncation_policy(rewards, correct, truncated, config.reward.truncated)
     reward_tensor = torch.tensor(rewards, dtype=torch.float32, device=run.trainer.device)
@@ -362,8 +434,18 @@ def _roll_out_and_score(run: Run, step: int, rows: list, shard_index: int, group
     zero_variance = np.asarray(torch.as_tensor(group_stats["zero_variance"]).cpu(), dtype=bool).reshape(-1)
     keep = np.repeat(run.selector.loss_groups(np.asarray(rewards, dtype=np.float64).reshape(-1, group)), group)
     keep = keep & complete_keep  # reward.truncated=mask drops cut-off completions from the loss
-    return ShardRollout(shard_index, batch, rewards, correct, advantages, keep, zero_variance, truncated,
-                        rolled_out - started, time.perf_counter() - rolled_out)
+    return ShardRollout(
+        shard_index,
+        batch,
+        rewards,
+        correct,
+        advantages,
+        keep,
+        zero_variance,
+        truncated,
+        rolled_out - started,
+        time.perf_counter() - rolled_out,
+    )
 
 
 def _gather_outcomes(run: Run, shards: list[ShardRollout], entropies, logprobs) -> dict[str, Any]:
@@ -374,11 +456,16 @@ def _gather_outcomes(run: Run, shards: list[ShardRollout], entropies, logprobs) 
     for shard, entropy, logprob in zip(shards, entropies, logprobs):
         seq = ops.sequence_stats(entropy, logprob, shard.batch.response_mask)
         local[shard.index] = {
-            "rewards": np.asarray(shard.rewards, dtype=np.float64), "correct": np.asarray(shard.correct, dtype=bool),
-            "keep": shard.keep, "zero_variance": shard.zero_variance, "truncated": shard.truncated,
+            "rewards": np.asarray(shard.rewards, dtype=np.float64),
+            "correct": np.asarray(shard.correct, dtype=bool),
+            "keep": shard.keep,
+            "zero_variance": shard.zero_variance,
+            "truncated": shard.truncated,
             "tokens": float(shard.batch.response_mask.sum()),
-            "cot_stats": {key: np.asarray(value.cpu() if hasattr(value, "cpu") else value, dtype=np.float64).reshape(-1)
-                          for key, value in seq.items()},
+            "cot_stats": {
+                key: np.asarray(value.cpu() if hasattr(value, "cpu") else value, dtype=np.float64).reshape(-1)
+                for key, value in seq.items()
+            },
         }
     merged = {}
     for part in distributed.all_gather_object(local):
@@ -392,8 +479,10 @@ def _gather_outcomes(run: Run, shards: list[ShardRollout], entropies, logprobs) 
         "zero_variance": np.concatenate([o["zero_variance"] for o in ordered]),
         "truncated": np.concatenate([o["truncated"] for o in ordered]),
         "tokens": sum(o["tokens"] for o in ordered),
-        "cot_stats": {key: np.concatenate([o["cot_stats"][key] for o in ordered]).reshape(-1, group)
-                      for key in ordered[0]["cot_stats"]},
+        "cot_stats": {
+            key: np.concatenate([o["cot_stats"][key] for o in ordered]).reshape(-1, group)
+            for key in ordered[0]["cot_stats"]
+        },
     }
 
 
@@ -426,8 +515,10 @@ def grpo_step(run: Run, step: int) -> dict[str, Any]:
     fed_back = time.perf_counter()
     levels = np.array([row.get("level", np.nan) for row in rows], dtype=np.float64)
     metrics = {
-        "reward_mean": float(np.mean(rewards)), "reward_std": float(np.std(rewards)),
-        "pass_rate": float(np.mean(correct)), "zero_variance_fraction": float(outcome["zero_variance"].mean()),
+        "reward_mean": float(np.mean(rewards)),
+        "reward_std": float(np.std(rewards)),
+        "pass_rate": float(np.mean(correct)),
+        "zero_variance_fraction": float(outcome["zero_variance"].mean()),
         "groups_used_fraction": float(outcome["keep"].mean()),
         "truncated_fraction": float(outcome["truncated"].mean()),
         "entropy_mean": float(cot_stats["entropy_mean"].mean()),
@@ -437,15 +528,20 @@ def grpo_step(run: Run, step: int) -> dict[str, Any]:
         "selected_level_mean": float(np.nanmean(levels)) if np.isfinite(levels).any() else None,
         "selected_levels": [None if not np.isfinite(level) else float(level) for level in levels],
         "unique_prompts_used": int(run.selector.unique_prompts_used()),
-        "tokens_per_s": outcome["tokens"] / max(distributed.all_reduce_sum(rolled_out - selected) / run.world_size, 1e-9),
+        "tokens_per_s": outcome["tokens"]
+        / max(distributed.all_reduce_sum(rolled_out - selected) / run.world_size, 1e-9),
         "lr": float(run.trainer.scheduler.get_last_lr()[0]),
         "time_selection_s": (selected - started) + (fed_back - updated),
         "time_rollout_s": sum(shard.time_rollout_s for shard in shards),
         "time_reward_s": sum(shard.time_reward_s for shard in shards),
-        "time_update_s": trained - rolled_out, "time_sync_s": updated - trained,
-        "weight_version": int(run.rollout.weight_version), "time_step_s": fed_back - started,
+        "time_update_s": trained - rolled_out,
+        "time_sync_s": updated - trained,
+        "weight_version": int(run.rollout.weight_version),
+        "time_step_s": fed_back - started,
     }
-    metrics.update({key: update_stats.get(key) for key in ("loss", "kl", "clip_fraction", "grad_norm", "approx_kl_old")})
+    metrics.update(
+        {key: update_stats.get(key) for key in ("loss", "kl", "clip_fraction", "grad_norm", "approx_kl_old")}
+    )
     metrics.update({f"selection/{key}": value for key, value in run.selector.metrics().items()})
     metrics["pool_size"] = int(metrics.get("selection/pool_size", len(run.pool)))
     return metrics
@@ -460,25 +556,43 @@ def run_eval(run: Run, step: int) -> dict[str, Any]:
     mine = np.array_split(np.arange(len(run.heldout_rows)), run.world_size)[run.rank]
     rows = [run.heldout_rows[i] for i in mine]
     prompts = [run.heldout_prompts[i] for i in mine]
-    local = evaluate(run.rollout, rows, prompts, run.config.eval, run.config.rollout, run.config.reward,
-                     seed=_step_seed(run.config.seed + 7919, step, run.rank))
+    local = evaluate(
+        run.rollout,
+        rows,
+        prompts,
+        run.config.eval,
+        run.config.rollout,
+        run.config.reward,
+        seed=_step_seed(run.config.seed + 7919, step, run.rank),
+    )
     levels: dict[str, int] = {}
     for row in rows:
         level = row.get("level")
         if level is not None and level == level:
             levels[str(level)] = levels.get(str(level), 0) + 1
     gathered = distributed.all_gather_object((local, levels))
-    result = distributed.combine_eval([g[0] for g in gathered], [g[1] for g in gathered]) if run.world_size > 1 else local
-    run.recorder.write(f"step {step}: held-out accuracy {result['accuracy']:.3f} (pass@{result['n_samples']} "
-                       f"{result['pass_at_n']:.3f}, {len(run.heldout_rows)} problems, {time.perf_counter() - started:.1f}s)")
+    result = (
+        distributed.combine_eval([g[0] for g in gathered], [g[1] for g in gathered]) if run.world_size > 1 else local
+    )
+    run.recorder.write(
+        f"step {step}: held-out accuracy {result['accuracy']:.3f} (pass@{result['n_samples']} "
+        f"{result['pass_at_n']:.3f}, {len(run.heldout_rows)} problems, {time.perf_counter() - started:.1f}s)"
+    )
     return result
 
 
 def save(run: Run, step: int) -> Path:
     from scalingrl.checkpoint import save_checkpoint
 
-    return save_checkpoint(run.out_dir / "checkpoints", step, run.trainer, run.selector.state_dict(),
-                           _fingerprint(run.config, len(run.pool)), run.extra, keep=run.config.keep_checkpoints)
+    return save_checkpoint(
+        run.out_dir / "checkpoints",
+        step,
+        run.trainer,
+        run.selector.state_dict(),
+        _fingerprint(run.config, len(run.pool)),
+        run.extra,
+        keep=run.config.keep_checkpoints,
+    )
 
 
 def main(config, resume: bool = False) -> dict[str, Any]:
@@ -499,9 +613,11 @@ def main(config, resume: bool = False) -> dict[str, Any]:
             last_eval = run_eval(run, done)
             metrics["eval_accuracy"] = last_eval["accuracy"]
         if done % config.log_every == 0:
-            run.recorder.write(f"step {done}/{config.steps} reward {metrics['reward_mean']:.3f} pass {metrics['pass_rate']:.3f} "
-                               f"zero-var {metrics['zero_variance_fraction']:.2f} pool {metrics['pool_size']} "
-                               f"step {metrics['time_step_s']:.2f}s")
+            run.recorder.write(
+                f"step {done}/{config.steps} reward {metrics['reward_mean']:.3f} pass {metrics['pass_rate']:.3f} "
+                f"zero-var {metrics['zero_variance_fraction']:.2f} pool {metrics['pool_size']} "
+                f"step {metrics['time_step_s']:.2f}s"
+            )
         run.extra["wall_clock_s"] = time.perf_counter() - clock
         if config.save_every and done % config.save_every == 0 and done < config.steps:
             save(run, done)
@@ -520,14 +636,21 @@ def finish(run: Run, final_eval: dict[str, Any]) -> dict[str, Any]:
 
     config, initial = run.config, run.extra["initial_eval"]
     summary = {
-        "initial_eval_accuracy": initial["accuracy"], "final_eval_accuracy": final_eval["accuracy"],
+        "initial_eval_accuracy": initial["accuracy"],
+        "final_eval_accuracy": final_eval["accuracy"],
         "eval_gain_points": 100 * (final_eval["accuracy"] - initial["accuracy"]),
-        "initial_eval": initial, "final_eval": final_eval,
-        "unique_prompts_used": int(run.selector.unique_prompts_used()), "pool_size": len(run.pool),
-        "steps": config.steps, "wall_clock_s": run.extra["wall_clock_s"],
-        "selection_method": config.selection.method, "model": run.model_path,
-        "data_rows_missing_answer": run.pool.stats.get("rows_missing_answer", 0), "output_dir": str(run.out_dir),
-        "world_size": run.world_size, "rollout_shards": run.shards,
+        "initial_eval": initial,
+        "final_eval": final_eval,
+        "unique_prompts_used": int(run.selector.unique_prompts_used()),
+        "pool_size": len(run.pool),
+        "steps": config.steps,
+        "wall_clock_s": run.extra["wall_clock_s"],
+        "selection_method": config.selection.method,
+        "model": run.model_path,
+        "data_rows_missing_answer": run.pool.stats.get("rows_missing_answer", 0),
+        "output_dir": str(run.out_dir),
+        "world_size": run.world_size,
+        "rollout_shards": run.shards,
     }
     run.selection_log.close()
     run.recorder.close()
@@ -537,14 +660,20 @@ def finish(run: Run, final_eval: dict[str, Any]) -> dict[str, Any]:
     (run.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     export_prompt_stats(run.selector, run.out_dir / "prompt_stats.parquet")
     used = np.asarray(run.selector.used_prompt_ids(), dtype=np.int64)
-    export_used_prompts(used, run.pool.rows(used), run.out_dir / "used_prompts",
-                                {"pool_size": len(run.pool), "steps": config.steps, "selection": summary["selection_method"]})
+    export_used_prompts(
+        used,
+        run.pool.rows(used),
+        run.out_dir / "used_prompts",
+        {"pool_size": len(run.pool), "steps": config.steps, "selection": summary["selection_method"]},
+    )
     if config.report:
         from scalingrl.runlog.report import write_report
 
         write_report(run.out_dir, summary)
-    print(f"initial eval accuracy {summary['initial_eval_accuracy']:.3f} -> final {summary['final_eval_accuracy']:.3f} "
-          f"({summary['eval_gain_points']:+.1f} points) in {summary['wall_clock_s']:.0f}s; records in {run.out_dir}")
+    print(
+        f"initial eval accuracy {summary['initial_eval_accuracy']:.3f} -> final {summary['final_eval_accuracy']:.3f} "
+        f"({summary['eval_gain_points']:+.1f} points) in {summary['wall_clock_s']:.0f}s; records in {run.out_dir}"
+    )
     return summary
 
 
@@ -553,13 +682,19 @@ def build_parser():
 
     fields = "\n".join(describe_fields(load_config(resolve_preset("quickstart"))))
     parser = argparse.ArgumentParser(
-        prog="python -m scalingrl.train", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="python -m scalingrl.train",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="GRPO on math prompts chosen by DES and the curriculum (quickstart preset by default).",
-        epilog="overrides (key=value, value parsed as YAML; defaults of the quickstart preset):\n" + fields)
+        epilog="overrides (key=value, value parsed as YAML; defaults of the quickstart preset):\n" + fields,
+    )
     add_config_arguments(parser, default="quickstart")
     parser.add_argument("--output-dir", default="", help="run folder (default: runs/<preset>-<time>)")
-    parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in --output-dir")
-    parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed launcher
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the newest complete checkpoint in --output-dir"
+    )
+    parser.add_argument(
+        "--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS
+    )  # deepspeed launcher
     return parser
 
 

@@ -47,8 +47,9 @@ class MetricsRecorder:
         progress_bar: show tqdm.
     """
 
-    def __init__(self, out_dir: Path, total_steps: int, start_step: int = 0, tensorboard: bool = True,
-                 progress_bar: bool = True) -> None:
+    def __init__(
+        self, out_dir: Path, total_steps: int, start_step: int = 0, tensorboard: bool = True, progress_bar: bool = True
+    ) -> None:
         self.path = Path(out_dir) / "metrics.jsonl"
         self.writer = None
         if tensorboard:
@@ -83,7 +84,9 @@ class MetricsRecorder:
             for key, label in (("reward_mean", "reward"), ("pool_size", "pool"), ("eval_accuracy", "eval")):
                 value = row.get(key)
                 if value is not None:
-                    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer() and key == "pool_size")
+                    whole = isinstance(value, int) or (
+                        isinstance(value, float) and value.is_integer() and key == "pool_size"
+                    )
                     postfix[label] = f"{int(value)}" if whole else f"{value:.3f}"
             self.bar.set_postfix(postfix, refresh=False)
             self.bar.update(1)

@@ -24,7 +24,11 @@ __all__ = ["write_report"]
 
 
 def _series(rows: list[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
-    points = [(row["step"], row[key]) for row in rows if isinstance(row.get(key), (int, float)) and not isinstance(row.get(key), bool)]
+    points = [
+        (row["step"], row[key])
+        for row in rows
+        if isinstance(row.get(key), (int, float)) and not isinstance(row.get(key), bool)
+    ]
     if not points:
         return np.zeros(0), np.zeros(0)
     steps, values = zip(*points)
@@ -68,7 +72,9 @@ def _plots(rows: list[dict[str, Any]], out: Path) -> list[str]:
     fig.legend(loc="upper right"), fig.tight_layout(), fig.savefig(out / "pool_mix.png", dpi=100), plt.close(fig)
     made.append("pool_mix.png")
 
-    level_rows = [(row["step"], level) for row in rows for level in (row.get("selected_levels") or []) if level is not None]
+    level_rows = [
+        (row["step"], level) for row in rows for level in (row.get("selected_levels") or []) if level is not None
+    ]
     if level_rows:
         steps, levels = np.asarray(level_rows, dtype=float).T
         fig, ax = plt.subplots(figsize=(7, 4))
@@ -112,8 +118,10 @@ def write_report(run_dir: str | Path, summary: dict[str, Any] | None = None) -> 
         values = [row[key] for row in train_rows if isinstance(row.get(key), (int, float))]
         means[key] = float(np.mean(values)) if values else float("nan")
     lines = [
-        f"# scalingrl run report: {run_dir.name}", "",
-        "| | |", "|---|---|",
+        f"# scalingrl run report: {run_dir.name}",
+        "",
+        "| | |",
+        "|---|---|",
         f"| held-out accuracy | {summary.get('initial_eval_accuracy', float('nan')):.3f} -> "
         f"{summary.get('final_eval_accuracy', float('nan')):.3f} "
         f"({summary.get('eval_gain_points', float('nan')):+.1f} points) |",
@@ -123,22 +131,34 @@ def write_report(run_dir: str | Path, summary: dict[str, Any] | None = None) -> 
         f"| selection | {summary.get('selection_method')} |",
         f"| model | {summary.get('model')} |",
         f"| rows without an answer (skipped) | {summary.get('data_rows_missing_answer', 0)} |",
-        "", "## Time per step (mean)", "",
-        "| selection | rollout | reward | update | total | tokens/s |", "|---|---|---|---|---|---|",
-        "| " + " | ".join(f"{means[k]:.3f}" for k in ("time_selection_s", "time_rollout_s", "time_reward_s",
-                                                    "time_update_s", "time_step_s")) + f" | {means['tokens_per_s']:.0f} |",
+        "",
+        "## Time per step (mean)",
+        "",
+        "| selection | rollout | reward | update | total | tokens/s |",
+        "|---|---|---|---|---|---|",
+        "| "
+        + " | ".join(
+            f"{means[k]:.3f}"
+            for k in ("time_selection_s", "time_rollout_s", "time_reward_s", "time_update_s", "time_step_s")
+        )
+        + f" | {means['tokens_per_s']:.0f} |",
         "",
     ]
     final_eval = summary.get("final_eval", {})
     if final_eval.get("accuracy_by_level"):
         initial_levels = summary.get("initial_eval", {}).get("accuracy_by_level", {})
         lines += ["## Held-out accuracy by level", "", "| level | initial | final |", "|---|---|---|"]
-        lines += [f"| {level} | {initial_levels.get(level, float('nan')):.3f} | {value:.3f} |"
-                  for level, value in final_eval["accuracy_by_level"].items()]
+        lines += [
+            f"| {level} | {initial_levels.get(level, float('nan')):.3f} | {value:.3f} |"
+            for level, value in final_eval["accuracy_by_level"].items()
+        ]
         lines.append("")
     lines += ["## Plots", ""] + [f"![{name}]({name})" for name in plots]
-    lines += ["", "Records: `metrics.jsonl`, `tensorboard/`, `selection_log.jsonl`, `prompt_stats.parquet`, "
-              "`used_prompts/`, `checkpoints/`, `config.yaml`, `summary.json`."]
+    lines += [
+        "",
+        "Records: `metrics.jsonl`, `tensorboard/`, `selection_log.jsonl`, `prompt_stats.parquet`, "
+        "`used_prompts/`, `checkpoints/`, `config.yaml`, `summary.json`.",
+    ]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

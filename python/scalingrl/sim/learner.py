@@ -51,7 +51,9 @@ class LearnerConfig:
         if not 0 <= self.forgetting < 1:
             raise ValueError(f"forgetting={self.forgetting} must be in [0, 1)")
         if self.memorisation < 0 or self.repeat_discount < 0:
-            raise ValueError(f"memorisation={self.memorisation} and repeat_discount={self.repeat_discount} must be >= 0")
+            raise ValueError(
+                f"memorisation={self.memorisation} and repeat_discount={self.repeat_discount} must be >= 0"
+            )
         if self.eval_size < 1:
             raise ValueError(f"eval_size={self.eval_size} must be >= 1")
 
@@ -132,9 +134,15 @@ class SimulatedLearner:
         return float(pass_probability(self.skill, self.eval_difficulty).mean())
 
 
-def run_schedule(selection_config: SelectionConfig, learner_config: LearnerConfig | None = None, seed: int = 0,
-                 steps: int = 150, batch_size: int = 256, pool: SyntheticPool | None = None,
-                 eval_every: int = 10) -> dict[str, Any]:
+def run_schedule(
+    selection_config: SelectionConfig,
+    learner_config: LearnerConfig | None = None,
+    seed: int = 0,
+    steps: int = 150,
+    batch_size: int = 256,
+    pool: SyntheticPool | None = None,
+    eval_every: int = 10,
+) -> dict[str, Any]:
     """Train a simulated learner with the selector of ``selection_config`` for ``steps``; same budget for all.
 
     Returns a dict with ``final_accuracy`` (held-out expected pass@1), ``unique_prompts``, ``rollouts``,
@@ -159,14 +167,27 @@ def run_schedule(selection_config: SelectionConfig, learner_config: LearnerConfi
         update_ms.append(metrics["update_ms"])
         if (step + 1) % eval_every == 0 or step + 1 == steps:
             curve.append([rollouts, learner.accuracy()])
-    return {"final_accuracy": learner.accuracy(), "unique_prompts": selector.unique_prompts_used(),
-            "rollouts": rollouts, "curve": curve, "zero_variance_fraction": zero_variance_groups / max(1, steps * batch_size),
-            "selection_ms": selection_ms, "update_ms": update_ms}
+    return {
+        "final_accuracy": learner.accuracy(),
+        "unique_prompts": selector.unique_prompts_used(),
+        "rollouts": rollouts,
+        "curve": curve,
+        "zero_variance_fraction": zero_variance_groups / max(1, steps * batch_size),
+        "selection_ms": selection_ms,
+        "update_ms": update_ms,
+    }
 
 
-def run_method(method: str, seed: int, steps: int, batch_size: int, learner_config: LearnerConfig | None = None,
-               selection_config: SelectionConfig | None = None, pool: SyntheticPool | None = None,
-               eval_every: int = 10) -> dict[str, Any]:
+def run_method(
+    method: str,
+    seed: int,
+    steps: int,
+    batch_size: int,
+    learner_config: LearnerConfig | None = None,
+    selection_config: SelectionConfig | None = None,
+    pool: SyntheticPool | None = None,
+    eval_every: int = 10,
+) -> dict[str, Any]:
     """``run_schedule`` with ``selection_config`` (default knobs) switched to ``method``."""
     scfg = dataclasses.replace(selection_config or SelectionConfig(), method=method)
     return run_schedule(scfg, learner_config, seed, steps, batch_size, pool, eval_every)
