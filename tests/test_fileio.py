@@ -36,6 +36,35 @@ def test_staged_folder_replaces_an_existing_folder(tmp_path):
     assert sorted(p.name for p in target.iterdir()) == ["weights.bin"] and _leftovers(tmp_path) == []
 
 
+def test_replacing_a_folder_never_deletes_the_old_one_first(tmp_path, monkeypatch):
+    """A kill between moving the old folder aside and renaming the new one in leaves the old folder's
+    files on disk (under a hidden name), not deleted; a clean publish leaves nothing aside."""
+    import os
+
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "weights.bin").write_text("old")
+    staging = fileio.stage(target, directory=True)
+    (staging / "weights.bin").write_text("new")
+    real_replace, calls = os.replace, []
+
+    def killed_after_first(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed between the renames")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(fileio.os, "replace", killed_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        fileio.publish(staging, target)
+    monkeypatch.setattr(fileio.os, "replace", real_replace)
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith(".model.") and p.name.endswith(".old")]
+    assert len(kept) == 1 and (kept[0] / "weights.bin").read_text() == "old"
+    fileio.publish(staging, target)
+    assert (target / "weights.bin").read_text() == "new"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".old") and p != kept[0]]
+
+
 def test_unique_staging_paths_differ_and_the_fixed_one_is_reused(tmp_path):
     target = tmp_path / "step-000004"
     assert fileio.stage(target) != fileio.stage(target)

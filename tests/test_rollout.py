@@ -224,3 +224,42 @@ def test_cpu_bind_shares_cover_every_core_once():
         cpu_bind(cores, 4, 4)
     with pytest.raises(ValueError, match="no CPU cores"):
         cpu_bind([], 0, 1)
+
+
+def test_response_logprobs_builds_only_response_logits(tiny):
+    """The policy computes logits for the response positions only (``logits_to_keep``), and a model
+    whose forward lacks that argument gets the full logits: same log-probs and gradients either way."""
+    from scalingrl.grpo import response_logprobs
+
+    model, tokenizer = tiny
+    engine = HFGenerateEngine(model, tokenizer, log=lambda _: None)
+    torch.manual_seed(3)
+    batch = engine.generate(["12+3=", "4*4-1="], SamplingConfig(group_size=2, max_new_tokens=6))
+    shapes = []
+    hook = model.register_forward_hook(lambda module, args, out: shapes.append(tuple(out.logits.shape)))
+
+    class NoKeep(torch.nn.Module):  # a forward without logits_to_keep, as some custom models have
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask, position_ids):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+
+    args = (batch.prompt_ids, batch.prompt_mask, batch.response_ids, batch.response_mask, 0.7)
+    try:
+        results = []
+        for wrapped in (model, NoKeep(model)):
+            model.zero_grad(set_to_none=True)
+            logprobs, entropy = response_logprobs(wrapped, *args)
+            (logprobs * batch.response_mask).sum().backward()
+            results.append((logprobs.detach(), entropy.detach(), [p.grad.clone() for p in model.parameters()]))
+    finally:
+        hook.remove()
+        model.zero_grad(set_to_none=True)
+    n, p, r = batch.prompt_ids.shape[0], batch.prompt_ids.shape[1], batch.response_ids.shape[1]
+    assert shapes[0][:2] == (n, r + 1) and shapes[1][:2] == (n, p + r)
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-5, atol=1e-6)
+    for grad_keep, grad_full in zip(results[0][2], results[1][2]):
+        torch.testing.assert_close(grad_keep, grad_full, rtol=1e-4, atol=1e-6)

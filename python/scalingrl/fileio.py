@@ -2,7 +2,9 @@
 
 One writer, "stage then rename": a file or folder is written under a hidden staging name next to its
 target (same folder, so the same file system) and then renamed onto the target with ``os.replace``,
-which is atomic on POSIX: a reader sees the old target or the new one, never a partial one.
+which is atomic on POSIX: a reader sees the old target or the new one, never a partial one. A folder
+that replaces a folder takes two renames (the old one is moved aside first): between them the target
+is briefly absent, but the old folder is never deleted before the new one is in place.
 Checkpoints (``scalingrl.checkpoint``), run records (``scalingrl.runlog``) and the quickstart model
 cache (``scalingrl.quickstart``) all write through it.
 
@@ -68,7 +70,13 @@ def publish(staging: str | Path, target: str | Path) -> Path:
         with open(staging, "rb") as handle:
             os.fsync(handle.fileno())
     if target.is_dir() and not target.is_symlink():
-        shutil.rmtree(target)  # os.replace cannot replace a non-empty folder
+        # os.replace cannot replace a non-empty folder: move the old one aside first (a kill between the two
+        # renames leaves it there, under a hidden name, rather than deleting it before the new one is in place)
+        retired = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.old")
+        os.replace(target, retired)
+        os.replace(staging, target)
+        shutil.rmtree(retired, ignore_errors=True)
+        return target
     os.replace(staging, target)
     return target
 
@@ -84,7 +92,7 @@ def discard(staging: str | Path) -> None:
 
 @contextlib.contextmanager
 def staged(target: str | Path, *, directory: bool = False) -> Iterator[Path]:
-    """``with staged(path) as tmp: write(tmp)``: ``tmp`` is published as ``path`` when the block ends cleanly.
+    """``with staged(path) as staging: write(staging)``: ``staging`` becomes ``path`` when the block ends cleanly.
 
     On an exception (including KeyboardInterrupt) the staging path is removed and ``target`` is left
     as it was.

@@ -67,8 +67,8 @@ class MetricsRecorder:
         """Keep only lines with ``step <= step`` (records a killed run wrote after its last checkpoint)."""
         self.handle.close()
         kept = [row for row in read_metrics(self.path) if row.get("step", 0) <= step]
-        with staged(self.path) as tmp:  # a kill during the rewrite keeps the old file
-            tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
+        with staged(self.path) as staging:  # a kill during the rewrite keeps the old file
+            staging.write_text("".join(json.dumps(row) + "\n" for row in kept))
         self.handle = self.path.open("a")
 
     def log(self, step: int, metrics: dict[str, Any], advance: bool = True) -> None:

@@ -165,4 +165,6 @@ def write_report(run_dir: str | Path, summary: dict[str, Any] | None = None) -> 
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m scalingrl.runlog.report RUN_DIR")
     print(write_report(sys.argv[1]))

@@ -42,8 +42,8 @@ class SelectionLog:
         kept = []
         if keep_before_step > 0 and self.path.exists():
             kept = [r for r in read_selection_log(self.path) if r["step"] < keep_before_step]
-        with staged(self.path) as tmp:  # a kill during the rewrite keeps the old log
-            tmp.write_text("".join(json.dumps(record) + "\n" for record in kept), encoding="utf-8")
+        with staged(self.path) as staging:  # a kill during the rewrite keeps the old log
+            staging.write_text("".join(json.dumps(record) + "\n" for record in kept), encoding="utf-8")
         self._file = open(self.path, "a", encoding="utf-8")
 
     def write(self, selection: Selection) -> None:
@@ -77,8 +77,8 @@ def export_prompt_stats(selector, path: str | Path) -> Path:
     """Write ``selector.prompt_stats()`` (one row per prompt ever selected) as Parquet."""
     path = Path(path)
     table = pa.table({name: np.asarray(values) for name, values in selector.prompt_stats().items()})
-    with staged(path) as tmp:
-        pq.write_table(table, tmp)
+    with staged(path) as staging:
+        pq.write_table(table, staging)
     return path
 
 
@@ -96,9 +96,9 @@ def export_used_prompts(prompt_ids: np.ndarray, rows: list[dict], out_dir: str |
     out = Path(out_dir)
     lines = [json.dumps({"pool_id": int(i), **row}, default=str) + "\n" for i, row in zip(ids, rows)]
     payload = "".join(lines).encode("utf-8")
-    with staged(out / "prompts.jsonl") as tmp:
-        tmp.write_bytes(payload)
+    with staged(out / "prompts.jsonl") as staging:
+        staging.write_bytes(payload)
     info = {**manifest, "count": len(ids), "file": "prompts.jsonl", "sha256": hashlib.sha256(payload).hexdigest()}
-    with staged(out / "manifest.json") as tmp:
-        tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
+    with staged(out / "manifest.json") as staging:
+        staging.write_text(json.dumps(info, indent=2, default=str) + "\n")
     return out
