@@ -167,6 +167,29 @@ def test_sigkill_mid_run_resumes_from_last_complete_checkpoint(full_run, tmp_pat
     assert _comparable(_training_rows(tmp_path)) == _comparable(_training_rows(full_dir))
 
 
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # the "killed" run leaves its record files open, as a kill does
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_kill_right_after_a_checkpoint_loses_no_record(full_run, tmp_path, monkeypatch):
+    """A kill the instant a checkpoint is published (before anything else of that step runs) resumes to
+    the full run's records: every step's metrics row is written before its checkpoint. The reverse order
+    lost the row of the checkpoint's step (seen once in the 2-process SIGKILL test, by timing)."""
+    from scalingrl import train
+
+    full_dir, _ = full_run
+    real_save = train.save
+
+    def save_then_die(run, step):
+        real_save(run, step)
+        raise KeyboardInterrupt(f"killed right after checkpoint {step}")
+
+    monkeypatch.setattr(train, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt, match="right after checkpoint 2"):
+        train.main(_config(tmp_path, "save_every=2"))
+    monkeypatch.setattr(train, "save", real_save)
+    train.main(_config(tmp_path, "save_every=2"), resume=True)
+    assert _comparable(_training_rows(tmp_path)) == _comparable(_training_rows(full_dir))
+
+
 def test_errors_before_work_is_lost(full_run, tmp_path):
     from scalingrl.train import cli
 

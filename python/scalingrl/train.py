@@ -619,9 +619,11 @@ def main(config, resume: bool = False) -> dict[str, Any]:
                 f"step {metrics['time_step_s']:.2f}s"
             )
         run.extra["wall_clock_s"] = time.perf_counter() - clock
+        # the step's record before its checkpoint: a kill between the two must not leave a checkpoint whose
+        # step has no metrics row (resume continues after it); a row past the last checkpoint is trimmed on resume
+        run.recorder.log(done, metrics)
         if config.save_every and done % config.save_every == 0 and done < config.steps:
             save(run, done)
-        run.recorder.log(done, metrics)
     last_eval = run_eval(run, config.steps)
     run.recorder.log(config.steps, {"eval_accuracy": last_eval["accuracy"], "final": True}, advance=False)
     run.extra["wall_clock_s"] = time.perf_counter() - clock
