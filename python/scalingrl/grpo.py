@@ -134,9 +134,9 @@ def policy_loss(
 def _logits_to_keep(model, keep: int) -> dict[str, int]:
     """``{"logits_to_keep": keep}`` when the model's forward takes it (transformers causal LMs), else ``{}``.
 
-    Only the last ``keep`` positions' logits are computed: the prompt's (N, P, V) float32 logits are
-    never built, which was ~40% of a SmolLM2 update's logits memory (49,152-token vocabulary).
-    ``model`` may be a DeepSpeed engine: its ``module`` is inspected.
+    Only the last ``keep`` positions' logits are computed: the prompt positions' (N, P, V) logits and
+    their share of the lm_head matmul are never built. ``model`` may be a DeepSpeed engine: its
+    ``module`` is inspected.
     """
     import inspect
 
