@@ -46,6 +46,7 @@ METHODS = {
     "uniform": ["selection.method=uniform"],
     "des": ["selection.method=des"],
     "des_calibrated": ["selection.method=des", "selection.des.calibrate_labels=true"],
+    "des_stratified": ["selection.method=des", "selection.des.stratify_labels=true"],
     "mopps": ["selection.method=mopps"],
     "greso": ["selection.method=greso"],
     "dapo": ["selection.method=dapo"],

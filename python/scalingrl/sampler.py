@@ -5,6 +5,9 @@ expected draws independent of n, and draw probabilities that are exactly those o
 weights (no floating-point sums are kept, so nothing drifts; docs/sampler.md has the method and the
 proof sketch). Bulk calls take and return numpy arrays and release the GIL.
 
+``StratifiedSampler`` keeps one ``WeightedSampler`` per stratum (e.g. per difficulty label) so that a
+caller fixes how many ids each stratum gives; ``apportion`` decides those counts from shares.
+
 Left out on purpose: weights that change inside one ``sample`` call (the DES store updates weights
 between steps), and more than 2**32 - 1 items.
 """
@@ -129,6 +132,173 @@ class WeightedSampler:
             np.asarray(state["member_order"]),
             np.asarray(state["level_order"]),
         )
+
+
+def apportion(total: int, shares: Any, capacity: Any, rng: np.random.Generator) -> np.ndarray:
+    """Split ``total`` draws over strata in proportion to ``shares``, at most ``capacity[s]`` to stratum s.
+
+    Unbiased integer rounding by systematic sampling (Madow 1949): stratum s gets
+    ``floor(total * p_s)`` plus one more with probability equal to the fractional part, so
+    ``E[counts] = total * p`` exactly while no capacity binds, and every count is within 1 of it.
+    Draws a capped stratum cannot take are apportioned again among the strata with room, in
+    proportion to their shares (or to their room, once only strata with share 0 have room).
+
+    Args:
+        total: number of draws, 0 <= total <= capacity.sum().
+        shares: (S,) float64, finite and >= 0 (need not sum to 1).
+        capacity: (S,) int64 >= 0, e.g. the positive weights left in each stratum.
+        rng: the generator of the rounding offset (one uniform per round).
+    Returns:
+        (S,) int64 counts summing to ``total``.
+    Raises:
+        ValueError: shapes differ, a share is negative or not finite, a capacity is negative, or
+            ``total`` is negative or more than the capacities hold.
+    """
+    shares = np.asarray(shares, dtype=np.float64)
+    capacity = np.asarray(capacity)
+    if shares.ndim != 1 or capacity.shape != shares.shape:
+        raise ValueError(f"shares and capacity must be (S,) of one length, got {shares.shape} and {capacity.shape}")
+    if capacity.size and capacity.dtype.kind not in "iu":
+        raise TypeError(f"capacity must hold integers, got dtype {capacity.dtype}")
+    capacity = capacity.astype(np.int64)
+    if not np.all(np.isfinite(shares)) or np.any(shares < 0):
+        raise ValueError(f"shares must be finite and >= 0, got {shares.tolist()}")
+    if np.any(capacity < 0):
+        raise ValueError(f"capacity must be >= 0, got {capacity.tolist()}")
+    if not 0 <= total <= int(capacity.sum()):
+        raise ValueError(f"cannot apportion {total} draws: the strata hold {int(capacity.sum())}")
+    counts = np.zeros(len(shares), dtype=np.int64)
+    left = int(total)
+    while left > 0:
+        room = capacity - counts
+        weights = np.where(room > 0, shares, 0.0)
+        if weights.sum() <= 0:
+            weights = room.astype(np.float64)
+        ideal = left * weights / weights.sum()
+        base = np.floor(ideal)
+        remainder = left - int(base.sum())  # an integer: the fractional parts sum to it
+        extra = np.zeros(len(shares))
+        if remainder > 0:
+            cumulative = np.cumsum(ideal - base)
+            cumulative *= remainder / cumulative[-1]
+            offset = 1.0 - rng.random()  # in (0, 1]: the points offset, offset + 1, ..., offset + remainder - 1
+            edges = np.floor(np.concatenate([[0.0], cumulative]) - offset)
+            extra = np.diff(edges)
+        counts += np.minimum(base.astype(np.int64) + extra.astype(np.int64), room)
+        left = int(total) - int(counts.sum())
+    return counts
+
+
+class StratifiedSampler:
+    """Exact weighted draws with a caller-chosen number of ids per stratum.
+
+    One ``WeightedSampler`` per stratum over that stratum's members (local ids), so updates stay
+    O(1) per item and a draw of k ids from a stratum costs what a ``WeightedSampler`` draw costs.
+
+    Args:
+        strata: (n,) int64, the stratum of each id, in [0, S); every stratum 0..S-1 has a member.
+        seed: seeds the strata's generators (``numpy.random.SeedSequence(seed)``).
+    """
+
+    def __init__(self, strata: Any, seed: int = 0) -> None:
+        strata = _as_ids(strata, "strata").reshape(-1)
+        if len(strata) == 0:
+            raise ValueError("strata is empty: a StratifiedSampler needs at least one item")
+        if strata.min() < 0:
+            raise ValueError(f"strata must be >= 0, got {int(strata.min())}")
+        sizes = np.bincount(strata)
+        if np.any(sizes == 0):
+            raise ValueError(f"stratum {int(np.flatnonzero(sizes == 0)[0])} has no member: number strata 0..S-1")
+        self.stratum_of = strata
+        order = np.argsort(strata, kind="stable")
+        self.members = np.split(order.astype(np.int64), np.cumsum(sizes)[:-1])
+        self.local = np.empty(len(strata), dtype=np.int64)
+        for members in self.members:
+            self.local[members] = np.arange(len(members))
+        seeds = np.random.SeedSequence(seed).generate_state(len(sizes), dtype=np.uint64)
+        self.samplers = [WeightedSampler(len(m), seed=int(s)) for m, s in zip(self.members, seeds)]
+
+    def __len__(self) -> int:
+        return len(self.stratum_of)
+
+    def __repr__(self) -> str:
+        return f"StratifiedSampler(n={len(self)}, strata={len(self.samplers)}, positive={self.positive_count})"
+
+    @property
+    def positive_counts(self) -> np.ndarray:
+        """(S,) int64: ids with weight > 0 per stratum (the most one ``sample`` can take from each)."""
+        return np.array([s.positive_count for s in self.samplers], dtype=np.int64)
+
+    @property
+    def positive_count(self) -> int:
+        return int(self.positive_counts.sum())
+
+    def update(self, ids: Any, weights: Any) -> None:
+        """Set weights as ``WeightedSampler.update`` does (same errors; on any error no weight changes)."""
+        ids = _as_ids(ids).reshape(-1)
+        weights = np.ascontiguousarray(weights, dtype=np.float64).reshape(-1)
+        if len(weights) != len(ids):
+            raise ValueError(f"{len(ids)} ids but {len(weights)} weights")
+        bad = np.flatnonzero((ids < 0) | (ids >= len(self)))
+        if len(bad):
+            raise IndexError(f"id {int(ids[bad[0]])} is out of range for {len(self)} items")
+        bad = np.flatnonzero(~np.isfinite(weights) | (weights < 0))
+        if len(bad):
+            raise ValueError(f"weight {weights[bad[0]]} for id {int(ids[bad[0]])} must be finite and >= 0")
+        strata = self.stratum_of[ids]
+        for stratum in np.unique(strata):
+            mask = strata == stratum
+            self.samplers[stratum].update(self.local[ids[mask]], weights[mask])
+
+    def sample(self, counts: Any) -> np.ndarray:
+        """Draw ``counts[s]`` distinct ids from stratum s (successive sampling within each stratum).
+
+        Returns (counts.sum(),) int64 ids, grouped by stratum in stratum order.
+        Raises ValueError: ``counts`` is not (S,) or asks a stratum for more ids than it has positive
+        weights; nothing is drawn then.
+        """
+        counts = _as_ids(counts, "counts").reshape(-1)
+        if len(counts) != len(self.samplers):
+            raise ValueError(f"counts has {len(counts)} entries, this sampler has {len(self.samplers)} strata")
+        short = np.flatnonzero((counts < 0) | (counts > self.positive_counts))
+        if len(short):
+            s = int(short[0])
+            raise ValueError(f"cannot draw {int(counts[s])} ids from stratum {s}: it has {self.positive_counts[s]}")
+        drawn = [self.members[s][self.samplers[s].sample(int(k))] for s, k in enumerate(counts) if k > 0]
+        return np.concatenate(drawn).astype(np.int64) if drawn else np.zeros(0, dtype=np.int64)
+
+    def weights(self, ids: Any = None) -> np.ndarray:
+        """Current weights: all n as a float64 copy, or those of ``ids``."""
+        everything = np.zeros(len(self))
+        for members, sampler in zip(self.members, self.samplers):
+            everything[members] = sampler.weights()
+        return everything if ids is None else everything[_as_ids(ids).reshape(-1)]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The strata's sizes and each stratum's ``WeightedSampler`` state."""
+        return {
+            "format": "scalingrl.StratifiedSampler",
+            "version": STATE_VERSION,
+            "sizes": np.array([len(m) for m in self.members], dtype=np.int64),
+            "strata": [s.state_dict() for s in self.samplers],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict`. Raises ValueError when the strata differ (nothing changes then)."""
+        if not isinstance(state, dict) or state.get("format") != "scalingrl.StratifiedSampler":
+            raise ValueError("state is not a StratifiedSampler state_dict")
+        sizes = np.asarray(state["sizes"], dtype=np.int64)
+        mine = np.array([len(m) for m in self.members], dtype=np.int64)
+        if not np.array_equal(sizes, mine):
+            raise ValueError(f"state has strata of sizes {sizes.tolist()}, this sampler {mine.tolist()}")
+        backup = [s.state_dict() for s in self.samplers]
+        try:
+            for sampler, sub in zip(self.samplers, state["strata"]):
+                sampler.load_state_dict(sub)
+        except Exception:
+            for sampler, sub in zip(self.samplers, backup):
+                sampler.load_state_dict(sub)
+            raise
 
 
 class FenwickSampler:

@@ -39,7 +39,7 @@ from scalingrl.curriculum import ScheduleState, next_schedule, split_batch, step
 from scalingrl.data import PoolInfo
 from scalingrl.des import FACTORS, PromptStore, difficulty_factor
 from scalingrl.online_selection import greso_keep_probability, greso_next_explore, mopps_pick, mopps_prior, mopps_update
-from scalingrl.sampler import WeightedSampler
+from scalingrl.sampler import StratifiedSampler, WeightedSampler, apportion
 from scalingrl.selection_config import METHODS, DESConfig, SelectionConfig, register_method
 
 STATE_VERSION = 2
@@ -322,6 +322,9 @@ class DESSelector(_BaseSelector):
     explore part from ``unseen`` and the exploit part from ``in_play``; feedback re-scores only the
     touched prompts, retires mastered ones, parks hopeless ones, and brings both back for a re-test
     after ``curriculum.retest_interval`` steps.
+
+    With ``des.stratify_labels`` both samplers are ``StratifiedSampler``s over the difficulty labels, and
+    each draw is apportioned over labels by ``label_shares()`` before DES ranks within a label.
     """
 
     def __init__(self, pool, config, seed):
@@ -329,12 +332,19 @@ class DESSelector(_BaseSelector):
         c = config.curriculum
         self.status = np.zeros(pool.size, dtype=np.int8)
         self.streak = np.zeros(pool.size, dtype=np.int16)  # +k mastered / -k hopeless visits in a row
-        self.in_play = WeightedSampler(pool.size, seed=int(self.rng.integers(2**63)))
-        self.unseen = WeightedSampler(pool.size, seed=int(self.rng.integers(2**63)))
         everything = np.arange(pool.size, dtype=np.int64)
         prior_des, prior_factors = self.store.score(everything)  # O(pool) once, at construction
-        self.unseen.update(everything, config.des.sampler_weight(prior_des))
-        self.calibration = _LabelCalibration(pool, config.des, prior_factors) if config.des.calibrate_labels else None
+        d = config.des
+        labelled = d.calibrate_labels or d.stratify_labels
+        self.calibration = _LabelCalibration(pool, d, prior_factors) if labelled else None
+        seeds = (int(self.rng.integers(2**63)), int(self.rng.integers(2**63)))
+        if d.stratify_labels:
+            self.in_play = StratifiedSampler(self.calibration.group_of, seed=seeds[0])
+            self.unseen = StratifiedSampler(self.calibration.group_of, seed=seeds[1])
+        else:
+            self.in_play = WeightedSampler(pool.size, seed=seeds[0])
+            self.unseen = WeightedSampler(pool.size, seed=seeds[1])
+        self.unseen.update(everything, d.sampler_weight(prior_des))
         self.in_play_count = 0
         self.retests: collections.deque[tuple[int, np.ndarray]] = collections.deque()
         limit = pool.size if c.max_pool == 0 else min(c.max_pool, pool.size)
@@ -352,7 +362,7 @@ class DESSelector(_BaseSelector):
             self.probe_left -= take
             self.unseen.update(probe, np.zeros(take))
             exploit = min(batch_size - take, self.in_play.positive_count)
-            explore_ids = np.concatenate([probe, self.unseen.sample(batch_size - take - exploit)])
+            explore_ids = np.concatenate([probe, self._draw(self.unseen, batch_size - take - exploit)])
         else:
             n_explore, exploit = split_batch(
                 batch_size,
@@ -363,14 +373,37 @@ class DESSelector(_BaseSelector):
                 self.in_play.positive_count,
                 c,
             )
-            explore_ids = self.unseen.sample(n_explore)
-        exploit_ids = self.in_play.sample(exploit)
+            explore_ids = self._draw(self.unseen, n_explore)
+        exploit_ids = self._draw(self.in_play, exploit)
         # New prompts leave the unseen sampler and join the pool in play (weight set at their update).
         self.unseen.update(explore_ids, np.zeros(len(explore_ids)))
         self.status[explore_ids] = IN_PLAY
         self.in_play_count += len(explore_ids)
         ids = np.concatenate([explore_ids, exploit_ids]).astype(np.int64)
         return ids, np.arange(len(ids)) < len(explore_ids)
+
+    def _draw(self, sampler: WeightedSampler | StratifiedSampler, k: int) -> np.ndarray:
+        """k distinct ids from ``sampler``; with label strata, apportioned over labels by ``label_shares``."""
+        if isinstance(sampler, WeightedSampler):
+            return sampler.sample(k)
+        counts = apportion(k, self.label_shares(), sampler.positive_counts, self.rng)
+        # Shuffled: the trainer splits a batch into minibatches by row order, which must not follow the label.
+        return self.rng.permutation(sampler.sample(counts))
+
+    def label_shares(self) -> np.ndarray:
+        """(groups,) float64 batch share per label group (labels, then the unlabelled prompts if any).
+
+        ``pool share x (coverage + difficulty_factor(q_L))``, normalised; ``q_L`` is the label's measured
+        pass rate (``_LabelCalibration.group_pass_rates``). Raises RuntimeError without label strata.
+        """
+        if self.calibration is None or not self.config.des.stratify_labels:
+            raise RuntimeError("label_shares needs selection.des.stratify_labels=true")
+        d = self.config.des
+        signal = difficulty_factor(self.calibration.group_pass_rates(), d.target_pass)
+        shares = self.calibration.group_sizes / self.pool.size * (d.coverage + signal)
+        total = shares.sum()
+        # coverage 0 and every label measured at pass rate 0 or 1: nothing to prefer, keep the pool's mix
+        return shares / total if total > 0 else self.calibration.group_sizes / self.pool.size
 
     def _scores(self, ids):
         return self.store.score(ids)
@@ -407,7 +440,7 @@ class DESSelector(_BaseSelector):
         self.schedule = next_schedule(self.schedule, step_signal(rewards, self._explore_mask(ids)), c, self.pool.size)
         if self.calibration is not None:
             self.calibration.observe(ids, correct)
-            if (step + 1) % self.config.des.calibrate_every == 0:
+            if self.config.des.calibrate_labels and (step + 1) % self.config.des.calibrate_every == 0:
                 unseen = np.flatnonzero(self.status == UNSEEN)  # O(pool), every calibrate_every steps
                 ids_w, weights = self.calibration.unseen_weights(unseen)
                 self.unseen.update(ids_w, weights)
@@ -454,6 +487,12 @@ class DESSelector(_BaseSelector):
         }
 
     def _load_method_state(self, state):
+        stratified = state["in_play"].get("format") == "scalingrl.StratifiedSampler"
+        if stratified != self.config.des.stratify_labels:
+            raise ValueError(
+                f"selection state was saved with des.stratify_labels={str(stratified).lower()}, this run has "
+                f"{str(self.config.des.stratify_labels).lower()}: resume with the same setting"
+            )
         self.in_play.load_state_dict(state["in_play"])
         self.unseen.load_state_dict(state["unseen"])
         self.status = np.asarray(state["status"], dtype=np.int8).copy()
@@ -478,48 +517,58 @@ class _LabelCalibration:
     each step), a Beta posterior around the label's nominal pass rate ``m_L = clip(1 - L, 0.02, 0.98)``
     with ``prior_strength`` pseudo-trials, ``q_L = (k m_L + s_L) / (k + t_L)``. An unseen prompt's DES
     uses ``difficulty_factor(q_L)`` in place of its nominal label's; its CoT and adaptability factors are
-    unchanged (reference length, 0.5). Prompts without a label keep their prior weight.
+    unchanged (reference length, 0.5). Prompts without a label keep their prior weight; for the label
+    strata they form one more group, measured the same way around ``unseen_pass``.
     """
 
     def __init__(self, pool: PoolInfo, config: DESConfig, prior_factors: dict[str, np.ndarray]) -> None:
         prior = pool.prior_difficulty
         finite = np.isfinite(prior) if prior is not None else np.zeros(pool.size, dtype=bool)
+        option = "des.stratify_labels" if config.stratify_labels else "des.calibrate_labels"
         if not finite.any():
             raise ValueError(
-                "des.calibrate_labels=true needs difficulty labels (PoolInfo.prior_difficulty); "
-                "this pool has none: set des.calibrate_labels=false"
+                f"{option}=true needs difficulty labels (PoolInfo.prior_difficulty); "
+                f"this pool has none: set {option}=false"
             )
         labels, inverse = np.unique(prior[finite], return_inverse=True)
         if len(labels) > 1024:
             raise ValueError(
-                f"des.calibrate_labels groups prompts by label, but the pool has {len(labels)} distinct "
-                "labels (> 1024): bin prior_difficulty first or set des.calibrate_labels=false"
+                f"{option} groups prompts by label, but the pool has {len(labels)} distinct "
+                f"labels (> 1024): bin prior_difficulty first or set {option}=false"
             )
         self.config = config
         self.label_of = np.full(pool.size, -1, dtype=np.int64)
         self.label_of[finite] = inverse
-        self.nominal = np.clip(1.0 - labels, 0.02, 0.98)
-        self.successes, self.trials = np.zeros(len(labels)), np.zeros(len(labels))
+        # Groups: the labels, then one group of the unlabelled prompts (if any).
+        self.group_of = np.where(finite, self.label_of, len(labels))
+        self.group_sizes = np.bincount(self.group_of).astype(np.float64)
+        self.n_labels = len(labels)
+        nominal = np.clip(1.0 - labels, 0.02, 0.98)
+        self.nominal = nominal if finite.all() else np.append(nominal, config.unseen_pass)
+        self.successes, self.trials = np.zeros(len(self.nominal)), np.zeros(len(self.nominal))
         self.other = (
             config.weight_cot * prior_factors["cot_complexity"]
             + config.weight_adaptability * prior_factors["adaptability"]
         )
 
     def observe(self, ids: np.ndarray, correct: np.ndarray) -> None:
-        label = self.label_of[ids]
-        known = label >= 0
+        group = self.group_of[ids]
         k = len(self.nominal)
         self.successes = self.config.calibration_decay * self.successes + np.bincount(
-            label[known], weights=correct[known].sum(axis=1), minlength=k
+            group, weights=correct.sum(axis=1), minlength=k
         )
         self.trials = self.config.calibration_decay * self.trials + np.bincount(
-            label[known], weights=np.full(int(known.sum()), float(correct.shape[1])), minlength=k
+            group, weights=np.full(len(group), float(correct.shape[1])), minlength=k
         )
+
+    def group_pass_rates(self) -> np.ndarray:
+        """(groups,) float64 posterior mean pass rate per label, then of the unlabelled group if any."""
+        k = self.config.prior_strength
+        return (k * self.nominal + self.successes) / (k + self.trials)
 
     def pass_rates(self) -> np.ndarray:
         """(labels,) float64 posterior mean pass rate per label."""
-        k = self.config.prior_strength
-        return (k * self.nominal + self.successes) / (k + self.trials)
+        return self.group_pass_rates()[: self.n_labels]
 
     def unseen_weights(self, unseen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(ids, sampler weights) for the labelled prompts among ``unseen``."""

@@ -102,6 +102,17 @@ class DESConfig:
         10,
         help="steps between two re-rankings of the unseen prompts (each is O(pool)).",
     )
+    stratify_labels: bool = config_field(
+        False,
+        help="draw each batch label by label: a difficulty label's share of the batch is its pool share times "
+        "(coverage + the difficulty factor of its measured pass rate); DES ranks within a label "
+        '(docs/des.md, "Label strata").',
+    )
+    coverage: float = config_field(
+        0.5,
+        help="with stratify_labels: the part of a label's batch share kept whatever its measured signal "
+        "(0: by signal only; large: the pool's label mix, like uniform sampling).",
+    )
 
     def __post_init__(self) -> None:
         checks = [
@@ -115,6 +126,7 @@ class DESConfig:
             ("weight_floor", self.weight_floor >= 0, ">= 0"),
             ("calibration_decay", 0 <= self.calibration_decay <= 1, "in [0, 1], e.g. 0.9"),
             ("calibrate_every", self.calibrate_every >= 1, "an integer number of steps >= 1"),
+            ("coverage", np.isfinite(self.coverage) and self.coverage >= 0, "a finite number >= 0, e.g. 0.5"),
         ]
         for name in ("weight_difficulty", "weight_cot", "weight_adaptability"):
             checks.append((name, getattr(self, name) >= 0, ">= 0 (0 switches the factor off)"))
