@@ -31,6 +31,29 @@ def difficulty_factor(pass_rate: np.ndarray, target_pass: float) -> np.ndarray:
     return q**a * (1 - q) ** b / (target_pass**a * (1 - target_pass) ** b)
 
 
+def label_shares(group_sizes: np.ndarray, pass_rates: np.ndarray, coverage: float, target_pass: float) -> np.ndarray:
+    """Batch share of each label group under DES label strata, (S,) float64 summing to 1.
+
+    ``share_L ∝ size_L * (coverage + difficulty_factor(q_L, target_pass))`` (our design, docs/des.md
+    "Label strata"): the pool's label mix, tilted towards labels whose measured pass rate ``q_L`` is
+    near the target. If every term is 0 (coverage 0 and every label at pass rate 0 or 1), the pool's mix.
+
+    Args:
+        group_sizes: (S,) prompts per group (> 0). pass_rates: (S,) measured pass rates in [0, 1].
+        coverage: >= 0. target_pass: in (0, 1).
+    Raises ValueError on shapes that differ or sizes that are not positive.
+    """
+    sizes = np.asarray(group_sizes, dtype=np.float64)
+    q = np.asarray(pass_rates, dtype=np.float64)
+    if sizes.ndim != 1 or q.shape != sizes.shape:
+        raise ValueError(f"group_sizes and pass_rates must be (S,) of one length, got {sizes.shape} and {q.shape}")
+    if np.any(sizes <= 0):
+        raise ValueError(f"group_sizes must be positive, got {sizes.tolist()}")
+    shares = sizes * (coverage + difficulty_factor(q, target_pass))
+    total = shares.sum()
+    return shares / total if total > 0 else sizes / sizes.sum()
+
+
 def group_outcomes(rewards: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-prompt successes, trials and reward std (population) from (B, G) rewards and correctness."""
     rewards = np.asarray(rewards, dtype=np.float64)

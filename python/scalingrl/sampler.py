@@ -14,6 +14,7 @@ between steps), and more than 2**32 - 1 items.
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from scalingrl import _native
 
 STATE_FORMAT = "scalingrl.WeightedSampler"
 STATE_VERSION = 1
+STRATIFIED_FORMAT = "scalingrl.StratifiedSampler"
 
 
 def _as_ids(ids: Any, name: str = "ids") -> np.ndarray:
@@ -144,16 +146,19 @@ def apportion(total: int, shares: Any, capacity: Any, rng: np.random.Generator) 
     proportion to their shares (or to their room, once only strata with share 0 have room).
 
     Args:
-        total: number of draws, 0 <= total <= capacity.sum().
+        total: int, number of draws, 0 <= total <= capacity.sum().
         shares: (S,) float64, finite and >= 0 (need not sum to 1).
         capacity: (S,) int64 >= 0, e.g. the positive weights left in each stratum.
         rng: the generator of the rounding offset (one uniform per round).
     Returns:
         (S,) int64 counts summing to ``total``.
     Raises:
+        TypeError: ``total`` is not an integer, or ``capacity`` does not hold integers.
         ValueError: shapes differ, a share is negative or not finite, a capacity is negative, or
             ``total`` is negative or more than the capacities hold.
     """
+    if isinstance(total, bool) or not isinstance(total, (int, np.integer)):
+        raise TypeError(f"total must be an integer, got {total!r}")
     shares = np.asarray(shares, dtype=np.float64)
     capacity = np.asarray(capacity)
     if shares.ndim != 1 or capacity.shape != shares.shape:
@@ -172,8 +177,9 @@ def apportion(total: int, shares: Any, capacity: Any, rng: np.random.Generator) 
     while left > 0:
         room = capacity - counts
         weights = np.where(room > 0, shares, 0.0)
-        if weights.sum() <= 0:
+        if weights.max(initial=0.0) <= 0:
             weights = room.astype(np.float64)
+        weights = weights / weights.max()  # in [0, 1]: the sum cannot overflow
         ideal = left * weights / weights.sum()
         base = np.floor(ideal)
         remainder = left - int(base.sum())  # an integer: the fractional parts sum to it
@@ -198,6 +204,10 @@ class StratifiedSampler:
     Args:
         strata: (n,) int64, the stratum of each id, in [0, S); every stratum 0..S-1 has a member.
         seed: seeds the strata's generators (``numpy.random.SeedSequence(seed)``).
+
+    Attributes:
+        stratum_of: (n,) int64, the ``strata`` argument.
+        members: S arrays, (n_s,) int64 ids of stratum s in increasing order.
     """
 
     def __init__(self, strata: Any, seed: int = 0) -> None:
@@ -231,17 +241,29 @@ class StratifiedSampler:
 
     @property
     def positive_count(self) -> int:
+        """Number of ids with weight > 0 over all strata."""
         return int(self.positive_counts.sum())
 
-    def update(self, ids: Any, weights: Any) -> None:
-        """Set weights as ``WeightedSampler.update`` does (same errors; on any error no weight changes)."""
+    def _checked_ids(self, ids: Any) -> np.ndarray:
         ids = _as_ids(ids).reshape(-1)
-        weights = np.ascontiguousarray(weights, dtype=np.float64).reshape(-1)
-        if len(weights) != len(ids):
-            raise ValueError(f"{len(ids)} ids but {len(weights)} weights")
         bad = np.flatnonzero((ids < 0) | (ids >= len(self)))
         if len(bad):
             raise IndexError(f"id {int(ids[bad[0]])} is out of range for {len(self)} items")
+        return ids
+
+    def update(self, ids: Any, weights: Any) -> None:
+        """Set ``weights[i]`` for ``ids[i]``; O(1) per item. A repeated id ends with its last weight.
+
+        Args:
+            ids: (m,) int64 ids in [0, n). weights: (m,) float64, finite and >= 0; 0 removes an id from draws.
+        Raises:
+            IndexError: an id is out of range. ValueError: the lengths differ, or a weight is NaN, inf or
+            negative (names the first). On any error no weight changes.
+        """
+        ids = self._checked_ids(ids)
+        weights = np.ascontiguousarray(weights, dtype=np.float64).reshape(-1)
+        if len(weights) != len(ids):
+            raise ValueError(f"{len(ids)} ids but {len(weights)} weights")
         bad = np.flatnonzero(~np.isfinite(weights) | (weights < 0))
         if len(bad):
             raise ValueError(f"weight {weights[bad[0]]} for id {int(ids[bad[0]])} must be finite and >= 0")
@@ -268,29 +290,45 @@ class StratifiedSampler:
         return np.concatenate(drawn).astype(np.int64) if drawn else np.zeros(0, dtype=np.int64)
 
     def weights(self, ids: Any = None) -> np.ndarray:
-        """Current weights: all n as a float64 copy, or those of ``ids``."""
+        """All n weights as an (n,) float64 copy, or the (m,) weights of ``ids`` (IndexError if out of range)."""
         everything = np.zeros(len(self))
         for members, sampler in zip(self.members, self.samplers):
             everything[members] = sampler.weights()
-        return everything if ids is None else everything[_as_ids(ids).reshape(-1)]
+        return everything if ids is None else everything[self._checked_ids(ids)]
+
+    def _strata_crc(self) -> int:
+        return zlib.crc32(np.ascontiguousarray(self.stratum_of, dtype="<i8").tobytes())
 
     def state_dict(self) -> dict[str, Any]:
-        """The strata's sizes and each stratum's ``WeightedSampler`` state."""
+        """The strata (sizes and a CRC-32 of ``stratum_of``) and each stratum's ``WeightedSampler`` state."""
         return {
-            "format": "scalingrl.StratifiedSampler",
+            "format": STRATIFIED_FORMAT,
             "version": STATE_VERSION,
             "sizes": np.array([len(m) for m in self.members], dtype=np.int64),
+            "strata_crc32": self._strata_crc(),
             "strata": [s.state_dict() for s in self.samplers],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`state_dict`. Raises ValueError when the strata differ (nothing changes then)."""
-        if not isinstance(state, dict) or state.get("format") != "scalingrl.StratifiedSampler":
+        """Restore from :meth:`state_dict`; the sampler then continues with the identical draws.
+
+        Raises:
+            ValueError: not a state of this format and version, or saved with other strata (sizes or
+                assignment of ids); a stratum's state is corrupt. Nothing changes then.
+        """
+        if not isinstance(state, dict) or state.get("format") != STRATIFIED_FORMAT:
             raise ValueError("state is not a StratifiedSampler state_dict")
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"state version is {state.get('version')!r}, this scalingrl reads version {STATE_VERSION}")
+        missing = [key for key in ("sizes", "strata_crc32", "strata") if key not in state]
+        if missing:
+            raise ValueError(f"state is missing {missing}")
         sizes = np.asarray(state["sizes"], dtype=np.int64)
         mine = np.array([len(m) for m in self.members], dtype=np.int64)
-        if not np.array_equal(sizes, mine):
+        if not np.array_equal(sizes, mine) or len(state["strata"]) != len(self.samplers):
             raise ValueError(f"state has strata of sizes {sizes.tolist()}, this sampler {mine.tolist()}")
+        if int(state["strata_crc32"]) != self._strata_crc():
+            raise ValueError("state was saved with another assignment of ids to strata (the labels changed)")
         backup = [s.state_dict() for s in self.samplers]
         try:
             for sampler, sub in zip(self.samplers, state["strata"]):

@@ -37,7 +37,7 @@ import numpy as np
 
 from scalingrl.curriculum import ScheduleState, next_schedule, split_batch, step_signal
 from scalingrl.data import PoolInfo
-from scalingrl.des import FACTORS, PromptStore, difficulty_factor
+from scalingrl.des import FACTORS, PromptStore, difficulty_factor, label_shares
 from scalingrl.online_selection import greso_keep_probability, greso_next_explore, mopps_pick, mopps_prior, mopps_update
 from scalingrl.sampler import StratifiedSampler, WeightedSampler, apportion
 from scalingrl.selection_config import METHODS, DESConfig, SelectionConfig, register_method
@@ -380,30 +380,30 @@ class DESSelector(_BaseSelector):
         self.status[explore_ids] = IN_PLAY
         self.in_play_count += len(explore_ids)
         ids = np.concatenate([explore_ids, exploit_ids]).astype(np.int64)
-        return ids, np.arange(len(ids)) < len(explore_ids)
+        explore = np.arange(len(ids)) < len(explore_ids)
+        if self.config.des.stratify_labels:
+            # The draws come grouped by label and the trainer cuts minibatches and rank shards by row
+            # order, so the rows are shuffled (only here: the plain path keeps its order and draws).
+            order = self.rng.permutation(len(ids))
+            ids, explore = ids[order], explore[order]
+        return ids, explore
 
     def _draw(self, sampler: WeightedSampler | StratifiedSampler, k: int) -> np.ndarray:
         """k distinct ids from ``sampler``; with label strata, apportioned over labels by ``label_shares``."""
         if isinstance(sampler, WeightedSampler):
             return sampler.sample(k)
         counts = apportion(k, self.label_shares(), sampler.positive_counts, self.rng)
-        # Shuffled: the trainer splits a batch into minibatches by row order, which must not follow the label.
-        return self.rng.permutation(sampler.sample(counts))
+        return sampler.sample(counts)
 
     def label_shares(self) -> np.ndarray:
-        """(groups,) float64 batch share per label group (labels, then the unlabelled prompts if any).
-
-        ``pool share x (coverage + difficulty_factor(q_L))``, normalised; ``q_L`` is the label's measured
-        pass rate (``_LabelCalibration.group_pass_rates``). Raises RuntimeError without label strata.
-        """
+        """(groups,) float64 batch share per label group (labels, then the unlabelled prompts if any):
+        ``scalingrl.des.label_shares`` of the measured pass rates. RuntimeError without label strata."""
         if self.calibration is None or not self.config.des.stratify_labels:
             raise RuntimeError("label_shares needs selection.des.stratify_labels=true")
         d = self.config.des
-        signal = difficulty_factor(self.calibration.group_pass_rates(), d.target_pass)
-        shares = self.calibration.group_sizes / self.pool.size * (d.coverage + signal)
-        total = shares.sum()
-        # coverage 0 and every label measured at pass rate 0 or 1: nothing to prefer, keep the pool's mix
-        return shares / total if total > 0 else self.calibration.group_sizes / self.pool.size
+        return label_shares(
+            self.calibration.group_sizes, self.calibration.group_pass_rates(), d.coverage, d.target_pass
+        )
 
     def _scores(self, ids):
         return self.store.score(ids)
@@ -539,7 +539,8 @@ class _LabelCalibration:
         self.config = config
         self.label_of = np.full(pool.size, -1, dtype=np.int64)
         self.label_of[finite] = inverse
-        # Groups: the labels, then one group of the unlabelled prompts (if any).
+        # Groups: the labels, then one group of the unlabelled prompts (if any). group_of: (P,) int64 group
+        # of each prompt; group_sizes: (groups,) float64 prompts per group; n_labels: distinct labels.
         self.group_of = np.where(finite, self.label_of, len(labels))
         self.group_sizes = np.bincount(self.group_of).astype(np.float64)
         self.n_labels = len(labels)
@@ -585,8 +586,14 @@ class _LabelCalibration:
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         successes, trials = (np.asarray(state[k], dtype=np.float64) for k in ("successes", "trials"))
+        if successes.shape == trials.shape == (self.n_labels,) and len(self.nominal) == self.n_labels + 1:
+            # Saved before the unlabelled group was counted: that group starts from its prior.
+            successes, trials = np.append(successes, 0.0), np.append(trials, 0.0)
         if successes.shape != self.successes.shape or trials.shape != self.trials.shape:
-            raise ValueError(f"label calibration state has {successes.shape} labels, this pool {self.successes.shape}")
+            raise ValueError(
+                f"label calibration state has {successes.shape[0]} groups, this pool {len(self.nominal)} "
+                "(its labels changed)"
+            )
         self.successes, self.trials = successes.copy(), trials.copy()
 
 
