@@ -61,12 +61,15 @@ METHODS = {
         "selection.curriculum.max_pool=1024",
     ],
 }
-#: Checks of the uniform baseline, seed 0 only: its learning rate (is 1e-4 its best in this budget?) and
-#: half the batch (does the number of informative groups per step limit learning at all?).
+#: Checks of the uniform baseline, seed 0 by default: its learning rate (is 1e-4 its best in this budget?),
+#: half the batch (does the number of informative groups per step limit learning at all?) and twice the
+#: batch (how much would 2x the informative groups per optimizer step give: the most any selection could
+#: add at equal steps; run it on every seed with ``--methods uniform_b128``).
 LR_CHECK = {
     "uniform_lr5e-5": ["selection.method=uniform", "optim.lr=5.0e-5"],
     "uniform_lr2e-4": ["selection.method=uniform", "optim.lr=2.0e-4"],
     "uniform_b32": ["selection.method=uniform", "batch_size=32"],
+    "uniform_b128": ["selection.method=uniform", "batch_size=128"],
 }
 
 SETTINGS = {
