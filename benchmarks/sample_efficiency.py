@@ -47,6 +47,15 @@ METHODS = {
     "des": ["selection.method=des"],
     "des_calibrated": ["selection.method=des", "selection.des.calibrate_labels=true"],
     "des_stratified": ["selection.method=des", "selection.des.stratify_labels=true"],
+    # Label strata without replay: every prompt of every batch is new (explore share pinned at 1), so the
+    # only selection left is which labels get the batch. Against des_stratified it isolates replay.
+    "des_stratified_no_replay": [
+        "selection.method=des",
+        "selection.des.stratify_labels=true",
+        "selection.curriculum.initial_explore=1.0",
+        "selection.curriculum.min_explore=1.0",
+        "selection.curriculum.max_explore=1.0",
+    ],
     "mopps": ["selection.method=mopps"],
     "greso": ["selection.method=greso"],
     "dapo": ["selection.method=dapo"],
