@@ -58,12 +58,26 @@ def plot(methods: dict, axis: str, path: pathlib.Path, title: str) -> None:
     plt.close(fig)
 
 
+def paired_difference(entry: dict, reference: dict | None) -> str:
+    """Gain minus the reference's gain on the same seeds (same initial model and held-out draw):
+    mean ± standard error over the common seeds, and their count."""
+    if reference is None:
+        return "n/a"
+    seeds = sorted(set(entry["runs"]) & set(reference["runs"]), key=int)
+    diffs = np.array([entry["runs"][s]["gain"] - reference["runs"][s]["gain"] for s in seeds])
+    if len(diffs) == 0:
+        return "n/a"
+    if len(diffs) == 1:
+        return f"{diffs[0]:+.3f} (n=1)"
+    return f"{diffs.mean():+.3f} ± {diffs.std(ddof=1) / np.sqrt(len(diffs)):.3f} (n={len(diffs)})"
+
+
 def table(methods: dict) -> list[str]:
     uniform = methods.get("uniform", {}).get("gain_mean")
     lines = [
         "| method | seeds | final accuracy (mean ± std) | per-seed final | gain (final - initial) | gain / uniform's |"
-        " unique prompts | zero-variance share | selection ms/step |",
-        "|---|---|---|---|---|---|---|---|---|",
+        " gain - uniform's, paired by seed (mean ± s.e.) | unique prompts | zero-variance share | selection ms/step |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in sorted(methods.items(), key=lambda item: -(item[1]["gain_mean"] or 0)):
         per_seed = ", ".join(f"{m['runs'][str(s)]['final_accuracy']:.3f}" for s in m["seeds"])
@@ -71,7 +85,8 @@ def table(methods: dict) -> list[str]:
         lines.append(
             f"| {name} | {','.join(map(str, m['seeds']))} "
             f"| {m['final_accuracy_mean']:.3f} ± {m['final_accuracy_std']:.3f} "
-            f"| {per_seed} | {m['gain_mean']:+.3f} ± {m['gain_std']:.3f} | {ratio} | {m['unique_prompts_mean']:.0f} "
+            f"| {per_seed} | {m['gain_mean']:+.3f} ± {m['gain_std']:.3f} | {ratio} "
+            f"| {paired_difference(m, methods.get('uniform'))} | {m['unique_prompts_mean']:.0f} "
             f"({100 * m['pool_share_used_mean']:.1f}%) | {m['zero_variance_share_mean']:.2f} | "
             f"{m['selection_overhead_ms_mean']:.1f} |"
         )
@@ -177,8 +192,8 @@ def main(argv: list[str] | None = None) -> None:
         "![accuracy vs wall-clock](results/sample_efficiency_wallclock.png)",
         "",
         "Wall-clock is the sum of the runs' step times on a 2-core machine shared with other jobs: it is noisy and",
-        "only comparable within one batch of runs; steps and rollouts are exact (every method: 64 prompts x 8 rollouts",
-        "per step).",
+        "only comparable within one batch of runs; steps and rollouts are exact (64 prompts x 8 rollouts per step;",
+        "the checks uniform_b32 and uniform_b128 use 32 and 128 prompts).",
         "",
     ]
     extra = pathlib.Path(out / "RESULTS_notes.md")
