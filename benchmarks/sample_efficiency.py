@@ -228,6 +228,15 @@ def read_run(folder: pathlib.Path) -> dict | None:
     curve = list({point["step"]: point for point in curve}.values())  # last value per step (resumed runs)
     curve.sort(key=lambda point: point["step"])
     zero = [r["zero_variance_fraction"] for r in train_rows.values()]
+    # Per-step signal and policy movement (means over the training steps), for the mechanism table.
+    informative = [
+        (1 - r["zero_variance_fraction"]) * len(r["prompt_ids"]) for r in train_rows.values() if r.get("prompt_ids")
+    ]
+
+    def step_mean(key: str) -> float | None:
+        values = [r[key] for r in train_rows.values() if r.get(key) is not None]
+        return float(np.mean(values)) if values else None
+
     # The selector's own select + update time (not the prompt rows' generation and formatting).
     overhead = [
         r["selection/selection_ms"] + r["selection/update_ms"]
@@ -241,6 +250,11 @@ def read_run(folder: pathlib.Path) -> dict | None:
         "unique_prompts": summary["unique_prompts_used"],
         "pool_size": summary["pool_size"],
         "zero_variance_share": float(np.mean(zero)) if zero else None,
+        "informative_groups_per_step": float(np.mean(informative)) if informative else None,
+        "train_reward": step_mean("reward_mean"),
+        "grad_norm": step_mean("grad_norm"),
+        "approx_kl_old": step_mean("approx_kl_old"),
+        "entropy": step_mean("entropy_mean"),
         "selection_overhead_ms": float(np.mean(overhead)) if overhead else None,
         "train_time_s": elapsed,
         "wall_clock_s": summary["wall_clock_s"],
@@ -295,8 +309,13 @@ def collect(out: pathlib.Path, setting: str, json_path: pathlib.Path) -> dict:
             ("zero_variance_share", "zero_variance_share"),
             ("selection_overhead_ms", "selection_overhead_ms"),
             ("train_time_s", "train_time_s"),
+            ("informative_groups_per_step", "informative_groups_per_step"),
+            ("train_reward", "train_reward"),
+            ("grad_norm", "grad_norm"),
+            ("approx_kl_old", "approx_kl_old"),
+            ("entropy", "entropy"),
         ):
-            mean, std = _mean_std([r[key] for r in runs.values()])
+            mean, std = _mean_std([r.get(key) for r in runs.values()])
             entry[f"{name}_mean"], entry[f"{name}_std"] = mean, std
         entry["pool_share_used_mean"] = entry["unique_prompts_mean"] / pool_size if pool_size else None
         entry["runs"] = runs

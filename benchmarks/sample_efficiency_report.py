@@ -93,6 +93,43 @@ def table(methods: dict) -> list[str]:
     return lines
 
 
+def mechanism(methods: dict) -> list[str]:
+    """Per-step signal and policy movement next to the gain: does more signal per step buy progress?"""
+    rows = []
+    for name, m in sorted(methods.items(), key=lambda item: -(item[1].get("informative_groups_per_step_mean") or 0)):
+        if m.get("informative_groups_per_step_mean") is None:
+            continue
+        cells = [
+            f"{m['informative_groups_per_step_mean']:.1f}",
+            f"{m['gain_mean']:+.3f}",
+            *(
+                "n/a" if m.get(f"{key}_mean") is None else fmt.format(m[f"{key}_mean"])
+                for key, fmt in (
+                    ("train_reward", "{:.3f}"),
+                    ("grad_norm", "{:.3f}"),
+                    ("approx_kl_old", "{:.1e}"),
+                    ("entropy", "{:.3f}"),
+                )
+            ),
+        ]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    return [
+        "## Signal and movement per step (means over steps and seeds)",
+        "",
+        "Informative groups: groups per step whose rewards differ (the only ones with a GRPO advantage). "
+        "Training reward, gradient norm, `approx_kl_old` (k3 estimate of the KL between the policy being updated "
+        "and the rollout policy, mean over the step's minibatches: how far one step moves the policy) and token "
+        "entropy are on the training batches.",
+        "",
+        "| method | informative groups / step | gain | training reward | grad norm | approx_kl_old | entropy |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
 def by_level(methods: dict) -> list[str]:
     """Per-level held-out accuracy change (final - initial, mean over seeds) and training share per level."""
     levels = None
@@ -182,6 +219,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
         *table(methods),
         "",
+        *mechanism(methods),
         *by_level(methods),
         "## Goals of issue 8 (quickstart, mean over seeds, equal steps)",
         "",
