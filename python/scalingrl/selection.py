@@ -39,7 +39,7 @@ from scalingrl.curriculum import ScheduleState, next_schedule, split_batch, step
 from scalingrl.data import PoolInfo
 from scalingrl.des import FACTORS, PromptStore, difficulty_factor, label_shares
 from scalingrl.online_selection import greso_keep_probability, greso_next_explore, mopps_pick, mopps_prior, mopps_update
-from scalingrl.sampler import StratifiedSampler, WeightedSampler, apportion
+from scalingrl.sampler import STRATIFIED_FORMAT, StratifiedSampler, WeightedSampler, apportion
 from scalingrl.selection_config import METHODS, DESConfig, SelectionConfig, register_method
 
 STATE_VERSION = 2
@@ -487,7 +487,7 @@ class DESSelector(_BaseSelector):
         }
 
     def _load_method_state(self, state):
-        stratified = state["in_play"].get("format") == "scalingrl.StratifiedSampler"
+        stratified = state["in_play"].get("format") == STRATIFIED_FORMAT
         if stratified != self.config.des.stratify_labels:
             raise ValueError(
                 f"selection state was saved with des.stratify_labels={str(stratified).lower()}, this run has "
