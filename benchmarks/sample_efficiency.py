@@ -19,8 +19,10 @@ continues with ``--resume``. ``--collect`` only rebuilds the JSON from the finis
     python benchmarks/sample_efficiency.py --setting quickstart --out /work/se-runs --collect
     python benchmarks/sample_efficiency_report.py   # plots + benchmarks/RESULTS.md from the JSON
 
-Settings: ``quickstart`` (the 220K synthetic pool, budget in docs/des_evidence.md) and ``full_pass``
-(uniform for one pass over the pool: the paper's full-data baseline). Methods are the registered
+Settings: ``quickstart`` (the 220K synthetic pool, budget in docs/des_evidence.md), ``skewed_pool`` (the
+same budget, model and held-out set on a pool 80% of which the initial model has mastered or cannot
+solve: most of uniform's groups are zero-variance, as in the paper's setting) and ``full_pass`` (uniform
+for one pass over the pool: the paper's full-data baseline). Methods are the registered
 selectors plus ``des_<variant>`` ablations; ``uniform_lr<value>`` entries check uniform's learning rate.
 """
 
@@ -81,10 +83,31 @@ LR_CHECK = {
     "uniform_b128": ["selection.method=uniform", "batch_size=128"],
 }
 
+#: The skewed pool: 80% of the prompts from the levels the initial model has mastered or cannot solve
+#: (held-out pass@1 >= 0.9 or <= 0.1: levels 0, 10, 11; docs/des_evidence.md section 1), 20% spread evenly
+#: over the other nine. The held-out set and the initial model are the quickstart's.
+SKEWED_LEVEL_WEIGHTS = [12, 1, 1, 1, 1, 1, 1, 1, 1, 1, 12, 12]
+
 SETTINGS = {
     # 100 steps x 64 prompts x 8 rollouts (docs/des_evidence.md says why not 350); lr decays to 10% over the
     # run's 2 x 100 optimizer steps, the preset's schedule shape.
-    "quickstart": {"steps": 100, "overrides": ["eval.every=25", "optim.decay_steps=200"]},
+    "quickstart": {
+        "steps": 100,
+        "overrides": ["eval.every=25", "optim.decay_steps=200"],
+        "checks": ["uniform_b32", "uniform_lr5e-5", "uniform_lr2e-4", "uniform_b128"],
+    },
+    # The quickstart's budget on a pool where most groups are zero-variance for uniform sampling (the regime
+    # the paper describes); uniform's learning rate is checked again here (the fairness rule of issue 8).
+    "skewed_pool": {
+        "steps": 100,
+        "overrides": [
+            "eval.every=25",
+            "optim.decay_steps=200",
+            f"data.synthetic.level_weights=[{','.join(map(str, SKEWED_LEVEL_WEIGHTS))}]",
+        ],
+        "methods": ["uniform", "des", "mopps", "greso", "des_stratified", "random_subset", "dapo"],
+        "checks": ["uniform_lr5e-5", "uniform_lr2e-4"],
+    },
     # One pass over the 220K pool at 64 prompts per step (3438 steps): the full-data reference.
     # Driver check only (2 steps, tiny batch and eval): not evidence.
     "smoke": {"steps": 2, "overrides": ["eval.every=1", "eval.size=8", "batch_size=4", "rollout.group_size=2"]},
@@ -143,14 +166,17 @@ def live_pid(folder: pathlib.Path) -> int | None:
 
 
 def queue(setting: str, methods: list[str], seeds: list[int], lr_check: bool) -> list[tuple[str, int, list[str]]]:
-    """(method, seed, overrides) in seed-major order, so partial results cover every method; uniform's
-    batch check third, its learning-rate checks after the first seed."""
+    """(method, seed, overrides) in seed-major order, so partial results cover every method; with
+    ``lr_check``, the setting's uniform checks on the first seed: the batch check third, the rest after
+    the first seed's methods."""
     table = {**METHODS, **LR_CHECK}
     jobs = [(m, seeds[0], table[m]) for m in methods]
     if lr_check:
-        # uniform_b32 right after the first pair: it decides whether per-step signal limits learning at all.
-        jobs.insert(min(2, len(jobs)), ("uniform_b32", seeds[0], LR_CHECK["uniform_b32"]))  # before des_calibrated
-        jobs += [(m, seeds[0], overrides) for m, overrides in LR_CHECK.items() if m != "uniform_b32"]
+        checks = SETTINGS[setting].get("checks", [])
+        if "uniform_b32" in checks:
+            # Right after the first pair: it decides whether per-step signal limits learning at all.
+            jobs.insert(min(2, len(jobs)), ("uniform_b32", seeds[0], LR_CHECK["uniform_b32"]))
+        jobs += [(m, seeds[0], LR_CHECK[m]) for m in checks if m != "uniform_b32"]
     return jobs + [(m, s, table[m]) for s in seeds[1:] for m in methods]
 
 
@@ -382,7 +408,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"--parallel={args.parallel} must be >= 1")
     json_path = pathlib.Path(args.json)
     if not args.collect:
-        lr_check = not args.no_lr_check and args.setting == "quickstart" and args.methods is None
+        lr_check = not args.no_lr_check and args.methods is None
         run_all(out, args.setting, queue(args.setting, methods, args.seeds, lr_check), args.parallel, json_path)
     collect(out, args.setting, json_path)
 

@@ -155,8 +155,9 @@ class PromptPool:
             return cache[index]
 
         ids = np.arange(n)
-        prior = task.level_of(ids) / max(task.num_levels - 1, 1)
-        steps = np.array([operands - 1 for _, operands, _ in task.levels], dtype=np.float64)[task.level_of(ids)]
+        levels = task.level_of(ids, split)
+        prior = levels / max(task.num_levels - 1, 1)
+        steps = np.array([operands - 1 for _, operands, _ in task.levels], dtype=np.float64)[levels]
         return cls(
             n, row, prior.astype(np.float64), steps, {"rows_total": n, "rows_missing_answer": 0, "source": "synthetic"}
         )

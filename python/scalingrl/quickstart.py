@@ -162,7 +162,10 @@ def build_quickstart_model(tiny: TinyModelConfig, task, out_dir: str | os.PathLi
 
     from scalingrl.synthetic import ALPHABET
 
-    task_key = {k: v for k, v in dataclasses.asdict(task.config).items() if k != "heldout_size"}
+    # The warm start sees the equal level mix whatever the pool's level_weights: the RL pool's mix is an
+    # experiment on the same initial model (benchmarks/sample_efficiency.py, setting skewed_pool).
+    task = type(task)(dataclasses.replace(task.config, level_weights=()))
+    task_key = {k: v for k, v in dataclasses.asdict(task.config).items() if k not in ("heldout_size", "level_weights")}
     key_source = json.dumps([dataclasses.asdict(tiny), task_key, ALPHABET, 1], sort_keys=True)
     key = hashlib.sha256(key_source.encode()).hexdigest()[:16]
     target = Path(out_dir) if out_dir else cache_root() / "models" / f"quickstart-{key}"

@@ -21,6 +21,8 @@ __all__ = ["SyntheticConfig", "SyntheticTask", "ArithmeticProblem", "solve_steps
 
 #: Every character a prompt, chain of thought or answer of this task can contain.
 ALPHABET = "0123456789+-*=,# "
+#: Largest sum of ``level_weights``: the length of the repeating level pattern of a weighted pool.
+MAX_LEVEL_WEIGHT_TOTAL = 10_000
 
 
 @dataclasses.dataclass
@@ -40,6 +42,12 @@ class SyntheticConfig:
         256,
         help="size of the held-out evaluation split (drawn from a disjoint seed stream).",
     )
+    level_weights: tuple[int, ...] = config_field(
+        (),
+        help="relative number of pool prompts per level, easiest level first, one integer per level "
+        "(empty: every level equally). Only the training pool follows it: the held-out split and the "
+        "quickstart warm start keep the equal mix.",
+    )
 
     def __post_init__(self) -> None:
         if self.size < 1:
@@ -55,6 +63,32 @@ class SyntheticConfig:
             raise ValueError(f"synthetic.operators must be a non-empty subset of '+-*', got {self.operators!r}")
         if self.heldout_size < 0:
             raise ValueError(f"synthetic.heldout_size must be >= 0, got {self.heldout_size}")
+        weights = self.level_weights
+        if isinstance(weights, str) or not isinstance(weights, (list, tuple)):
+            raise ValueError(f"synthetic.level_weights must be a list of integers (one per level), got {weights!r}")
+        if any(isinstance(w, bool) or not isinstance(w, int) or w < 0 for w in weights):
+            raise ValueError(f"synthetic.level_weights must be integers >= 0, got {list(weights)}")
+        if weights and (sum(weights) == 0 or sum(weights) > MAX_LEVEL_WEIGHT_TOTAL):
+            raise ValueError(
+                f"synthetic.level_weights must sum to 1..{MAX_LEVEL_WEIGHT_TOTAL}, "
+                f"got {sum(weights)} from {list(weights)}"
+            )
+        levels = (self.max_operands - self.min_operands + 1) * self.max_digits * len(operator_tiers(self.operators))
+        if weights and len(weights) != levels:
+            raise ValueError(
+                f"synthetic.level_weights has {len(weights)} entries but this task has {levels} levels (operands "
+                f"{self.min_operands}-{self.max_operands}, digits 1-{self.max_digits}, operators {self.operators!r}): "
+                "give one weight per level"
+            )
+        self.level_weights = tuple(weights)
+
+
+def operator_tiers(operators: str) -> list[str]:
+    """The operator tiers of a task, easiest first: "+", then "+-" if "-" is used, then the last plus "*"."""
+    tiers = ["+"] + (["+-"] if "-" in operators else [])
+    if "*" in operators:
+        tiers.append(tiers[-1] + "*")
+    return tiers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,14 +129,19 @@ class SyntheticTask:
     """Deterministic pool of arithmetic prompts with difficulty levels.
 
     Levels enumerate (operator tier, operands, digits) from easiest to hardest; prompt ``i`` has level
-    ``i % num_levels`` so every level is equally represented in any prefix of the pool.
+    ``i % num_levels`` so every level is equally represented in any prefix of the pool. With
+    ``level_weights`` w (sum W), the training pool repeats a pattern of W levels in which level l holds
+    w[l] slots, spread evenly (slot j of level l sits at (j + 1/2) / w[l] of the pattern, the order of
+    smooth weighted round-robin), so any prefix holds each level in proportion to its weight, to within
+    one slot per level. The held-out split always has level ``i % num_levels``.
+
+    Raises:
+        ValueError: ``level_weights`` is not one integer per level.
     """
 
     def __init__(self, config: SyntheticConfig) -> None:
         self.config = config
-        tiers = ["+"] + (["+-"] if "-" in config.operators else [])
-        if "*" in config.operators:
-            tiers.append(tiers[-1] + "*")
+        tiers = operator_tiers(config.operators)
         self.levels: list[tuple[str, int, int]] = [
             (tier, operands, digits)
             for operands in range(config.min_operands, config.max_operands + 1)
@@ -111,6 +150,11 @@ class SyntheticTask:
         ]
         # Order by a rough hardness: operations, then digits, then operator tier.
         self.levels.sort(key=lambda level: (level[1] - 1) * (1 + level[2]) + 0.5 * len(level[0]))
+        self._pattern: np.ndarray | None = None
+        if config.level_weights:
+            weights = config.level_weights
+            slots = [((j + 0.5) / w, level) for level, w in enumerate(weights) for j in range(w)]
+            self._pattern = np.array([level for _, level in sorted(slots)], dtype=np.int64)
 
     @property
     def num_levels(self) -> int:
@@ -119,9 +163,12 @@ class SyntheticTask:
     def __len__(self) -> int:
         return self.config.size
 
-    def level_of(self, ids: np.ndarray) -> np.ndarray:
-        """(n,) int64 difficulty levels of prompt ids."""
-        return np.asarray(ids, dtype=np.int64) % self.num_levels
+    def level_of(self, ids: np.ndarray, split: str = "train") -> np.ndarray:
+        """(n,) int64 difficulty levels of prompt ids of ``split`` ("train": the pool; else held-out)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if split == "train" and self._pattern is not None:
+            return self._pattern[ids % len(self._pattern)]
+        return ids % self.num_levels
 
     def prior_difficulty(self) -> np.ndarray:
         """(size,) float64 in [0, 1]: level / (num_levels - 1)."""
@@ -137,7 +184,7 @@ class SyntheticTask:
         """Problem ``index`` of the pool (``split="train"``) or of the held-out split."""
         stream = 0 if split == "train" else 1
         rng = np.random.default_rng([self.config.seed, stream, int(index)])
-        level = int(index) % self.num_levels
+        level = int(self.level_of(np.array([index]), split)[0])
         tier, operands, digits = self.levels[level]
         numbers = [int(rng.integers(0 if digits == 1 else 10 ** (digits - 1), 10**digits)) for _ in range(operands)]
         ops = [tier[int(rng.integers(len(tier)))] for _ in range(operands - 1)]
