@@ -43,3 +43,65 @@ def test_heldout_differs_from_train():
 def test_bad_config(bad):
     with pytest.raises(ValueError, match="synthetic"):
         SyntheticConfig(**bad)
+
+
+def test_level_weights_set_the_pool_mix_in_every_prefix(rng):
+    weights = [int(w) for w in rng.integers(0, 9, size=12)]
+    weights[int(rng.integers(12))] += 1  # at least one positive
+    task = SyntheticTask(SyntheticConfig(size=50_000, level_weights=weights))
+    levels = task.level_of(np.arange(50_000))
+    total = sum(weights)
+    for n in [1, 7, total, total + 3, int(rng.integers(1, 50_000)), 50_000]:
+        counts = np.bincount(levels[:n], minlength=12)
+        # Each level within one slot of its exact share of the prefix (smooth weighted round-robin).
+        assert np.all(np.abs(counts - n * np.array(weights) / total) <= 1.0 + 1e-9), (n, counts)
+    assert np.all(np.bincount(levels, minlength=12)[np.array(weights) == 0] == 0)
+    # Rows, priors and reference CoT lengths follow the weighted levels.
+    ids = rng.integers(0, 50_000, size=50)
+    assert [task.problem(int(i)).level for i in ids] == list(levels[ids])
+    np.testing.assert_array_equal(task.prior_difficulty(), levels / 11)
+    operands = np.array([task.levels[level][1] for level in levels[ids]])
+    assert all(
+        task.problem(int(i)).prompt.count("+")
+        + task.problem(int(i)).prompt.count("-")
+        + task.problem(int(i)).prompt.count("*")
+        == k - 1
+        for i, k in zip(ids, operands)
+    )
+
+
+def test_level_weights_leave_the_heldout_split_alone():
+    plain = SyntheticTask(SyntheticConfig(size=1000, heldout_size=60))
+    skewed = SyntheticTask(SyntheticConfig(size=1000, heldout_size=60, level_weights=[12] + [1] * 9 + [12, 12]))
+    assert skewed.heldout_rows() == plain.heldout_rows()
+    np.testing.assert_array_equal(skewed.level_of(np.arange(60), "heldout"), np.arange(60) % 12)
+    assert [p.level for p in map(skewed.problem, range(45))].count(0) == 12  # the pool's first 45 follow the weights
+
+
+@pytest.mark.parametrize(
+    "weights, message",
+    [
+        ([1, 2], "has 2 entries but this task has 12 levels"),
+        ([1.5] * 12, "integers >= 0"),
+        ([-1] + [1] * 11, "integers >= 0"),
+        ([True] * 12, "integers >= 0"),
+        ([0] * 12, "sum to 1..10000"),
+        ([10_000] * 12, "sum to 1..10000"),
+        ("1,1", "list of integers"),
+    ],
+)
+def test_bad_level_weights(weights, message):
+    with pytest.raises(ValueError, match=message):
+        SyntheticConfig(level_weights=weights)
+
+
+def test_warm_start_ignores_the_pool_mix(model_cache):
+    """The quickstart model is the same (same cache entry, no second build) whatever the pool's level mix."""
+    from scalingrl.quickstart import TinyModelConfig, build_quickstart_model
+
+    tiny = TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, warmstart_steps=2)
+    built = []
+    plain = build_quickstart_model(tiny, SyntheticTask(SyntheticConfig(size=100)), log=built.append)
+    skewed_task = SyntheticTask(SyntheticConfig(size=100, level_weights=[12] + [1] * 9 + [12, 12]))
+    assert build_quickstart_model(tiny, skewed_task, log=built.append) == plain
+    assert sum("building" in line for line in built) == 1

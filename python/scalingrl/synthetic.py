@@ -17,7 +17,7 @@ import numpy as np
 
 from scalingrl.config_field import config_field
 
-__all__ = ["SyntheticConfig", "SyntheticTask", "ArithmeticProblem", "solve_steps", "ALPHABET"]
+__all__ = ["SyntheticConfig", "SyntheticTask", "ArithmeticProblem", "solve_steps", "smooth_round_robin", "ALPHABET"]
 
 #: Every character a prompt, chain of thought or answer of this task can contain.
 ALPHABET = "0123456789+-*=,# "
@@ -83,6 +83,25 @@ class SyntheticConfig:
         self.level_weights = tuple(weights)
 
 
+def smooth_round_robin(weights) -> np.ndarray:
+    """(sum(weights),) int64: the order of smooth weighted round-robin over ``len(weights)`` items.
+
+    Each round adds every item's weight to its running credit, emits the item with the most credit
+    (lowest index on ties) and takes the total weight from it; item l appears ``weights[l]`` times, spread
+    evenly. Source: the smooth weighted round-robin of nginx's upstream balancer
+    (``ngx_http_upstream_get_peer``, "smooth weighted round-robin balancing", nginx 1.3.1).
+    """
+    weights = np.asarray(weights, dtype=np.int64)
+    credit = np.zeros(len(weights), dtype=np.int64)
+    order = np.empty(int(weights.sum()), dtype=np.int64)
+    for position in range(len(order)):
+        credit += weights
+        chosen = int(np.argmax(credit))
+        credit[chosen] -= len(order)
+        order[position] = chosen
+    return order
+
+
 def operator_tiers(operators: str) -> list[str]:
     """The operator tiers of a task, easiest first: "+", then "+-" if "-" is used, then the last plus "*"."""
     tiers = ["+"] + (["+-"] if "-" in operators else [])
@@ -131,9 +150,9 @@ class SyntheticTask:
     Levels enumerate (operator tier, operands, digits) from easiest to hardest; prompt ``i`` has level
     ``i % num_levels`` so every level is equally represented in any prefix of the pool. With
     ``level_weights`` w (sum W), the training pool repeats a pattern of W levels in which level l holds
-    w[l] slots, spread evenly (slot j of level l sits at (j + 1/2) / w[l] of the pattern, the order of
-    smooth weighted round-robin), so any prefix holds each level in proportion to its weight, to within
-    one slot per level. The held-out split always has level ``i % num_levels``.
+    w[l] slots, in smooth weighted round-robin order (``smooth_round_robin``), so any prefix holds each
+    level in proportion to its weight (to within one prompt per level, checked by the tests). The
+    held-out split always has level ``i % num_levels``.
 
     Raises:
         ValueError: ``level_weights`` is not one integer per level.
@@ -153,8 +172,7 @@ class SyntheticTask:
         self._pattern: np.ndarray | None = None
         if config.level_weights:
             weights = config.level_weights
-            slots = [((j + 0.5) / w, level) for level, w in enumerate(weights) for j in range(w)]
-            self._pattern = np.array([level for _, level in sorted(slots)], dtype=np.int64)
+            self._pattern = smooth_round_robin(weights)
 
     @property
     def num_levels(self) -> int:
