@@ -93,6 +93,39 @@ def test_collect_keeps_other_settings(tmp_path):
     assert document["settings"]["full_pass"]["methods"]["uniform"]["final_accuracy_mean"] == pytest.approx(0.8)
 
 
+def test_report_has_a_section_per_setting(tmp_path):
+    spec = importlib.util.spec_from_file_location("se_report", ROOT / "benchmarks" / "sample_efficiency_report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    out = tmp_path / "runs"
+    for setting, final in (("quickstart", 0.5), ("skewed_pool", 0.8)):
+        fake_run(out / f"{setting}/uniform/seed0", 0.4, final, [0.5])
+        fake_run(out / f"{setting}/des/seed0", 0.4, final + 0.1, [0.2])
+    path = tmp_path / "se.json"
+    se.collect(out, "skewed_pool", path)
+    se.collect(out, "quickstart", path)
+    report.main(["--json", str(path), "--out", str(tmp_path / "bench")])
+    text = (tmp_path / "bench/RESULTS.md").read_text()
+    assert text.index("setting `quickstart`") < text.index("# Setting `skewed_pool`")
+    assert "--setting skewed_pool" in text and "ratio 2.00" in text and "ratio 1.25" in text
+    assert (tmp_path / "bench/results/sample_efficiency_steps_skewed_pool.png").stat().st_size > 0
+
+
+def test_skewed_pool_checks_uniform_lr_only():
+    jobs = [(m, s) for m, s, _ in se.queue("skewed_pool", ["uniform", "des"], [0, 1], lr_check=True)]
+    assert jobs == [
+        ("uniform", 0),
+        ("des", 0),
+        ("uniform_lr5e-5", 0),
+        ("uniform_lr2e-4", 0),
+        ("uniform", 1),
+        ("des", 1),
+    ]
+    weights = next(o for o in se.common_overrides("skewed_pool") if o.startswith("data.synthetic.level_weights="))
+    parsed = yaml.safe_load(weights.split("=", 1)[1])
+    assert sum(parsed[i] for i in (0, 10, 11)) / sum(parsed) == pytest.approx(0.8)
+
+
 def test_queue_is_seed_major_with_checks_after_the_first_seed():
     jobs = [(m, s) for m, s, _ in se.queue("quickstart", ["uniform", "des", "mopps"], [0, 1], lr_check=True)]
     assert jobs[:3] == [("uniform", 0), ("des", 0), ("uniform_b32", 0)]

@@ -95,13 +95,21 @@ def test_bad_level_weights(weights, message):
         SyntheticConfig(level_weights=weights)
 
 
-def test_warm_start_ignores_the_pool_mix(model_cache):
-    """The quickstart model is the same (same cache entry, no second build) whatever the pool's level mix."""
+def test_warm_start_ignores_the_pool_mix(model_cache, tmp_path):
+    """The quickstart model is the same (same weights, one cache entry) whatever the pool's level mix."""
+    import torch
+    from safetensors.torch import load_file
+
     from scalingrl.quickstart import TinyModelConfig, build_quickstart_model
 
-    tiny = TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, warmstart_steps=2)
-    built = []
-    plain = build_quickstart_model(tiny, SyntheticTask(SyntheticConfig(size=100)), log=built.append)
+    torch.manual_seed(0)  # build_quickstart_model seeds its own warm-start draws, not the initial weights
+    tiny = TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, warmstart_steps=3)
     skewed_task = SyntheticTask(SyntheticConfig(size=100, level_weights=[12] + [1] * 9 + [12, 12]))
-    assert build_quickstart_model(tiny, skewed_task, log=built.append) == plain
+    skewed = load_file(build_quickstart_model(tiny, skewed_task, out_dir=tmp_path / "skewed") / "model.safetensors")
+    torch.manual_seed(0)
+    built = []
+    plain_path = build_quickstart_model(tiny, SyntheticTask(SyntheticConfig(size=100)), log=built.append)
+    plain = load_file(plain_path / "model.safetensors")
+    assert skewed.keys() == plain.keys() and all(torch.equal(skewed[k], plain[k]) for k in plain)
+    assert build_quickstart_model(tiny, skewed_task, log=built.append) == plain_path
     assert sum("building" in line for line in built) == 1
