@@ -71,6 +71,9 @@ METHODS = {
         "selection.curriculum.min_pool=1024",
         "selection.curriculum.max_pool=1024",
     ],
+    # DES at uniform's best learning rate of the skewed pool (its lr check): identical hyper-parameters
+    # to the tuned baseline, not only to the untuned one.
+    "des_lr2e-4": ["selection.method=des", "optim.lr=2.0e-4"],
 }
 #: Checks of the uniform baseline, seed 0 by default: its learning rate (is 1e-4 its best in this budget?),
 #: half the batch (does the number of informative groups per step limit learning at all?) and twice the
@@ -79,6 +82,7 @@ METHODS = {
 LR_CHECK = {
     "uniform_lr5e-5": ["selection.method=uniform", "optim.lr=5.0e-5"],
     "uniform_lr2e-4": ["selection.method=uniform", "optim.lr=2.0e-4"],
+    "uniform_lr4e-4": ["selection.method=uniform", "optim.lr=4.0e-4"],
     "uniform_b32": ["selection.method=uniform", "batch_size=32"],
     "uniform_b128": ["selection.method=uniform", "batch_size=128"],
 }
@@ -105,8 +109,8 @@ SETTINGS = {
             "optim.decay_steps=200",
             f"data.synthetic.level_weights=[{','.join(map(str, SKEWED_LEVEL_WEIGHTS))}]",
         ],
-        "methods": ["uniform", "des", "mopps", "greso", "des_stratified", "random_subset", "dapo"],
-        "checks": ["uniform_lr5e-5", "uniform_lr2e-4"],
+        "methods": ["uniform", "des", "des_lr2e-4", "mopps", "greso", "des_stratified", "random_subset", "dapo"],
+        "checks": ["uniform_lr5e-5", "uniform_lr2e-4", "uniform_lr4e-4"],
     },
     # One pass over the 220K pool at 64 prompts per step (3438 steps): the full-data reference.
     # Driver check only (2 steps, tiny batch and eval): not evidence.

@@ -118,6 +118,7 @@ def test_skewed_pool_checks_uniform_lr_only():
         ("des", 0),
         ("uniform_lr5e-5", 0),
         ("uniform_lr2e-4", 0),
+        ("uniform_lr4e-4", 0),
         ("uniform", 1),
         ("des", 1),
     ]
@@ -130,7 +131,7 @@ def test_queue_is_seed_major_with_checks_after_the_first_seed():
     jobs = [(m, s) for m, s, _ in se.queue("quickstart", ["uniform", "des", "mopps"], [0, 1], lr_check=True)]
     assert jobs[:3] == [("uniform", 0), ("des", 0), ("uniform_b32", 0)]
     assert jobs[-3:] == [("uniform", 1), ("des", 1), ("mopps", 1)]
-    assert len(jobs) == 3 * 2 + len(se.LR_CHECK)
+    assert len(jobs) == 3 * 2 + len(se.SETTINGS["quickstart"]["checks"])
     every = [m for m, _, _ in se.queue("quickstart", list(se.METHODS), [0], lr_check=False)]
     assert every[:3] == ["uniform", "des", "des_calibrated"]
 
