@@ -127,3 +127,19 @@ def test_incompatible_configuration_stage_and_world_size(tmp_path):
         check_resumable(path, None, world_size=4, zero_stage=1)
     manifest = check_resumable(path, {"pool_size": 5, "selection": "des"}, world_size=1, zero_stage=1)
     assert manifest["world_size"] == 1 and len(manifest["selection_digests"]) == 1
+
+
+def test_resume_refuses_another_pool_level_mix(tmp_path):
+    """A skewed pool maps prompt ids to other problems: resuming it with another mix must fail, while
+    fingerprints of runs without level_weights keep their old keys (older checkpoints still load)."""
+    from scalingrl.config import load_config
+    from scalingrl.train import _fingerprint
+
+    weights = "[12,1,1,1,1,1,1,1,1,1,12,12]"
+    plain = _fingerprint(load_config(None), 220_000)
+    skewed = _fingerprint(load_config(None, [f"data.synthetic.level_weights={weights}"]), 220_000)
+    assert "level_weights" not in plain and skewed == {**plain, "level_weights": [12] + [1] * 9 + [12, 12]}
+    path, _ = _save(tmp_path, fingerprint=skewed, stage=0)
+    with pytest.raises(CheckpointError, match="incompatible configuration.*level_weights"):
+        check_resumable(path, plain, world_size=1, zero_stage=0)
+    check_resumable(path, skewed, world_size=1, zero_stage=0)

@@ -103,3 +103,23 @@ def test_synthetic_pool_is_lazy_and_consistent():
     assert {row["prompt"] for row in heldout.rows(range(32))}.isdisjoint(
         {row["prompt"] for row in train.rows(range(0))}
     )
+
+
+def test_synthetic_pool_priors_follow_level_weights(rng):
+    """The selector's view (priors, CoT lengths) of a weighted pool matches its rows; held-out stays equal."""
+    from scalingrl.synthetic import SyntheticConfig
+
+    weights = [12] + [1] * 9 + [12, 12]
+    train, heldout = build_pools(
+        DataConfig(synthetic=SyntheticConfig(size=9_000, level_weights=weights)), eval_size=48, seed=0
+    )
+    ids = rng.integers(0, 9_000, size=200)
+    levels = np.array([row["level"] for row in train.rows(ids)])
+    np.testing.assert_allclose(train.prior_difficulty[ids] * 11, levels)
+    operands = np.array(
+        [row["prompt"].count("+") + row["prompt"].count("-") + row["prompt"].count("*") for row in train.rows(ids)]
+    )
+    np.testing.assert_array_equal(train.reference_cot_length[ids], operands)
+    assert np.bincount(levels, minlength=12)[[0, 10, 11]].sum() > 0.7 * len(ids)
+    np.testing.assert_allclose(heldout.prior_difficulty, np.arange(48) % 12 / 11)
+    assert [row["level"] for row in heldout.rows(range(48))] == list(np.arange(48) % 12)

@@ -101,6 +101,10 @@ def test_report_has_a_section_per_setting(tmp_path):
     for setting, final in (("quickstart", 0.5), ("skewed_pool", 0.8)):
         fake_run(out / f"{setting}/uniform/seed0", 0.4, final, [0.5])
         fake_run(out / f"{setting}/des/seed0", 0.4, final + 0.1, [0.2])
+    fake_run(out / "skewed_pool/uniform_lr2e-4/seed0", 0.4, 0.6, [0.5])
+    fake_run(out / "skewed_pool/des_lr2e-4/seed0", 0.4, 0.7, [0.5])
+    fake_run(out / "smoke/des/seed0", 0.4, 0.7, [0.5])
+    se.collect(out, "smoke", tmp_path / "se.json")
     path = tmp_path / "se.json"
     se.collect(out, "skewed_pool", path)
     se.collect(out, "quickstart", path)
@@ -108,6 +112,8 @@ def test_report_has_a_section_per_setting(tmp_path):
     text = (tmp_path / "bench/RESULTS.md").read_text()
     assert text.index("setting `quickstart`") < text.index("# Setting `skewed_pool`")
     assert "--setting skewed_pool" in text and "ratio 2.00" in text and "ratio 1.25" in text
+    assert "At lr2e-4 (both, seeds 0): DES gain +0.300 vs uniform +0.200, ratio 1.50" in text
+    assert "setting `smoke`" not in text  # the driver check is not evidence
     assert (tmp_path / "bench/results/sample_efficiency_steps_skewed_pool.png").stat().st_size > 0
 
 
@@ -122,6 +128,8 @@ def test_skewed_pool_checks_uniform_lr_only():
         ("uniform", 1),
         ("des", 1),
     ]
+    quickstart = [m for m, _, _ in se.queue("quickstart", se.SETTINGS["quickstart"]["methods"], [0], True)]
+    assert "des_lr2e-4" not in quickstart and "des_no_cot" in quickstart  # the skewed pool's lr pair stays there
     weights = next(o for o in se.common_overrides("skewed_pool") if o.startswith("data.synthetic.level_weights="))
     parsed = yaml.safe_load(weights.split("=", 1)[1])
     assert sum(parsed[i] for i in (0, 10, 11)) / sum(parsed) == pytest.approx(0.8)

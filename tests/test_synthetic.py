@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from scalingrl.synthetic import ALPHABET, SyntheticConfig, SyntheticTask, solve_steps
+from scalingrl.synthetic import ALPHABET, SyntheticConfig, SyntheticTask, smooth_round_robin, solve_steps
 
 
 def test_deterministic_and_correct(rng):
@@ -51,23 +51,36 @@ def test_level_weights_set_the_pool_mix_in_every_prefix(rng):
     task = SyntheticTask(SyntheticConfig(size=50_000, level_weights=weights))
     levels = task.level_of(np.arange(50_000))
     total = sum(weights)
-    for n in [1, 7, total, total + 3, int(rng.integers(1, 50_000)), 50_000]:
-        counts = np.bincount(levels[:n], minlength=12)
-        # Each level within one slot of its exact share of the prefix (smooth weighted round-robin).
-        assert np.all(np.abs(counts - n * np.array(weights) / total) <= 1.0 + 1e-9), (n, counts)
-    assert np.all(np.bincount(levels, minlength=12)[np.array(weights) == 0] == 0)
+    # Every prefix holds each level within one prompt of its exact share (smooth weighted round-robin).
+    counts = np.cumsum(np.eye(12, dtype=np.int64)[levels], axis=0)
+    exact = np.arange(1, 50_001)[:, None] * np.array(weights) / total
+    assert np.abs(counts - exact).max() < 1.0
+    assert np.all(counts[-1][np.array(weights) == 0] == 0)
     # Rows, priors and reference CoT lengths follow the weighted levels.
     ids = rng.integers(0, 50_000, size=50)
     assert [task.problem(int(i)).level for i in ids] == list(levels[ids])
     np.testing.assert_array_equal(task.prior_difficulty(), levels / 11)
     operands = np.array([task.levels[level][1] for level in levels[ids]])
-    assert all(
-        task.problem(int(i)).prompt.count("+")
-        + task.problem(int(i)).prompt.count("-")
-        + task.problem(int(i)).prompt.count("*")
-        == k - 1
-        for i, k in zip(ids, operands)
-    )
+    operators = [sum(task.problem(int(i)).prompt.count(op) for op in "+-*") for i in ids]
+    assert operators == list(operands - 1)
+
+
+def test_smooth_round_robin_matches_nginx_and_rejects_bad_weights():
+    # nginx's own example (the commit that introduced it): weights { 5, 1, 1 } give "a a b a c a a".
+    assert smooth_round_robin([5, 1, 1]).tolist() == [0, 0, 1, 0, 2, 0, 0]
+    assert smooth_round_robin([0, 3]).tolist() == [1, 1, 1]
+    for bad in ([1.5, 2.7], [-1, 3], [[1, 2]], [0, 0], []):
+        with pytest.raises(ValueError, match="weights must be"):
+            smooth_round_robin(bad)
+
+
+def test_task_rechecks_an_edited_config_and_split_names():
+    config = SyntheticConfig(size=100)
+    config.level_weights = (1, 2)  # edited after validation
+    with pytest.raises(ValueError, match="has 2 entries but this task has 12 levels"):
+        SyntheticTask(config)
+    with pytest.raises(ValueError, match='split must be "train" or "heldout"'):
+        SyntheticTask(SyntheticConfig(size=100)).problem(3, split="Train")
 
 
 def test_level_weights_leave_the_heldout_split_alone():
@@ -82,9 +95,9 @@ def test_level_weights_leave_the_heldout_split_alone():
     "weights, message",
     [
         ([1, 2], "has 2 entries but this task has 12 levels"),
-        ([1.5] * 12, "integers >= 0"),
-        ([-1] + [1] * 11, "integers >= 0"),
-        ([True] * 12, "integers >= 0"),
+        ([1.5] * 12, "YAML integers >= 0"),
+        ([-1] + [1] * 11, "YAML integers >= 0"),
+        ([True] * 12, "YAML integers >= 0"),
         ([0] * 12, "sum to 1..10000"),
         ([10_000] * 12, "sum to 1..10000"),
         ("1,1", "list of integers"),

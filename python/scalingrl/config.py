@@ -349,8 +349,12 @@ def field_help(config, prefix: str = "") -> dict[str, tuple[Any, str]]:
 
 
 def describe_fields(config, prefix: str = "") -> list[str]:
-    """``key = default  # doc`` lines for every leaf field (for ``--help``)."""
-    return [f"  {key} = {value!r}  # {doc}" for key, (value, doc) in field_help(config, prefix).items()]
+    """``key = default  # doc`` lines for every leaf field (for ``--help``); tuples print as YAML lists, the
+    form an override takes (``optim.betas=[0.9,0.99]``)."""
+    return [
+        f"  {key} = {list(value) if isinstance(value, tuple) else value!r}  # {doc}"
+        for key, (value, doc) in field_help(config, prefix).items()
+    ]
 
 
 _OVERRIDE = re.compile(r"^\s*[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*\s*=")

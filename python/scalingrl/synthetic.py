@@ -67,31 +67,57 @@ class SyntheticConfig:
         if isinstance(weights, str) or not isinstance(weights, (list, tuple)):
             raise ValueError(f"synthetic.level_weights must be a list of integers (one per level), got {weights!r}")
         if any(isinstance(w, bool) or not isinstance(w, int) or w < 0 for w in weights):
-            raise ValueError(f"synthetic.level_weights must be integers >= 0, got {list(weights)}")
+            raise ValueError(f"synthetic.level_weights must be YAML integers >= 0, got {list(weights)}")
         if weights and (sum(weights) == 0 or sum(weights) > MAX_LEVEL_WEIGHT_TOTAL):
             raise ValueError(
                 f"synthetic.level_weights must sum to 1..{MAX_LEVEL_WEIGHT_TOTAL}, "
                 f"got {sum(weights)} from {list(weights)}"
             )
-        levels = (self.max_operands - self.min_operands + 1) * self.max_digits * len(operator_tiers(self.operators))
-        if weights and len(weights) != levels:
-            raise ValueError(
-                f"synthetic.level_weights has {len(weights)} entries but this task has {levels} levels (operands "
-                f"{self.min_operands}-{self.max_operands}, digits 1-{self.max_digits}, operators {self.operators!r}): "
-                "give one weight per level"
-            )
         self.level_weights = tuple(weights)
+        check_level_weights(self, len(level_specs(self)))
+
+
+def level_specs(config: SyntheticConfig) -> list[tuple[str, int, int]]:
+    """The task's levels as (operator tier, operands, digits), easiest first (a rough hardness order:
+    operations, then digits, then operator tier)."""
+    levels = [
+        (tier, operands, digits)
+        for operands in range(config.min_operands, config.max_operands + 1)
+        for digits in range(1, config.max_digits + 1)
+        for tier in operator_tiers(config.operators)
+    ]
+    return sorted(levels, key=lambda level: (level[1] - 1) * (1 + level[2]) + 0.5 * len(level[0]))
+
+
+def check_level_weights(config: SyntheticConfig, num_levels: int) -> None:
+    """Raise ``ValueError`` unless ``config.level_weights`` is empty or has one entry per level."""
+    weights = config.level_weights
+    if weights and len(weights) != num_levels:
+        raise ValueError(
+            f"synthetic.level_weights has {len(weights)} entries but this task has {num_levels} levels (operands "
+            f"{config.min_operands}-{config.max_operands}, digits 1-{config.max_digits}, operators "
+            f"{config.operators!r}): give one weight per level"
+        )
 
 
 def smooth_round_robin(weights) -> np.ndarray:
     """(sum(weights),) int64: the order of smooth weighted round-robin over ``len(weights)`` items.
 
+    Args:
+        weights: (k,) integers >= 0 with a positive sum.
+
     Each round adds every item's weight to its running credit, emits the item with the most credit
     (lowest index on ties) and takes the total weight from it; item l appears ``weights[l]`` times, spread
-    evenly. Source: the smooth weighted round-robin of nginx's upstream balancer
-    (``ngx_http_upstream_get_peer``, "smooth weighted round-robin balancing", nginx 1.3.1).
+    evenly (weights 5, 1, 1 give 0 0 1 0 2 0 0). Source: nginx's upstream balancer, commit
+    "Upstream: smooth weighted round-robin balancing" (27e94984486058d73157038f7950a0a36ecc6e35, nginx 1.3.1).
+
+    Raises:
+        ValueError: ``weights`` is not 1-D, holds a non-integer or a negative value, or sums to 0.
     """
-    weights = np.asarray(weights, dtype=np.int64)
+    raw = np.asarray(weights)
+    if raw.ndim != 1 or raw.dtype.kind not in "iu" or (raw < 0).any() or raw.sum() <= 0:
+        raise ValueError(f"weights must be a 1-D sequence of integers >= 0 with a positive sum, got {weights!r}")
+    weights = raw.astype(np.int64)
     credit = np.zeros(len(weights), dtype=np.int64)
     order = np.empty(int(weights.sum()), dtype=np.int64)
     for position in range(len(order)):
@@ -155,24 +181,14 @@ class SyntheticTask:
     held-out split always has level ``i % num_levels``.
 
     Raises:
-        ValueError: ``level_weights`` is not one integer per level.
+        ValueError: ``config.level_weights`` is not one integer per level (also checked by ``SyntheticConfig``).
     """
 
     def __init__(self, config: SyntheticConfig) -> None:
         self.config = config
-        tiers = operator_tiers(config.operators)
-        self.levels: list[tuple[str, int, int]] = [
-            (tier, operands, digits)
-            for operands in range(config.min_operands, config.max_operands + 1)
-            for digits in range(1, config.max_digits + 1)
-            for tier in tiers
-        ]
-        # Order by a rough hardness: operations, then digits, then operator tier.
-        self.levels.sort(key=lambda level: (level[1] - 1) * (1 + level[2]) + 0.5 * len(level[0]))
-        self._pattern: np.ndarray | None = None
-        if config.level_weights:
-            weights = config.level_weights
-            self._pattern = smooth_round_robin(weights)
+        self.levels: list[tuple[str, int, int]] = level_specs(config)
+        check_level_weights(config, len(self.levels))  # the config may have been edited after validation
+        self._pattern = smooth_round_robin(config.level_weights) if config.level_weights else None
 
     @property
     def num_levels(self) -> int:
@@ -182,7 +198,13 @@ class SyntheticTask:
         return self.config.size
 
     def level_of(self, ids: np.ndarray, split: str = "train") -> np.ndarray:
-        """(n,) int64 difficulty levels of prompt ids of ``split`` ("train": the pool; else held-out)."""
+        """(n,) int64 difficulty levels of (n,) int prompt ids of ``split`` ("train": the pool, or "heldout").
+
+        Raises:
+            ValueError: ``split`` is neither "train" nor "heldout".
+        """
+        if split not in ("train", "heldout"):
+            raise ValueError(f'split must be "train" or "heldout", got {split!r}')
         ids = np.asarray(ids, dtype=np.int64)
         if split == "train" and self._pattern is not None:
             return self._pattern[ids % len(self._pattern)]

@@ -119,6 +119,8 @@ def _fingerprint(config, pool_size: int) -> dict[str, Any]:
         "selection": config.selection.method,
         "seed": config.seed,
         "data": config.data.path or config.data.source,
+        # Only when set, so that checkpoints written before the key existed still load.
+        **({"level_weights": list(weights)} if (weights := config.data.synthetic.level_weights) else {}),
     }
 
 
