@@ -21,7 +21,7 @@ continues with ``--resume``. ``--collect`` only rebuilds the JSON from the finis
 
 Settings: ``quickstart`` (the 220K synthetic pool, budget in docs/des_evidence.md), ``skewed_pool`` (the
 same budget, model and held-out set on a pool 80% of which the initial model has mastered or cannot
-solve: 71% of uniform's rollouts were in zero-variance groups on seed 0, vs 50% on the quickstart
+solve: 71% of uniform's rollouts were in zero-variance groups over 3 seeds, vs 50% on the quickstart
 pool, closer to the paper's setting) and ``full_pass`` (uniform
 for one pass over the pool: the paper's full-data baseline). Methods are the registered
 selectors plus ``des_<variant>`` ablations; ``uniform_lr<value>`` entries check uniform's learning rate.

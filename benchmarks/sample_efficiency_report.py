@@ -182,7 +182,8 @@ def goals(methods: dict) -> list[str]:
         f"{'met' if ratio >= 1.5 else 'NOT met'}.",
         f"- Best other finished method: {best_other[0]} {best_other[1]['gain_mean']:+.3f}; "
         "DES above every other finished "
-        f"method ({', '.join(sorted(others))}): {'yes' if des['gain_mean'] > best_other[1]['gain_mean'] else 'NO'}.",
+        f"method ({', '.join(sorted(others))}): {'yes' if des['gain_mean'] > best_other[1]['gain_mean'] else 'NO'} "
+        f"by the mean; DES - {best_other[0]} paired by seed {paired_difference(des, best_other[1])}.",
         f"- DES zero-variance share {des['zero_variance_share_mean']:.2f} (goal <= 0.20): "
         f"{'met' if des['zero_variance_share_mean'] <= 0.2 else 'NOT met'}.",
         f"- DES pool share used {100 * des['pool_share_used_mean']:.2f}% (goal <= 2%): "
