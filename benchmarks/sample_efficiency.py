@@ -72,10 +72,10 @@ METHODS = {
         "selection.curriculum.min_pool=1024",
         "selection.curriculum.max_pool=1024",
     ],
-    # DES at uniform's best learning rate of the skewed pool (its lr check): identical hyper-parameters
-    # to the tuned baseline, not only to the untuned one.
-    "des_lr2e-4": ["selection.method=des", "optim.lr=2.0e-4"],
 }
+#: DES at another learning rate, to pair with the uniform check at the same rate (identical
+#: hyper-parameters to a tuned baseline, not only to the default one); run where a setting lists it.
+AT_OTHER_LR = {"des_lr2e-4": ["selection.method=des", "optim.lr=2.0e-4"]}
 #: Checks of the uniform baseline, seed 0 by default: its learning rate (is 1e-4 its best in this budget?),
 #: half the batch (does the number of informative groups per step limit learning at all?) and twice the
 #: batch (how much would 2x the informative groups per optimizer step give: the most any selection could
@@ -99,7 +99,6 @@ SETTINGS = {
     "quickstart": {
         "steps": 100,
         "overrides": ["eval.every=25", "optim.decay_steps=200"],
-        "methods": [m for m in METHODS if m != "des_lr2e-4"],  # uniform's lr 1e-4 is its best here
         "checks": ["uniform_b32", "uniform_lr5e-5", "uniform_lr2e-4", "uniform_b128"],
     },
     # The quickstart's budget on a pool where most groups are zero-variance for uniform sampling (the regime
@@ -119,10 +118,11 @@ SETTINGS = {
     "smoke": {
         "steps": 2,
         "overrides": ["eval.every=1", "eval.size=8", "batch_size=4", "rollout.group_size=2"],
-        "methods": [m for m in METHODS if m != "des_lr2e-4"],
     },
     "full_pass": {"steps": 3438, "overrides": ["eval.every=250", "optim.decay_steps=6876"], "methods": ["uniform"]},
 }
+#: Every run the driver knows, by name: its extra overrides.
+RUNS = {**METHODS, **AT_OTHER_LR, **LR_CHECK}
 POLL_S = 5.0  # seconds between checks on running trainings
 FIXED = ["optim.threads=1", "report=false", "tensorboard=false", "progress_bar=false", "save_every=25"]
 
@@ -179,15 +179,14 @@ def queue(setting: str, methods: list[str], seeds: list[int], lr_check: bool) ->
     """(method, seed, overrides) in seed-major order, so partial results cover every method; with
     ``lr_check``, the setting's uniform checks on the first seed: the batch check third, the rest after
     the first seed's methods."""
-    table = {**METHODS, **LR_CHECK}
-    jobs = [(m, seeds[0], table[m]) for m in methods]
+    jobs = [(m, seeds[0], RUNS[m]) for m in methods]
     if lr_check:
         checks = SETTINGS[setting].get("checks", [])
         if "uniform_b32" in checks:
             # Right after the first pair: it decides whether per-step signal limits learning at all.
             jobs.insert(min(2, len(jobs)), ("uniform_b32", seeds[0], LR_CHECK["uniform_b32"]))
         jobs += [(m, seeds[0], LR_CHECK[m]) for m in checks if m != "uniform_b32"]
-    return jobs + [(m, s, table[m]) for s in seeds[1:] for m in methods]
+    return jobs + [(m, s, RUNS[m]) for s in seeds[1:] for m in methods]
 
 
 def run_all(out: pathlib.Path, setting: str, jobs, parallel: int, json_path: pathlib.Path) -> None:
@@ -326,7 +325,6 @@ def collect(out: pathlib.Path, setting: str, json_path: pathlib.Path) -> dict:
     """Rebuild the JSON from every finished run under ``out/setting`` (other settings' entries kept)."""
     base = out / setting
     methods, pool_size = {}, None
-    table = {**METHODS, **LR_CHECK}
     for method_dir in sorted(p for p in base.glob("*") if p.is_dir()):
         runs = {}
         for seed_dir in sorted(method_dir.glob("seed*")):
@@ -336,7 +334,7 @@ def collect(out: pathlib.Path, setting: str, json_path: pathlib.Path) -> dict:
                 pool_size = result["pool_size"]
         if not runs:
             continue
-        entry = {"seeds": sorted(int(s) for s in runs), "overrides": table.get(method_dir.name)}
+        entry = {"seeds": sorted(int(s) for s in runs), "overrides": RUNS.get(method_dir.name)}
         for key, name in (
             ("final_accuracy", "final_accuracy"),
             ("gain", "gain"),
@@ -411,9 +409,9 @@ def main(argv: list[str] | None = None) -> None:
     if out == ROOT or ROOT in out.parents:
         raise SystemExit(f"--out {out} is inside the repository; use a folder outside it (e.g. /work/se-runs)")
     methods = args.methods or SETTINGS[args.setting].get("methods", list(METHODS))
-    unknown = [m for m in methods if m not in METHODS and m not in LR_CHECK]
+    unknown = [m for m in methods if m not in RUNS]
     if unknown:
-        raise SystemExit(f"unknown method(s) {unknown}: use {', '.join([*METHODS, *LR_CHECK])}")
+        raise SystemExit(f"unknown method(s) {unknown}: use {', '.join(RUNS)}")
     if args.parallel < 1:
         raise SystemExit(f"--parallel={args.parallel} must be >= 1")
     json_path = pathlib.Path(args.json)

@@ -84,6 +84,8 @@ def test_missing_config_file_lists_presets(tmp_path):
 def test_help_lists_every_field():
     lines = describe_fields(TrainConfig())
     text = "\n".join(lines)
+    # Tuples print as the YAML list an override takes, not as a Python tuple YAML would read as a string.
+    assert "  optim.betas = [0.9, 0.99]  #" in text and "  data.synthetic.level_weights = []  #" in text
     for key in (
         "rollout.group_size",
         "optim.zero_stage",

@@ -128,7 +128,7 @@ def test_skewed_pool_checks_uniform_lr_only():
         ("uniform", 1),
         ("des", 1),
     ]
-    quickstart = [m for m, _, _ in se.queue("quickstart", se.SETTINGS["quickstart"]["methods"], [0], True)]
+    quickstart = [m for m, _, _ in se.queue("quickstart", list(se.METHODS), [0], True)]
     assert "des_lr2e-4" not in quickstart and "des_no_cot" in quickstart  # the skewed pool's lr pair stays there
     weights = next(o for o in se.common_overrides("skewed_pool") if o.startswith("data.synthetic.level_weights="))
     parsed = yaml.safe_load(weights.split("=", 1)[1])
