@@ -110,7 +110,10 @@ SETTINGS = {
             "optim.decay_steps=200",
             f"data.synthetic.level_weights=[{','.join(map(str, SKEWED_LEVEL_WEIGHTS))}]",
         ],
-        "methods": ["uniform", "des", "des_lr2e-4", "mopps", "greso", "des_stratified", "random_subset", "dapo"],
+        "methods": [
+            *("uniform", "des", "des_lr2e-4", "mopps", "greso", "des_stratified", "random_subset", "dapo"),
+            *("des_no_difficulty", "des_no_adaptability", "des_no_cot", "des_fixed_pool"),  # ablations
+        ],
         "checks": ["uniform_lr5e-5", "uniform_lr2e-4", "uniform_lr4e-4"],
     },
     # One pass over the 220K pool at 64 prompts per step (3438 steps): the full-data reference.
@@ -301,7 +304,32 @@ def read_run(folder: pathlib.Path) -> dict | None:
         "accuracy_by_level_initial": summary["initial_eval"].get("accuracy_by_level"),
         "accuracy_by_level_final": summary["final_eval"].get("accuracy_by_level"),
         "selected_levels": _level_counts(train_rows.values()),
+        "gain_pool_mix": _pool_mix_gain(summary, cfg),
     }
+
+
+def pool_mix_accuracy(by_level: dict[str, float], level_weights: list[int]) -> float:
+    """Held-out accuracy re-weighted to the training pool's level mix.
+
+    ``by_level``: held-out pass@1 per level (keys "0".."L-1", the eval's ``accuracy_by_level``); the held-out
+    set has an equal mix of levels, so ``sum_l w_l * acc_l / sum_l w_l`` is an unbiased estimate of the
+    pass@1 on a held-out set drawn like the pool (``data.synthetic.level_weights``), with a larger sampling
+    error where the weights are uneven. Raises ValueError if a weighted level has no accuracy.
+    """
+    missing = [level for level, weight in enumerate(level_weights) if weight and str(level) not in by_level]
+    if missing:
+        raise ValueError(f"accuracy_by_level has no entry for level(s) {missing} of level_weights={level_weights}")
+    total = sum(level_weights)
+    return sum(weight * by_level[str(level)] for level, weight in enumerate(level_weights) if weight) / total
+
+
+def _pool_mix_gain(summary: dict, cfg: dict) -> float | None:
+    """Final minus initial :func:`pool_mix_accuracy`; None for an equal-mix pool (the gain is the same)."""
+    weights = ((cfg.get("data") or {}).get("synthetic") or {}).get("level_weights") or []
+    initial, final = summary["initial_eval"].get("accuracy_by_level"), summary["final_eval"].get("accuracy_by_level")
+    if not weights or not initial or not final:
+        return None
+    return pool_mix_accuracy(final, weights) - pool_mix_accuracy(initial, weights)
 
 
 def _level_counts(rows) -> dict[str, int] | None:
@@ -338,6 +366,7 @@ def collect(out: pathlib.Path, setting: str, json_path: pathlib.Path) -> dict:
         for key, name in (
             ("final_accuracy", "final_accuracy"),
             ("gain", "gain"),
+            ("gain_pool_mix", "gain_pool_mix"),
             ("initial_accuracy", "initial_accuracy"),
             ("unique_prompts", "unique_prompts"),
             ("zero_variance_share", "zero_variance_share"),

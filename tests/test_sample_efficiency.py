@@ -81,6 +81,45 @@ def test_collect_writes_the_issue_keys_with_seed_statistics(tmp_path):
     assert uniform["runs"]["0"]["selected_levels"] == {"0": 2, "1": 4}
 
 
+def test_pool_mix_accuracy_is_numpys_weighted_average():
+    rng = np.random.default_rng()
+    weights = [int(w) for w in rng.integers(0, 13, size=12)]
+    weights[int(rng.integers(12))] += 1  # at least one level weighs
+    accuracy = rng.random(12)
+    by_level = {str(level): float(a) for level, a in enumerate(accuracy)}
+    assert se.pool_mix_accuracy(by_level, weights) == pytest.approx(np.average(accuracy, weights=weights))
+    assert se.pool_mix_accuracy(by_level, [1] * 12) == pytest.approx(accuracy.mean())
+    del by_level["3"]
+    with pytest.raises(ValueError, match=r"no entry for level\(s\) \[3\]"):
+        se.pool_mix_accuracy(by_level, [1] * 12)
+    assert se.pool_mix_accuracy(by_level, [1, 1, 1, 0]) == pytest.approx(accuracy[:3].mean())  # weight 0: unused
+
+
+def test_collect_gives_the_pool_mix_gain_only_for_a_weighted_pool(tmp_path):
+    out = tmp_path / "runs"
+    fake_run(out / "skewed_pool/des/seed0", 0.4, 0.5, [0.5])
+    fake_run(out / "skewed_pool/uniform/seed0", 0.4, 0.5, [0.5])
+    folder = out / "skewed_pool/des/seed0"
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config["data"] = {"synthetic": {"level_weights": [3, 1]}}
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["initial_eval"]["accuracy_by_level"] = {"0": 0.9, "1": 0.1}
+    summary["final_eval"]["accuracy_by_level"] = {"0": 0.8, "1": 0.5}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    methods = se.collect(out, "skewed_pool", tmp_path / "se.json")["settings"]["skewed_pool"]["methods"]
+    expected = np.average([0.8, 0.5], weights=[3, 1]) - np.average([0.9, 0.1], weights=[3, 1])
+    assert methods["des"]["runs"]["0"]["gain_pool_mix"] == pytest.approx(expected)
+    assert methods["des"]["gain_pool_mix_mean"] == pytest.approx(expected)
+    assert methods["uniform"]["runs"]["0"]["gain_pool_mix"] is None  # equal mix: no second number
+    spec = importlib.util.spec_from_file_location("se_report", ROOT / "benchmarks" / "sample_efficiency_report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    lines = report.pool_mix(methods)
+    assert [line.split(" | ")[0] for line in lines if line.startswith("| des")] == ["| des"]  # uniform has none
+    assert report.pool_mix({"uniform": methods["uniform"]}) == []
+
+
 def test_collect_keeps_other_settings(tmp_path):
     out = tmp_path / "runs"
     fake_run(out / "quickstart/uniform/seed0", 0.4, 0.5, [0.5])
