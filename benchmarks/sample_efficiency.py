@@ -61,6 +61,7 @@ METHODS = {
     ],
     "mopps": ["selection.method=mopps"],
     "greso": ["selection.method=greso"],
+    "speed": ["selection.method=speed"],
     "dapo": ["selection.method=dapo"],
     "adarft": ["selection.method=adarft"],
     "random_subset": ["selection.method=random_subset"],
@@ -111,7 +112,7 @@ SETTINGS = {
             f"data.synthetic.level_weights=[{','.join(map(str, SKEWED_LEVEL_WEIGHTS))}]",
         ],
         "methods": [
-            *("uniform", "des", "des_lr2e-4", "mopps", "greso", "des_stratified", "random_subset", "dapo"),
+            *("uniform", "des", "des_lr2e-4", "mopps", "greso", "des_stratified", "random_subset", "dapo", "speed"),
             *("des_no_difficulty", "des_no_adaptability", "des_no_cot", "des_fixed_pool"),  # ablations
         ],
         "checks": ["uniform_lr5e-5", "uniform_lr2e-4", "uniform_lr4e-4"],
@@ -249,14 +250,16 @@ def read_run(folder: pathlib.Path) -> dict | None:
     cfg = yaml.safe_load(config)
     per_step = cfg["batch_size"] * cfg["rollout"]["group_size"]
     train_rows = {r["step"]: r for r in rows if "time_step_s" in r}
-    elapsed, clock = 0.0, {0: 0.0}
+    elapsed, clock, spent, rollouts = 0.0, {0: 0.0}, 0, {0: 0}
     for step in sorted(train_rows):
         elapsed += train_rows[step]["time_step_s"]
         clock[step] = elapsed
+        spent += train_rows[step].get("rollouts", per_step)  # screening rounds (speed) roll out more
+        rollouts[step] = spent
     curve = [
         {
             "step": r["step"],
-            "rollouts": r["step"] * per_step,
+            "rollouts": rollouts.get(r["step"], r["step"] * per_step),
             "wall_clock_s": clock.get(r["step"]),
             "accuracy": r["eval_accuracy"],
         }
@@ -295,6 +298,7 @@ def read_run(folder: pathlib.Path) -> dict | None:
         "entropy": step_mean("entropy_mean"),
         "selection_overhead_ms": float(np.mean(overhead)) if overhead else None,
         "train_time_s": elapsed,
+        "rollouts": spent,
         "wall_clock_s": summary["wall_clock_s"],
         "steps": summary["steps"],
         "curve": curve,
@@ -372,6 +376,7 @@ def collect(out: pathlib.Path, setting: str, json_path: pathlib.Path) -> dict:
             ("zero_variance_share", "zero_variance_share"),
             ("selection_overhead_ms", "selection_overhead_ms"),
             ("train_time_s", "train_time_s"),
+            ("rollouts", "rollouts"),
             ("informative_groups_per_step", "informative_groups_per_step"),
             ("train_reward", "train_reward"),
             ("grad_norm", "grad_norm"),

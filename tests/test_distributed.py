@@ -422,3 +422,17 @@ def test_zero_resume_in_one_process(one_process_run, tmp_path, stage):
         torch.testing.assert_close(
             resumed[name], uninterrupted[name], rtol=0 if exact else 1e-4, atol=0 if exact else 1e-6, msg=name
         )
+
+
+def test_speed_screening_round_matches_one_process(model_cache, tmp_path):
+    """The screening round is sharded and all-gathered like the step's rollouts: two torchrun ranks screen
+    and train exactly the prompts one process with the same shards does."""
+    from scalingrl.train import main
+
+    speed = ("steps=2", "selection.method=speed", "selection.speed.screen_rollouts=2", "optim.zero_stage=0")
+    main(_config(tmp_path / "one", *speed))
+    _finish(_launch("torchrun", _write_config(tmp_path / "two", *speed)))
+    rows_one, rows_two = _training_rows(tmp_path / "one"), _training_rows(tmp_path / "two")
+    assert len(rows_one) == 2 and all(r["screen_rollouts"] == 12 * 2 for r in rows_one)  # 2 x 6 candidates
+    keys = (*EXACT, "screen_rollouts", "rollouts", "selection/screen_qualified")
+    assert [{k: r[k] for k in keys} for r in rows_two] == [{k: r[k] for k in keys} for r in rows_one]

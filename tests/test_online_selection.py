@@ -26,7 +26,7 @@ from scalingrl.selection import METHODS, SelectionConfig, make_selector, registe
 
 
 def test_registry_lists_every_method_and_rejects_duplicates():
-    assert list(METHODS) == ["uniform", "dapo", "random_subset", "adarft", "des", "mopps", "greso"]
+    assert list(METHODS) == ["uniform", "dapo", "random_subset", "adarft", "des", "mopps", "greso", "speed"]
     with pytest.raises(ValueError, match="'des' is already registered"):
         register_method("des")(type("Other", (), {}))
     with pytest.raises(TypeError):

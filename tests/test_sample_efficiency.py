@@ -79,6 +79,20 @@ def test_collect_writes_the_issue_keys_with_seed_statistics(tmp_path):
     assert [p["rollouts"] for p in curve] == [0, 16]  # 4 prompts x 2 rollouts per step
     assert [p["wall_clock_s"] for p in curve] == [0.0, 4.0]
     assert uniform["runs"]["0"]["selected_levels"] == {"0": 2, "1": 4}
+    assert uniform["rollouts_mean"] == 16
+
+
+def test_curve_counts_screening_rollouts(tmp_path):
+    folder = tmp_path / "runs/quickstart/speed/seed0"
+    fake_run(folder, 0.4, 0.5, [0.5, 0.5, 0.5])
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    for row, spent in zip([r for r in rows if "time_step_s" in r], (20, 24, 30)):
+        row["rollouts"] = spent  # a screening round adds rollouts beyond 4 prompts x 2
+    rows.insert(3, {"step": 2, "eval_accuracy": 0.45})
+    (folder / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    run = se.read_run(folder)
+    assert [(p["step"], p["rollouts"]) for p in run["curve"]] == [(0, 0), (2, 44), (3, 74)]
+    assert run["rollouts"] == 74
 
 
 def test_pool_mix_accuracy_is_numpys_weighted_average():

@@ -8,6 +8,7 @@ import pytest
 from scalingrl.curriculum import CurriculumConfig
 from scalingrl.data import PoolInfo
 from scalingrl.selection import METHODS, SelectionConfig, make_selector
+from scalingrl.selection_config import SPEEDConfig
 
 POOL = 3000
 B, G = 64, 8
@@ -29,7 +30,11 @@ def run(selector, steps, start=0, seed=0):
     rng = np.random.default_rng(seed + start)
     chosen = []
     for step in range(start, start + steps):
-        sel = selector.select(step, B)
+        plan = selector.screening_plan(B)  # the trainer's protocol (train.grpo_step)
+        sel = selector.select(step, B if plan is None else plan.candidates)
+        if plan is not None:
+            screened = rng.random((plan.candidates, plan.rollouts)) < true_pass(sel.prompt_ids)[:, None]
+            sel = sel.take(selector.screen(sel, screened.astype(float), B))
         correct = rng.random((B, G)) < true_pass(sel.prompt_ids)[:, None]
         cot = {"response_length": rng.integers(5, 300, (B, G)).astype(float), "entropy_mean": rng.random((B, G))}
         selector.update(step, sel.prompt_ids, correct.astype(float), correct, cot)
@@ -285,3 +290,56 @@ def test_label_calibration_round_trips_and_needs_labels():
         make_selector(pool_info(), config("des"), seed=0).load_state_dict(b.state_dict())
     with pytest.raises(ValueError, match="needs difficulty labels"):
         make_selector(PoolInfo(100), calibrated(), seed=0)
+
+
+def _speed_reference(rewards, batch_size):
+    """SPEED's choice as a plain loop: the first batch_size candidates whose screening rewards differ, then
+    the first others, returned in candidate order."""
+    varies = [i for i, row in enumerate(rewards.tolist()) if len(set(row)) > 1]
+    rest = [i for i in range(len(rewards)) if i not in varies]
+    return sorted((varies + rest)[:batch_size])
+
+
+@pytest.mark.parametrize("qualified_share", [0.0, 0.2, 0.5, 1.0])
+def test_speed_screen_takes_the_first_candidates_whose_rewards_vary(qualified_share):
+    rng = np.random.default_rng()
+    selector = make_selector(pool_info(), SelectionConfig(method="speed"), seed=int(rng.integers(1 << 31)))
+    plan = selector.screening_plan(B)
+    assert (plan.candidates, plan.rollouts) == (2 * B, 4)  # ceil(2.0 x 64) candidates, 4 samples each
+    selection = selector.select(0, plan.candidates)
+    assert len(np.unique(selection.prompt_ids)) == plan.candidates
+    rewards = np.repeat(rng.integers(0, 2, (plan.candidates, 1)).astype(float), plan.rollouts, axis=1)
+    mixed = rng.random(plan.candidates) < qualified_share
+    rewards[mixed, 0] = 1.0 - rewards[mixed, 0]  # these rows vary
+    positions = selector.screen(selection, rewards, B)
+    assert positions.dtype == np.int64 and positions.tolist() == _speed_reference(rewards, B)
+    assert selector.metrics()["screen_qualified"] == pytest.approx(mixed.mean())
+    assert selector.metrics()["screen_filled"] == max(B - mixed.sum(), 0)
+    taken = selection.take(positions)
+    np.testing.assert_array_equal(taken.prompt_ids, selection.prompt_ids[positions])
+    np.testing.assert_array_equal(taken.factors["difficulty"], selection.factors["difficulty"][positions])
+
+
+def test_speed_plan_and_screen_errors():
+    selector = make_selector(pool_info(), SelectionConfig(method="speed", speed=SPEEDConfig(2, 1.5)), seed=0)
+    assert selector.screening_plan(5).candidates == 8  # ceil(1.5 x 5)
+    assert selector.screening_plan(POOL).candidates == POOL  # never more than the pool
+    with pytest.raises(ValueError, match="exceeds the pool"):
+        selector.screening_plan(POOL + 1)
+    selection = selector.select(0, 8)
+    with pytest.raises(ValueError, match=r"screening rewards must be \(8, n >= 2\), got shape \(7, 2\)"):
+        selector.screen(selection, np.zeros((7, 2)), 5)
+    with pytest.raises(ValueError, match=r"batch_size=9 must be in \[1, 8\]"):
+        selector.screen(selection, np.zeros((8, 2)), 9)
+    with pytest.raises(ValueError, match="screen_rollouts=1 must be >= 2"):
+        SPEEDConfig(screen_rollouts=1)
+    with pytest.raises(ValueError, match="candidates_factor=0.5 must be >= 1"):
+        SPEEDConfig(candidates_factor=0.5)
+    uniform = make_selector(pool_info(), SelectionConfig(method="uniform"), seed=0)
+    assert uniform.screening_plan(B) is None
+    with pytest.raises(NotImplementedError, match="uniform has no screening_plan"):
+        uniform.screen(selection, np.zeros((8, 2)), 5)
+    with pytest.raises(ValueError, match="positions must be distinct"):
+        selection.take(np.array([1, 1]))
+    with pytest.raises(ValueError, match=r"positions must lie in \[0, 8\)"):
+        selection.take(np.array([8]))

@@ -133,6 +133,15 @@ def test_random_subset_sized_like_des_stays_inside_its_subset():
     assert subset["rollouts"] == des["rollouts"]
 
 
+def test_speed_screening_counts_its_rollouts_and_trains_fewer_zero_variance_groups():
+    seed = int(np.random.default_rng().integers(1 << 31))
+    speed = run_schedule(SelectionConfig(method="speed"), SMALL, seed, 20, 32)
+    uniform = run_schedule(SelectionConfig(method="uniform"), SMALL, seed, 20, 32)
+    assert speed["rollouts"] == 20 * (64 * 4 + 32 * SMALL.group_size)  # 2 x 32 candidates x 4, then the groups
+    assert uniform["rollouts"] == 20 * 32 * SMALL.group_size
+    assert speed["zero_variance_fraction"] < uniform["zero_variance_fraction"]
+
+
 def test_bad_config():
     with pytest.raises(ValueError, match="group_size"):
         LearnerConfig(group_size=1)

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -254,10 +255,39 @@ def test_eval_cli_on_a_run_and_a_checkpoint(full_run, tmp_path):
     assert eval_main([str(checkpoint), "eval.size=8"])["accuracy"] == result["accuracy"]
 
 
-@pytest.mark.parametrize("method", ["uniform", "random_subset", "dapo", "adarft", "mopps", "greso"])
+@pytest.mark.parametrize("method", ["uniform", "random_subset", "dapo", "adarft", "mopps", "greso", "speed"])
 def test_every_selection_method_runs_through_the_same_loop(method, tmp_path):
     from scalingrl.train import main
 
     summary = main(_config(tmp_path, "steps=2", f"selection.method={method}", "tensorboard=false", "report=false"))
     assert summary["selection_method"] == method and summary["steps"] == 2
     assert len(_training_rows(tmp_path)) == 2
+
+
+def test_speed_screening_round_trains_the_prompts_screen_chose(tmp_path, monkeypatch):
+    """The screening hook in grpo_step: C candidates x n samples are rolled out and scored with the run's
+    reward, ``screen`` sees them, and the step trains (and records) exactly the prompts it returned."""
+    from scalingrl import selection, train
+
+    calls = []
+    original = selection.SPEEDSelector.screen
+
+    def recording_screen(self, chosen, rewards, batch_size):
+        positions = original(self, chosen, rewards, batch_size)
+        calls.append((chosen.prompt_ids.copy(), np.asarray(rewards).copy(), positions.copy()))
+        return positions
+
+    monkeypatch.setattr(selection.SPEEDSelector, "screen", recording_screen)
+    overrides = ["steps=2", "selection.method=speed", "selection.speed.screen_rollouts=3", "tensorboard=false"]
+    summary = train.main(_config(tmp_path, *overrides, "selection.speed.candidates_factor=2.5", "report=false"))
+    rows = _training_rows(tmp_path)
+    assert summary["steps"] == 2 and len(calls) == 2 and len(rows) == 2
+    for row, (candidates, rewards, positions) in zip(rows, calls):
+        assert rewards.shape == (10, 3)  # ceil(2.5 x 4) candidates x 3 screening samples
+        assert set(np.unique(rewards)) <= {0.0, 1.0}  # the synthetic task's 0/1 reward
+        assert row["prompt_ids"] == candidates[positions].tolist()
+        assert row["screen_rollouts"] == 30 and row["rollouts"] == 30 + 4 * 4
+        assert row["selection/screen_qualified"] == pytest.approx(np.mean(rewards.max(1) > rewards.min(1)))
+    logged = [json.loads(line) for line in (tmp_path / "selection_log.jsonl").read_text().splitlines()]
+    assert [r["prompt_ids"] for r in logged] == [row["prompt_ids"] for row in rows]  # the trained batch
+    assert train._step_seed(0, 1, 0, screening=True) not in {train._step_seed(0, 1, s) for s in range(4)}

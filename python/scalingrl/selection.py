@@ -15,11 +15,15 @@ dataclasses):
   target that follows the batch reward (a full argsort over the pool each step);
 - ``mopps``: MoPPS, Thompson samples of per-prompt Beta posteriors nearest a target pass rate;
 - ``greso``: GRESO, uniform candidates minus predicted zero-variance prompts (with re-tries), and the
-  zero-variance groups that still occur are dropped from the loss.
+  zero-variance groups that still occur are dropped from the loss;
+- ``speed``: SPEED-style screening, uniform candidates rolled out a few times first; those whose
+  screening rewards vary get the full group.
 
-Besides choosing prompts, a selector acts on the batch through one documented hook,
-``loss_groups(rewards) -> (B,) bool``: which of the step's groups enter the policy loss (all by
-default; DAPO and GRESO drop zero-variance groups). docs/selection.md describes the contract.
+Besides choosing prompts, a selector acts on the batch through two documented hooks:
+``loss_groups(rewards) -> (B,) bool``, which of the step's groups enter the policy loss (all by
+default; DAPO and GRESO drop zero-variance groups), and ``screening_plan(batch_size)`` with
+``screen(selection, rewards, batch_size)``, a screening rollout round before the full groups (none by
+default; SPEED). docs/selection.md describes the contracts.
 
 Every selector keeps the same per-prompt store, so statistics exports and the records look alike.
 Everything is deterministic for a seed and round-trips through ``state_dict``/``load_state_dict``.
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 import time
 from typing import Any, Protocol
 
@@ -56,6 +61,36 @@ class Selection:
     des: np.ndarray
     factors: dict[str, np.ndarray]
 
+    def take(self, positions: np.ndarray) -> Selection:
+        """The selection restricted to ``positions`` ((K,) int, indices into this selection, in that order)."""
+        positions = np.asarray(positions)
+        if positions.ndim != 1 or positions.dtype.kind not in "iu":
+            raise ValueError(f"positions must be a 1-D integer array, got {positions.dtype} of shape {positions.shape}")
+        if positions.size and (positions.min() < 0 or positions.max() >= len(self.prompt_ids)):
+            raise ValueError(
+                f"positions must lie in [0, {len(self.prompt_ids)}), got {positions.min()}..{positions.max()}"
+            )
+        if len(np.unique(positions)) != len(positions):
+            raise ValueError("positions must be distinct (a prompt appears once per step)")
+        return Selection(
+            step=self.step,
+            prompt_ids=self.prompt_ids[positions],
+            is_explore=self.is_explore[positions],
+            des=self.des[positions],
+            factors={name: values[positions] for name, values in self.factors.items()},
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ScreeningPlan:
+    """A screening round before the step's full groups (the ``screening_plan`` hook).
+
+    candidates: prompts to select and screen (>= the batch size); rollouts: samples per candidate.
+    """
+
+    candidates: int
+    rollouts: int
+
 
 class Selector(Protocol):
     name: str
@@ -70,6 +105,8 @@ class Selector(Protocol):
         cot_stats: dict[str, np.ndarray] | None = None,
     ) -> None: ...
     def loss_groups(self, rewards: np.ndarray) -> np.ndarray: ...
+    def screening_plan(self, batch_size: int) -> ScreeningPlan | None: ...
+    def screen(self, selection: Selection, rewards: np.ndarray, batch_size: int) -> np.ndarray: ...
     def metrics(self) -> dict[str, float]: ...
     def unique_prompts_used(self) -> int: ...
     def used_prompt_ids(self) -> np.ndarray: ...
@@ -146,6 +183,26 @@ class _BaseSelector:
         if rewards.ndim != 2:
             raise ValueError(f"rewards must be (B, G), got shape {rewards.shape}")
         return np.ones(rewards.shape[0], dtype=bool)
+
+    def screening_plan(self, batch_size: int) -> ScreeningPlan | None:
+        """Batch hook: a screening round for this step, or None (the default: no screening).
+
+        With a plan the trainer selects ``plan.candidates`` prompts, rolls out ``plan.rollouts`` samples of
+        each, calls :meth:`screen` with their rewards, and rolls out full groups for the prompts it returns.
+        """
+        return None
+
+    def screen(self, selection: Selection, rewards: np.ndarray, batch_size: int) -> np.ndarray:
+        """Batch hook: which screened candidates get a full group (only called after a screening plan).
+
+        Args:
+            selection: the candidates, as :meth:`select` returned them.
+            rewards: (C, n) float64 screening rewards, rows in candidate order.
+            batch_size: B, how many to return.
+        Returns:
+            (B,) int64 distinct positions into ``selection``.
+        """
+        raise NotImplementedError(f"{self.name} has no screening_plan, so the trainer never calls screen")
 
     def metrics(self) -> dict[str, float]:
         return {
@@ -719,6 +776,47 @@ class GRESOSelector(_BaseSelector):
             )
         self.zero_streak, self.last_easy = streak.copy(), easy.copy()
         self.p_easy, self.p_hard = float(state["p_easy"]), float(state["p_hard"])
+
+
+@register_method("speed")
+class SPEEDSelector(UniformSelector):
+    """SPEED-style screening (Zhang et al. 2025, "SPEED-RL", arXiv:2506.09016), our reading.
+
+    Each step ``ceil(candidates_factor * B)`` uniform candidates get ``screen_rollouts`` samples each; the
+    candidates whose screening rewards are not all equal (pass rate strictly between 0 and 1 with a 0/1
+    reward) get the full group, in candidate order, up to B. When fewer qualify, the batch is filled with
+    the first unqualified candidates, so every step trains B groups. Unlike the paper, the screening
+    samples are not reused in the group (it is G fresh samples, so the group's rewards are not biased
+    towards mixed outcomes), and surplus qualified candidates are dropped rather than carried to the next
+    step. docs/selection.md has the reading and the cost.
+    """
+
+    def __init__(self, pool, config, seed):
+        super().__init__(pool, config, seed)
+        self.last_qualified = float("nan")  # share of this step's candidates whose screening rewards vary
+        self.last_filled = 0  # unqualified candidates that filled the batch
+
+    def screening_plan(self, batch_size):
+        if batch_size > self.pool.size:
+            raise ValueError(f"batch_size={batch_size} exceeds the pool of {self.pool.size} prompts")
+        c = self.config.speed
+        return ScreeningPlan(min(math.ceil(c.candidates_factor * batch_size), self.pool.size), c.screen_rollouts)
+
+    def screen(self, selection, rewards, batch_size):
+        rewards = np.asarray(rewards, dtype=np.float64)
+        candidates = len(selection.prompt_ids)
+        if rewards.ndim != 2 or rewards.shape[0] != candidates or rewards.shape[1] < 2:
+            raise ValueError(f"screening rewards must be ({candidates}, n >= 2), got shape {rewards.shape}")
+        if not 1 <= batch_size <= candidates:
+            raise ValueError(f"batch_size={batch_size} must be in [1, {candidates}] (the candidates screened)")
+        varies = rewards.max(axis=1) > rewards.min(axis=1)
+        order = np.concatenate([np.flatnonzero(varies), np.flatnonzero(~varies)])[:batch_size]
+        self.last_qualified = float(varies.mean())
+        self.last_filled = int(max(batch_size - np.count_nonzero(varies), 0))
+        return np.sort(order).astype(np.int64)
+
+    def metrics(self):
+        return {**super().metrics(), "screen_qualified": self.last_qualified, "screen_filled": float(self.last_filled)}
 
 
 def make_selector(pool: PoolInfo, config: SelectionConfig, seed: int) -> Selector:

@@ -28,13 +28,14 @@ __all__ = [
     "AdaRFTConfig",
     "MoPPSConfig",
     "GRESOConfig",
+    "SPEEDConfig",
     "METHODS",
     "BUILTIN_METHODS",
     "register_method",
 ]
 
 #: The methods ``scalingrl.selection`` defines, in registration order.
-BUILTIN_METHODS = ("uniform", "dapo", "random_subset", "adarft", "des", "mopps", "greso")
+BUILTIN_METHODS = ("uniform", "dapo", "random_subset", "adarft", "des", "mopps", "greso", "speed")
 _REGISTRY: dict[str, type] = {}
 #: Read-only view of the registry, name -> selector class (``"des" in METHODS``, ``list(METHODS)``).
 METHODS = types.MappingProxyType(_REGISTRY)
@@ -308,12 +309,41 @@ class GRESOConfig:
 
 
 @dataclasses.dataclass
+class SPEEDConfig:
+    """Knobs of the SPEED-style screening baseline (Zhang et al. 2025, arXiv:2506.09016)."""
+
+    screen_rollouts: int = config_field(
+        4,
+        help="N_init, samples per candidate in the screening round; a candidate whose screening rewards are all "
+        "equal (pass rate 0 or 1 with a 0/1 reward) does not get a full group.",
+    )
+    candidates_factor: float = config_field(
+        2.0,
+        help="candidates screened per step, as a multiple of batch_size (ceil, at most the pool). Each costs "
+        "screen_rollouts rollouts on top of the batch's batch_size x group_size.",
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.screen_rollouts, bool) or not isinstance(self.screen_rollouts, int):
+            raise ValueError(f"speed.screen_rollouts={self.screen_rollouts!r} must be an integer >= 2")
+        if self.screen_rollouts < 2:
+            raise ValueError(
+                f"speed.screen_rollouts={self.screen_rollouts} must be >= 2: one sample cannot show whether a "
+                "prompt's rewards vary"
+            )
+        if not self.candidates_factor >= 1:
+            raise ValueError(
+                f"speed.candidates_factor={self.candidates_factor!r} must be >= 1 (at least batch_size candidates)"
+            )
+
+
+@dataclasses.dataclass
 class SelectionConfig:
     """Which prompts each step trains on."""
 
     method: str = config_field(
         "des",
-        help="a registered method (``METHODS``): des, uniform, random_subset, dapo, adarft, mopps, greso.",
+        help="a registered method (``METHODS``): des, uniform, random_subset, dapo, adarft, mopps, greso, speed.",
     )
     random_subset_size: int = config_field(
         1500,
@@ -330,6 +360,7 @@ class SelectionConfig:
     adarft: AdaRFTConfig = config_field(default_factory=AdaRFTConfig, help="knobs of the ``adarft`` baseline.")
     mopps: MoPPSConfig = config_field(default_factory=MoPPSConfig, help="knobs of the ``mopps`` baseline.")
     greso: GRESOConfig = config_field(default_factory=GRESOConfig, help="knobs of the ``greso`` baseline.")
+    speed: SPEEDConfig = config_field(default_factory=SPEEDConfig, help="knobs of the ``speed`` baseline.")
 
     def __post_init__(self) -> None:
         known = list(dict.fromkeys(BUILTIN_METHODS + tuple(METHODS)))

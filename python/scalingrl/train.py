@@ -230,9 +230,10 @@ def setup(config, resume: bool = False) -> Run:
     return run
 
 
-def _step_seed(seed: int, step: int, shard: int = 0) -> int:
-    """Sampling seed of rollout shard ``shard`` at ``step`` (shard 0 keeps the single-process stream)."""
-    entropy = [seed, step] + ([shard] if shard else [])
+def _step_seed(seed: int, step: int, shard: int = 0, screening: bool = False) -> int:
+    """Sampling seed of rollout shard ``shard`` at ``step`` (shard 0 keeps the single-process stream); the
+    screening round (``screening``) draws from its own stream."""
+    entropy = [seed, step] + ([shard] if shard or screening else []) + ([1] if screening else [])
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
@@ -402,16 +403,17 @@ def _zero_loss(run: Run, shards: list[ShardRollout]):
     return (logprobs * 0.0).sum()
 
 
-def _roll_out_and_score(run: Run, step: int, rows: list, shard_index: int, groups: np.ndarray) -> ShardRollout:
-    """Roll out one shard (seeded from (seed, step, shard)), score it, and compute its group advantages."""
+def _sample_and_score(run: Run, shard_rows: list, group: int, seed: int):
+    """``group`` samples of each row's prompt (torch seeded with ``seed``), scored with the run's reward.
+
+    Returns (batch, rewards (N,), correct (N,), complete_keep (N,), truncated (N,) bool, rollout s, reward s).
+    """
     import torch
 
-    from scalingrl import ops
     from scalingrl.data import format_prompts
     from scalingrl.rewards import apply_truncation_policy, score_completions
 
-    config, group = run.config, run.config.rollout.group_size
-    shard_rows = [rows[i] for i in groups]
+    config = run.config
     prompts = format_prompts(
         run.tokenizer,
         [row["prompt"] for row in shard_rows],
@@ -420,8 +422,8 @@ def _roll_out_and_score(run: Run, step: int, rows: list, shard_index: int, group
         config.model.system_prompt,
     )
     started = time.perf_counter()
-    torch.manual_seed(_step_seed(config.seed, step, shard_index))
-    batch = run.rollout.generate(prompts, config.rollout).to(run.trainer.device)
+    torch.manual_seed(seed)
+    batch = run.rollout.generate(prompts, config.rollout, group_size=group).to(run.trainer.device)
     rolled_out = time.perf_counter()
     references = [row["answer"] for row in shard_rows for _ in range(group)]
     truncated = (
@@ -431,6 +433,39 @@ def _roll_out_and_score(run: Run, step: int, rows: list, shard_index: int, group
     )
     rewards, correct = score_completions(batch.texts, references, config.reward, truncated)
     rewards, correct, complete_keep = apply_truncation_policy(rewards, correct, truncated, config.reward.truncated)
+    return batch, rewards, correct, complete_keep, truncated, rolled_out - started, time.perf_counter() - rolled_out
+
+
+def _screen(run: Run, step: int, rows: list, samples: int) -> tuple[np.ndarray, float]:
+    """The screening round of a ``screening_plan``: ``samples`` rollouts of each candidate, sharded like the
+    step's rollouts and all-gathered. Returns ((C, samples) float64 rewards in candidate order, this rank's
+    rollout + reward seconds)."""
+    from scalingrl import distributed
+
+    shard_groups = distributed.shard_groups(len(rows), run.shards)
+    local, seconds = {}, 0.0
+    for s in distributed.rank_shards(run.shards, run.rank, run.world_size):
+        seed = _step_seed(run.config.seed, step, s, screening=True)
+        _, rewards, *_, rollout_s, reward_s = _sample_and_score(run, [rows[i] for i in shard_groups[s]], samples, seed)
+        local[s] = np.asarray(rewards, dtype=np.float64).reshape(-1, samples)
+        seconds += rollout_s + reward_s
+    merged = {}
+    for part in distributed.all_gather_object(local):
+        merged.update(part)
+    return np.concatenate([merged[s] for s in range(run.shards)]), seconds
+
+
+def _roll_out_and_score(run: Run, step: int, rows: list, shard_index: int, groups: np.ndarray) -> ShardRollout:
+    """Roll out one shard (seeded from (seed, step, shard)), score it, and compute its group advantages."""
+    import torch
+
+    from scalingrl import ops
+
+    config, group = run.config, run.config.rollout.group_size
+    seed = _step_seed(config.seed, step, shard_index)
+    batch, rewards, correct, complete_keep, truncated, rollout_s, reward_s = _sample_and_score(
+        run, [rows[i] for i in groups], group, seed
+    )
     reward_tensor = torch.tensor(rewards, dtype=torch.float32, device=run.trainer.device)
     advantages, group_stats = ops.group_advantages(reward_tensor, group, scale=config.grpo.advantage_scale)
     zero_variance = np.asarray(torch.as_tensor(group_stats["zero_variance"]).cpu(), dtype=bool).reshape(-1)
@@ -445,8 +480,8 @@ def _roll_out_and_score(run: Run, step: int, rows: list, shard_index: int, group
         keep,
         zero_variance,
         truncated,
-        rolled_out - started,
-        time.perf_counter() - rolled_out,
+        rollout_s,
+        reward_s,
     )
 
 
@@ -498,7 +533,13 @@ def grpo_step(run: Run, step: int) -> dict[str, Any]:
 
     config = run.config
     started = time.perf_counter()
-    selection = run.selector.select(step, config.batch_size)
+    plan = run.selector.screening_plan(config.batch_size)  # the screening hook (None: no screening round)
+    selection = run.selector.select(step, config.batch_size if plan is None else plan.candidates)
+    screen_rollouts, screen_s = 0, 0.0
+    if plan is not None:
+        screened, screen_s = _screen(run, step, run.pool.rows(selection.prompt_ids), plan.rollouts)
+        selection = selection.take(run.selector.screen(selection, screened, config.batch_size))
+        screen_rollouts = screened.size
     run.selection_log.write(selection)
     rows = run.pool.rows(selection.prompt_ids)
     shard_groups = distributed.shard_groups(len(rows), run.shards)
@@ -533,7 +574,10 @@ def grpo_step(run: Run, step: int) -> dict[str, Any]:
         "tokens_per_s": outcome["tokens"]
         / max(distributed.all_reduce_sum(rolled_out - selected) / run.world_size, 1e-9),
         "lr": float(run.trainer.scheduler.get_last_lr()[0]),
-        "time_selection_s": (selected - started) + (fed_back - updated),
+        "rollouts": screen_rollouts + int(rewards.size),
+        "screen_rollouts": screen_rollouts,
+        "time_selection_s": (selected - started) - screen_s + (fed_back - updated),
+        "time_screen_s": screen_s,
         "time_rollout_s": sum(shard.time_rollout_s for shard in shards),
         "time_reward_s": sum(shard.time_reward_s for shard in shards),
         "time_update_s": trained - rolled_out,

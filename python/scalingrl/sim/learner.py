@@ -96,12 +96,15 @@ class SimulatedLearner:
         eval_rng = np.random.default_rng(seed + 10_007)
         self.eval_difficulty = eval_rng.normal(0.0, 1.5, config.eval_size)
 
-    def rollout(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """Rewards (B, G) float64, correct (B, G) bool and CoT statistics (B, G) for prompts ``ids``."""
+    def rollout(
+        self, ids: np.ndarray, group_size: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Rewards (B, G) float64, correct (B, G) bool and CoT statistics (B, G) for prompts ``ids``
+        (G = ``group_size``, default the learner's)."""
         cfg = self.config
         d = self.pool.difficulty[ids]
         p = pass_probability(self.skill, d, cfg.memorisation * np.log1p(self.visits[ids]))
-        correct = self.rng.random((len(ids), cfg.group_size)) < p[:, None]
+        correct = self.rng.random((len(ids), group_size or cfg.group_size)) < p[:, None]
         # CoT grows with difficulty and with the learner's uncertainty on the prompt (4 p (1 - p) in [0, 1]).
         d, u = d[:, None], (4.0 * p * (1.0 - p))[:, None]
         length = np.exp(5.0 + 0.25 * d + 0.2 * u + self.rng.normal(0.0, 0.3, correct.shape))
@@ -156,7 +159,13 @@ def run_schedule(
     curve, selection_ms, update_ms = [[0, learner.accuracy()]], [], []
     rollouts = zero_variance_groups = 0
     for step in range(steps):
-        ids = selector.select(step, batch_size).prompt_ids
+        plan = selector.screening_plan(batch_size)  # SPEED-style screening round, as in train.grpo_step
+        selection = selector.select(step, batch_size if plan is None else plan.candidates)
+        if plan is not None:
+            screened, _, _ = learner.rollout(selection.prompt_ids, plan.rollouts)
+            selection = selection.take(selector.screen(selection, screened, batch_size))
+            rollouts += screened.size
+        ids = selection.prompt_ids
         rewards, correct, stats = learner.rollout(ids)
         selector.update(step, ids, rewards, correct, stats)
         learner.train(ids, correct, keep=selector.loss_groups(rewards))
