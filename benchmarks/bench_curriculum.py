@@ -74,7 +74,8 @@ def time_argsort(pool_size: int, steps: int, seed: int = 0) -> float:
 
 
 def compare_methods(lcfg: LearnerConfig, seeds: int, steps: int, batch: int) -> dict[str, dict]:
-    """Every method over ``seeds`` on the same pools and budget; per-method summary dicts."""
+    """Every method over ``seeds`` on the same pools and steps (a screening round's rollouts come on top);
+    per-method summary dicts."""
     runs: dict[str, list[dict]] = {m: [] for m in METHODS}
     for seed in range(seeds):
         pool = make_pool(lcfg, seed)

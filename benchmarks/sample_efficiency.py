@@ -7,9 +7,11 @@ at a time, and writes ``benchmarks/results/sample_efficiency.json``:
 - top level: ``pool_size``, ``setting``, ``steps``, ``common_overrides``;
 - ``methods.<name>``: ``final_accuracy_mean``, ``final_accuracy_std``, ``gain_mean`` (final - initial),
   ``gain_std``, ``unique_prompts_mean``, ``pool_share_used_mean``, ``zero_variance_share_mean`` (share
-  of rollouts in all-equal-reward groups), ``selection_overhead_ms_mean`` (the selector's select + update per step),
-  ``seeds`` (finished seeds), ``overrides``, and ``runs.<seed>``: the held-out accuracy curve against
-  steps, rollouts and wall-clock (``curve``: list of {step, rollouts, wall_clock_s, accuracy}).
+  of rollouts in all-equal-reward groups, screening rounds included), ``rollouts_mean``,
+  ``gain_pool_mix_mean`` (settings with ``level_weights``), ``selection_overhead_ms_mean`` (the selector's
+  select + update per step), ``seeds`` (finished seeds), ``overrides``, and ``runs.<seed>``: the held-out
+  accuracy curve against steps, rollouts and wall-clock (``curve``: list of {step, rollouts, wall_clock_s,
+  accuracy}).
 
 Resumable: a run whose folder holds ``summary.json`` is finished and skipped; one with checkpoints
 continues with ``--resume``. ``--collect`` only rebuilds the JSON from the finished runs.
@@ -268,7 +270,7 @@ def read_run(folder: pathlib.Path) -> dict | None:
     ]
     curve = list({point["step"]: point for point in curve}.values())  # last value per step (resumed runs)
     curve.sort(key=lambda point: point["step"])
-    zero = [r["zero_variance_fraction"] for r in train_rows.values()]
+    zero = [zero_variance_share(r) for r in train_rows.values()]
     # Per-step signal and policy movement (means over the training steps), for the mechanism table.
     informative = [
         (1 - r["zero_variance_fraction"]) * len(r["prompt_ids"]) for r in train_rows.values() if r.get("prompt_ids")
@@ -312,6 +314,21 @@ def read_run(folder: pathlib.Path) -> dict | None:
     }
 
 
+def zero_variance_share(row: dict) -> float:
+    """Share of one step's rollouts in all-equal-reward groups, a screening round's included.
+
+    ``row``: a training step of ``metrics.jsonl``. Without screening it is ``zero_variance_fraction``; with
+    it, the screened candidates whose samples were all equal (``1 - selection/screen_qualified`` of them)
+    add their ``screen_rollouts``: (zv x group rollouts + (1 - q) x screen rollouts) / all rollouts.
+    """
+    screened = row.get("screen_rollouts") or 0
+    if not screened:
+        return row["zero_variance_fraction"]
+    group_rollouts = row["rollouts"] - screened
+    wasted = row["zero_variance_fraction"] * group_rollouts + (1 - row["selection/screen_qualified"]) * screened
+    return wasted / row["rollouts"]
+
+
 def pool_mix_accuracy(by_level: dict[str, float], level_weights: list[int]) -> float:
     """Held-out accuracy re-weighted to the training pool's level mix.
 
@@ -320,6 +337,8 @@ def pool_mix_accuracy(by_level: dict[str, float], level_weights: list[int]) -> f
     pass@1 on a held-out set drawn like the pool (``data.synthetic.level_weights``), with a larger sampling
     error where the weights are uneven. Raises ValueError if a weighted level has no accuracy.
     """
+    if any(weight < 0 for weight in level_weights) or sum(level_weights) <= 0:
+        raise ValueError(f"level_weights={level_weights} must be >= 0 with a positive sum")
     missing = [level for level, weight in enumerate(level_weights) if weight and str(level) not in by_level]
     if missing:
         raise ValueError(f"accuracy_by_level has no entry for level(s) {missing} of level_weights={level_weights}")
@@ -328,7 +347,7 @@ def pool_mix_accuracy(by_level: dict[str, float], level_weights: list[int]) -> f
 
 
 def _pool_mix_gain(summary: dict, cfg: dict) -> float | None:
-    """Final minus initial :func:`pool_mix_accuracy`; None for an equal-mix pool (the gain is the same)."""
+    """Final minus initial :func:`pool_mix_accuracy`; None without ``data.synthetic.level_weights``."""
     weights = ((cfg.get("data") or {}).get("synthetic") or {}).get("level_weights") or []
     initial, final = summary["initial_eval"].get("accuracy_by_level"), summary["final_eval"].get("accuracy_by_level")
     if not weights or not initial or not final:

@@ -78,8 +78,9 @@ def table(methods: dict) -> list[str]:
     uniform = methods.get("uniform", {}).get("gain_mean")
     lines = [
         "| method | seeds | final accuracy (mean ± std) | per-seed final | gain (final - initial) | gain / uniform's |"
-        " gain - uniform's, paired by seed (mean ± s.e.) | unique prompts | zero-variance share | selection ms/step |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        " gain - uniform's, paired by seed (mean ± s.e.) | unique prompts | zero-variance share | rollouts |"
+        " selection ms/step |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in sorted(methods.items(), key=lambda item: -(item[1]["gain_mean"] or 0)):
         per_seed = ", ".join(f"{m['runs'][str(s)]['final_accuracy']:.3f}" for s in m["seeds"])
@@ -90,6 +91,7 @@ def table(methods: dict) -> list[str]:
             f"| {per_seed} | {m['gain_mean']:+.3f} ± {m['gain_std']:.3f} | {ratio} "
             f"| {paired_difference(m, methods.get('uniform'))} | {m['unique_prompts_mean']:.0f} "
             f"({100 * m['pool_share_used_mean']:.1f}%) | {m['zero_variance_share_mean']:.2f} | "
+            f"{'n/a' if m.get('rollouts_mean') is None else format(m['rollouts_mean'], ',.0f')} | "
             f"{m['selection_overhead_ms_mean']:.1f} |"
         )
     return lines
@@ -183,8 +185,8 @@ def pool_mix(methods: dict) -> list[str]:
         "",
         "The held-out set has every level equally often; re-weighting its per-level accuracies by the pool's "
         "`level_weights` estimates the accuracy on problems drawn like the training pool "
-        "(`sample_efficiency.pool_mix_accuracy`; a larger sampling error, since three levels carry 80% of the "
-        "weight with ~43 problems each).",
+        "(`sample_efficiency.pool_mix_accuracy`; a larger sampling error where a few levels, ~43 problems each, "
+        "carry most of the weight).",
         "",
         "| method | gain (equal mix) | gain (pool mix, mean ± std) | per seed | pool-mix gain - uniform's, "
         "paired (mean ± s.e.) |",
@@ -298,7 +300,8 @@ def main(argv: list[str] | None = None) -> None:
     text += [
         "Wall-clock is the sum of the runs' step times on a 2-core machine shared with other jobs: it is noisy and",
         "only comparable within one batch of runs; steps and rollouts are exact (64 prompts x 8 rollouts per step;",
-        "the checks uniform_b32 and uniform_b128 use 32 and 128 prompts).",
+        "the checks uniform_b32 and uniform_b128 use 32 and 128 prompts; `speed` adds its screening round's",
+        "candidates x 4 samples per step: the tables' `rollouts` column has each method's total).",
         "",
     ]
     extra = pathlib.Path(out / "RESULTS_notes.md")

@@ -95,6 +95,14 @@ def test_curve_counts_screening_rollouts(tmp_path):
     assert run["rollouts"] == 74
 
 
+def test_zero_variance_share_counts_the_screened_candidates_rollouts():
+    plain = {"zero_variance_fraction": 0.25}
+    assert se.zero_variance_share(plain) == 0.25
+    # 4 groups x 8 (a quarter zero-variance) after 8 candidates x 4 screened, half of them all-equal
+    row = {**plain, "rollouts": 64, "screen_rollouts": 32, "selection/screen_qualified": 0.5}
+    assert se.zero_variance_share(row) == pytest.approx((0.25 * 32 + 0.5 * 32) / 64)
+
+
 def test_pool_mix_accuracy_is_numpys_weighted_average():
     rng = np.random.default_rng()
     weights = [int(w) for w in rng.integers(0, 13, size=12)]
@@ -103,6 +111,9 @@ def test_pool_mix_accuracy_is_numpys_weighted_average():
     by_level = {str(level): float(a) for level, a in enumerate(accuracy)}
     assert se.pool_mix_accuracy(by_level, weights) == pytest.approx(np.average(accuracy, weights=weights))
     assert se.pool_mix_accuracy(by_level, [1] * 12) == pytest.approx(accuracy.mean())
+    for bad in ([0] * 12, [1] * 11 + [-1]):
+        with pytest.raises(ValueError, match="must be >= 0 with a positive sum"):
+            se.pool_mix_accuracy(by_level, bad)
     del by_level["3"]
     with pytest.raises(ValueError, match=r"no entry for level\(s\) \[3\]"):
         se.pool_mix_accuracy(by_level, [1] * 12)

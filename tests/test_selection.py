@@ -7,7 +7,7 @@ import pytest
 
 from scalingrl.curriculum import CurriculumConfig
 from scalingrl.data import PoolInfo
-from scalingrl.selection import METHODS, SelectionConfig, make_selector
+from scalingrl.selection import METHODS, ScreeningPlan, SelectionConfig, make_selector, screened_batch
 from scalingrl.selection_config import SPEEDConfig
 
 POOL = 3000
@@ -26,15 +26,16 @@ def true_pass(ids):
     return (np.asarray(ids) % 10) / 9.0
 
 
+def screen_rewards(rng, ids, n):
+    """(len(ids), n) float64 0/1 screening rewards from the fixed learner."""
+    return (rng.random((len(ids), n)) < true_pass(ids)[:, None]).astype(float)
+
+
 def run(selector, steps, start=0, seed=0):
     rng = np.random.default_rng(seed + start)
     chosen = []
     for step in range(start, start + steps):
-        plan = selector.screening_plan(B)  # the trainer's protocol (train.grpo_step)
-        sel = selector.select(step, B if plan is None else plan.candidates)
-        if plan is not None:
-            screened = rng.random((plan.candidates, plan.rollouts)) < true_pass(sel.prompt_ids)[:, None]
-            sel = sel.take(selector.screen(sel, screened.astype(float), B))
+        sel, _ = screened_batch(selector, step, B, lambda c, n: screen_rewards(rng, c.prompt_ids, n))
         correct = rng.random((B, G)) < true_pass(sel.prompt_ids)[:, None]
         cot = {"response_length": rng.integers(5, 300, (B, G)).astype(float), "entropy_mean": rng.random((B, G))}
         selector.update(step, sel.prompt_ids, correct.astype(float), correct, cot)
@@ -57,8 +58,10 @@ def test_contract(method):
     mixed[1, 0] = mixed[3] = 1.0  # groups 0 and 2 all wrong, 3 all right: zero-variance; 1 informative
     expected = [False, True, False, False] if method in ("dapo", "greso") else [True] * 4
     np.testing.assert_array_equal(selector.loss_groups(mixed), expected)
+    rng, trained = np.random.default_rng(0), []
     for step in range(3):
-        sel = selector.select(step, B)
+        sel, _ = screened_batch(selector, step, B, lambda c, n: screen_rewards(rng, c.prompt_ids, n))
+        trained.append(sel.prompt_ids)
         assert sel.prompt_ids.dtype == np.int64 and sel.prompt_ids.shape == (B,)
         assert len(np.unique(sel.prompt_ids)) == B
         assert sel.is_explore.dtype == bool and sel.des.shape == (B,)
@@ -66,6 +69,8 @@ def test_contract(method):
         rewards = np.ones((B, G))
         selector.update(step, sel.prompt_ids, rewards, rewards > 0)
     assert 0 < selector.unique_prompts_used() <= 3 * B
+    # "used" means trained on (used_prompts/): a screened candidate that did not train is not used
+    np.testing.assert_array_equal(selector.used_prompt_ids(), np.unique(np.concatenate(trained)))
     assert len(selector.used_prompt_ids()) == selector.unique_prompts_used()
     metrics = selector.metrics()
     assert {"selection_ms", "update_ms", "pool_size", "unique_prompts_used"} <= set(metrics)
@@ -326,20 +331,79 @@ def test_speed_plan_and_screen_errors():
     assert selector.screening_plan(POOL).candidates == POOL  # never more than the pool
     with pytest.raises(ValueError, match="exceeds the pool"):
         selector.screening_plan(POOL + 1)
+    assert make_selector(pool_info(), SelectionConfig(method="speed", speed=SPEEDConfig(4, 1.1)), 0).screening_plan(
+        100
+    ) == ScreeningPlan(110, 4)  # 1.1 x 100 in floats is 110.00000000000001: still 110 candidates
     selection = selector.select(0, 8)
-    with pytest.raises(ValueError, match=r"screening rewards must be \(8, n >= 2\), got shape \(7, 2\)"):
+    with pytest.raises(ValueError, match=r"screening rewards must have 8 rows, got \(7, 2\)"):
         selector.screen(selection, np.zeros((7, 2)), 5)
+    with pytest.raises(ValueError, match=r"must be \(C, n >= 2\), got shape \(8, 1\)"):
+        selector.screen(selection, np.zeros((8, 1)), 5)
     with pytest.raises(ValueError, match=r"batch_size=9 must be in \[1, 8\]"):
         selector.screen(selection, np.zeros((8, 2)), 9)
     with pytest.raises(ValueError, match="screen_rollouts=1 must be >= 2"):
         SPEEDConfig(screen_rollouts=1)
-    with pytest.raises(ValueError, match="candidates_factor=0.5 must be >= 1"):
-        SPEEDConfig(candidates_factor=0.5)
+    for factor in (0.5, float("inf"), True, "2"):
+        with pytest.raises(ValueError, match=f"candidates_factor={factor!r} must be a finite number >= 1"):
+            SPEEDConfig(candidates_factor=factor)
+    with pytest.raises(ValueError, match="max_candidates_factor=3.0 must be >= speed.candidates_factor=4.0"):
+        SPEEDConfig(candidates_factor=4.0, max_candidates_factor=3.0)
+    with pytest.raises(ValueError, match="headroom=0.9 must be a finite number >= 1"):
+        SPEEDConfig(headroom=0.9)
+    with pytest.raises(ValueError, match="screen_rollouts=2.5 must be an integer"):
+        SPEEDConfig(screen_rollouts=2.5)
+    with pytest.raises(ValueError, match="needs candidates >= 1 and rollouts >= 2"):
+        ScreeningPlan(4, 1)
     uniform = make_selector(pool_info(), SelectionConfig(method="uniform"), seed=0)
     assert uniform.screening_plan(B) is None
     with pytest.raises(NotImplementedError, match="uniform has no screening_plan"):
         uniform.screen(selection, np.zeros((8, 2)), 5)
     with pytest.raises(ValueError, match="positions must be distinct"):
         selection.take(np.array([1, 1]))
+    for bad in (np.array([1.0]), np.array([[1]])):
+        with pytest.raises(ValueError, match="positions must be a 1-D integer array"):
+            selection.take(bad)
+    assert len(selection.take([]).prompt_ids) == 0
     with pytest.raises(ValueError, match=r"positions must lie in \[0, 8\)"):
         selection.take(np.array([8]))
+
+
+def test_screened_batch_refuses_a_plan_or_screen_that_breaks_the_batch():
+    class Short(METHODS["speed"]):
+        def screen(self, selection, rewards, batch_size):
+            return super().screen(selection, rewards, batch_size)[:-1]
+
+    class Few(METHODS["speed"]):
+        def screening_plan(self, batch_size):
+            return ScreeningPlan(batch_size - 1, 2)
+
+    for cls, message in ((Short, r"speed.screen returned positions of shape \(63,\)"), (Few, "63 candidates < batch")):
+        selector = cls(pool_info(), SelectionConfig(method="speed"), 0)
+        with pytest.raises(ValueError, match=message):
+            screened_batch(selector, 0, B, lambda c, n: np.ones((len(c.prompt_ids), n)))
+
+
+def test_speed_screens_as_many_candidates_as_its_measured_qualified_share_needs():
+    selector = make_selector(pool_info(), SelectionConfig(method="speed"), seed=0)
+    expected_plans = []
+    for step, qualified in enumerate([32, 96, 0, 0, 0, 0]):  # of each step's candidates, how many vary
+        plan = selector.screening_plan(B)
+        expected_plans.append(plan.candidates)
+        selection = selector.select(step, plan.candidates)
+        rewards = np.zeros((plan.candidates, 4))
+        rewards[:qualified, 0] = 1.0
+        selector.screen(selection, rewards, B)
+        selector.update(step, selection.prompt_ids[:B], np.zeros((B, G)), np.zeros((B, G), dtype=bool))
+    # step 0: 2.0 x 64; then ceil(1.25 x 64 / q) with q <- (q + share) / 2, within [64, 8 x 64]
+    q1 = 32 / 128
+    q2 = 0.5 * q1 + 0.5 * 96 / 320
+    q3 = 0.5 * q2
+    assert expected_plans[:4] == [128, 320, int(np.ceil(80 / q2)), min(int(np.ceil(80 / q3)), 8 * B)]
+    assert expected_plans[-1] == 8 * B  # nothing qualifies: the cap
+    state = selector.state_dict()
+    restored = make_selector(pool_info(), SelectionConfig(method="speed"), seed=1)
+    restored.load_state_dict(state)
+    assert restored.screening_plan(B) == selector.screening_plan(B)
+    state["method_state"]["qualified_share"] = 1.5
+    with pytest.raises(ValueError, match="qualified_share=1.5 must be in"):
+        restored.load_state_dict(state)

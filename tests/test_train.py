@@ -265,29 +265,47 @@ def test_every_selection_method_runs_through_the_same_loop(method, tmp_path):
 
 
 def test_speed_screening_round_trains_the_prompts_screen_chose(tmp_path, monkeypatch):
-    """The screening hook in grpo_step: C candidates x n samples are rolled out and scored with the run's
-    reward, ``screen`` sees them, and the step trains (and records) exactly the prompts it returned."""
+    """The screening hook in grpo_step over 2 rollout shards: screen sees each candidate's own samples in
+    candidate order, and the step trains (and records) exactly the prompts it returned. Screening samples
+    are stubbed so that a candidate's rewards vary iff its prompt text has even length."""
     from scalingrl import selection, train
 
-    calls = []
-    original = selection.SPEEDSelector.screen
+    calls, pools = [], []
+    original_screen, original_sample = selection.SPEEDSelector.screen, train._sample_and_score
 
     def recording_screen(self, chosen, rewards, batch_size):
-        positions = original(self, chosen, rewards, batch_size)
+        positions = original_screen(self, chosen, rewards, batch_size)
         calls.append((chosen.prompt_ids.copy(), np.asarray(rewards).copy(), positions.copy()))
         return positions
 
+    def parity_sample(run, shard_rows, group, seed):
+        if group != 3:  # the full groups (G = 4) are real rollouts
+            return original_sample(run, shard_rows, group, seed)
+        pools.append(run.pool)
+        varies = np.array([len(row["prompt"]) % 2 == 0 for row in shard_rows])
+        rewards = np.zeros((len(shard_rows), group))
+        rewards[varies, 0] = 1.0
+        flat = rewards.reshape(-1)
+        return None, flat, flat > 0, np.ones(flat.size, bool), np.zeros(flat.size, bool), 0.0, 0.0
+
     monkeypatch.setattr(selection.SPEEDSelector, "screen", recording_screen)
+    monkeypatch.setattr(train, "_sample_and_score", parity_sample)
     overrides = ["steps=2", "selection.method=speed", "selection.speed.screen_rollouts=3", "tensorboard=false"]
-    summary = train.main(_config(tmp_path, *overrides, "selection.speed.candidates_factor=2.5", "report=false"))
+    overrides += ["selection.speed.candidates_factor=2.5", "report=false", "parallel.rollout_shards=2"]
+    summary = train.main(_config(tmp_path, *overrides))
     rows = _training_rows(tmp_path)
     assert summary["steps"] == 2 and len(calls) == 2 and len(rows) == 2
+    screened = 10  # ceil(2.5 x 4) candidates at the first step, then ceil(1.25 x 4 / qualified share)
     for row, (candidates, rewards, positions) in zip(rows, calls):
-        assert rewards.shape == (10, 3)  # ceil(2.5 x 4) candidates x 3 screening samples
-        assert set(np.unique(rewards)) <= {0.0, 1.0}  # the synthetic task's 0/1 reward
+        assert rewards.shape == (screened, 3)
+        expected = [len(r["prompt"]) % 2 == 0 for r in pools[0].rows(candidates)]
+        assert (rewards.max(axis=1) > rewards.min(axis=1)).tolist() == expected  # each row is its candidate's
         assert row["prompt_ids"] == candidates[positions].tolist()
-        assert row["screen_rollouts"] == 30 and row["rollouts"] == 30 + 4 * 4
-        assert row["selection/screen_qualified"] == pytest.approx(np.mean(rewards.max(1) > rewards.min(1)))
+        assert row["screen_rollouts"] == screened * 3 and row["rollouts"] == screened * 3 + 4 * 4
+        assert row["selection/screen_qualified"] == pytest.approx(np.mean(expected))
+        share = np.mean(expected)
+        screened = 32 if share == 0 else min(max(4, int(np.ceil(round(5 / share, 9)))), 32)
     logged = [json.loads(line) for line in (tmp_path / "selection_log.jsonl").read_text().splitlines()]
     assert [r["prompt_ids"] for r in logged] == [row["prompt_ids"] for row in rows]  # the trained batch
+    assert summary["unique_prompts_used"] == len({i for row in rows for i in row["prompt_ids"]})
     assert train._step_seed(0, 1, 0, screening=True) not in {train._step_seed(0, 1, s) for s in range(4)}

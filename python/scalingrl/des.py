@@ -10,12 +10,15 @@ re-scoring untouched prompts when the normalisation moves).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from scalingrl import _native
 from scalingrl.selection_config import DESConfig
+
+if TYPE_CHECKING:
+    from scalingrl.data import PoolInfo
 
 FACTORS = ("difficulty", "cot_complexity", "adaptability")
 COT_KEYS = ("response_length", "entropy_mean", "high_entropy_fraction")
@@ -143,3 +146,91 @@ class PromptStore:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._impl.restore(dict(state["columns"]), np.asarray(state["moments"], dtype=np.float64))
+
+
+class LabelCalibration:
+    """Measured pass rate per difficulty label, and the unseen prompts' sampler weights it implies.
+
+    Per label L (the distinct finite values of ``prior_difficulty``): decayed successes s_L and trials
+    t_L of every rollout on prompts with that label (``s_L <- calibration_decay * s_L + successes``
+    each step), a Beta posterior around the label's nominal pass rate ``m_L = clip(1 - L, 0.02, 0.98)``
+    with ``prior_strength`` pseudo-trials, ``q_L = (k m_L + s_L) / (k + t_L)``. An unseen prompt's DES
+    uses ``difficulty_factor(q_L)`` in place of its nominal label's; its CoT and adaptability factors are
+    unchanged (reference length, 0.5). Prompts without a label keep their prior weight; for the label
+    strata they form one more group, measured the same way around ``unseen_pass``.
+    """
+
+    def __init__(self, pool: PoolInfo, config: DESConfig, prior_factors: dict[str, np.ndarray]) -> None:
+        prior = pool.prior_difficulty
+        finite = np.isfinite(prior) if prior is not None else np.zeros(pool.size, dtype=bool)
+        option = "des.stratify_labels" if config.stratify_labels else "des.calibrate_labels"
+        if not finite.any():
+            raise ValueError(
+                f"{option}=true needs difficulty labels (PoolInfo.prior_difficulty); "
+                f"this pool has none: set {option}=false"
+            )
+        labels, inverse = np.unique(prior[finite], return_inverse=True)
+        if len(labels) > 1024:
+            raise ValueError(
+                f"{option} groups prompts by label, but the pool has {len(labels)} distinct "
+                f"labels (> 1024): bin prior_difficulty first or set {option}=false"
+            )
+        self.config = config
+        self.label_of = np.full(pool.size, -1, dtype=np.int64)
+        self.label_of[finite] = inverse
+        # Groups: the labels, then one group of the unlabelled prompts (if any). group_of: (P,) int64 group
+        # of each prompt; group_sizes: (groups,) float64 prompts per group; n_labels: distinct labels.
+        self.group_of = np.where(finite, self.label_of, len(labels))
+        self.group_sizes = np.bincount(self.group_of).astype(np.float64)
+        self.n_labels = len(labels)
+        nominal = np.clip(1.0 - labels, 0.02, 0.98)
+        self.nominal = nominal if finite.all() else np.append(nominal, config.unseen_pass)
+        self.successes, self.trials = np.zeros(len(self.nominal)), np.zeros(len(self.nominal))
+        self.other = (
+            config.weight_cot * prior_factors["cot_complexity"]
+            + config.weight_adaptability * prior_factors["adaptability"]
+        )
+
+    def observe(self, ids: np.ndarray, correct: np.ndarray) -> None:
+        group = self.group_of[ids]
+        k = len(self.nominal)
+        self.successes = self.config.calibration_decay * self.successes + np.bincount(
+            group, weights=correct.sum(axis=1), minlength=k
+        )
+        self.trials = self.config.calibration_decay * self.trials + np.bincount(
+            group, weights=np.full(len(group), float(correct.shape[1])), minlength=k
+        )
+
+    def group_pass_rates(self) -> np.ndarray:
+        """(groups,) float64 posterior mean pass rate per label, then of the unlabelled group if any."""
+        k = self.config.prior_strength
+        return (k * self.nominal + self.successes) / (k + self.trials)
+
+    def pass_rates(self) -> np.ndarray:
+        """(labels,) float64 posterior mean pass rate per label."""
+        return self.group_pass_rates()[: self.n_labels]
+
+    def unseen_weights(self, unseen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, sampler weights) for the labelled prompts among ``unseen``."""
+        ids = unseen[self.label_of[unseen] >= 0]
+        c = self.config
+        difficulty = difficulty_factor(self.pass_rates(), c.target_pass)[self.label_of[ids]]
+        des = (c.weight_difficulty * difficulty + self.other[ids]) / (
+            c.weight_difficulty + c.weight_cot + c.weight_adaptability
+        )
+        return ids, c.sampler_weight(des)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"successes": self.successes.copy(), "trials": self.trials.copy()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        successes, trials = (np.asarray(state[k], dtype=np.float64) for k in ("successes", "trials"))
+        if successes.shape == trials.shape == (self.n_labels,) and len(self.nominal) == self.n_labels + 1:
+            # Saved before the unlabelled group was counted: that group starts from its prior.
+            successes, trials = np.append(successes, 0.0), np.append(trials, 0.0)
+        if successes.shape != self.successes.shape or trials.shape != self.trials.shape:
+            raise ValueError(
+                f"label calibration state has {successes.shape[0]} groups, this pool {len(self.nominal)} "
+                "(its labels changed)"
+            )
+        self.successes, self.trials = successes.copy(), trials.copy()

@@ -1,4 +1,4 @@
-"""Online prompt selectors from the literature, as pure rules: MoPPS and GRESO.
+"""Online prompt selectors from the literature, as pure rules: MoPPS, GRESO and SPEED's screen.
 
 - MoPPS (Qu et al. 2025, "Can Prompt Difficulty be Online Predicted for Accelerating RL Finetuning of
   Reasoning Models?", arXiv:2507.04632): each prompt's pass rate has a Beta posterior updated from its
@@ -9,8 +9,11 @@
   all wrong) is skipped before rollout unless a re-try draw with probability p^k keeps it; p is kept
   separately for easy (all correct) and hard (all wrong) prompts and steered so that the zero-variance
   share of each kind stays near a target.
+- SPEED (Zhang et al. 2025, "SPEED-RL: Faster Training of Reasoning Models via Online Curriculum
+  Learning", arXiv:2506.09016): a few screening samples per candidate; only candidates whose screening
+  rewards vary (pass rate strictly between 0 and 1) are worth a full group.
 
-Both are read from the papers, not copied; docs/selection.md lists where our loop differs. The
+All are read from the papers, not copied; docs/selection.md lists where our loop differs. The
 selector classes that apply these rules live in ``scalingrl.selection``. Left out on purpose: the
 papers' over-sampling to refill a batch after filtering (our loop trains on a fixed batch size).
 """
@@ -29,6 +32,7 @@ __all__ = [
     "mopps_pick",
     "greso_keep_probability",
     "greso_next_explore",
+    "speed_screen",
 ]
 
 
@@ -86,3 +90,25 @@ def greso_next_explore(p: float, zero_share: float, target: float, config: GRESO
     the batch exceeds its target (skip more), up otherwise; clipped to [min_retry, 1]."""
     step = -config.retry_step if zero_share > target else config.retry_step
     return float(min(max(p + step, config.min_retry), 1.0))
+
+
+def speed_screen(rewards: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """SPEED's screen: which of C screened candidates get a full group.
+
+    Args:
+        rewards: (C, n) screening rewards (float64-convertible), rows in candidate order, n >= 2.
+        batch_size: B in [1, C].
+    Returns:
+        positions (B,) int64 ascending: the first B candidates whose rewards are not all equal, then (when
+        fewer than B are) the first of the others; varies (C,) bool, which candidates' rewards differ.
+    Raises:
+        ValueError on another shape or B outside [1, C].
+    """
+    rewards = np.asarray(rewards, dtype=np.float64)
+    if rewards.ndim != 2 or rewards.shape[1] < 2:
+        raise ValueError(f"screening rewards must be (C, n >= 2), got shape {rewards.shape}")
+    if not 1 <= batch_size <= rewards.shape[0]:
+        raise ValueError(f"batch_size={batch_size} must be in [1, {rewards.shape[0]}] (the candidates screened)")
+    varies = rewards.max(axis=1) > rewards.min(axis=1)
+    order = np.concatenate([np.flatnonzero(varies), np.flatnonzero(~varies)])[:batch_size]
+    return np.sort(order).astype(np.int64), varies

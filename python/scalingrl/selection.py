@@ -42,10 +42,17 @@ import numpy as np
 
 from scalingrl.curriculum import ScheduleState, next_schedule, split_batch, step_signal
 from scalingrl.data import PoolInfo
-from scalingrl.des import FACTORS, PromptStore, difficulty_factor, label_shares
-from scalingrl.online_selection import greso_keep_probability, greso_next_explore, mopps_pick, mopps_prior, mopps_update
+from scalingrl.des import FACTORS, LabelCalibration, PromptStore, label_shares
+from scalingrl.online_selection import (
+    greso_keep_probability,
+    greso_next_explore,
+    mopps_pick,
+    mopps_prior,
+    mopps_update,
+    speed_screen,
+)
 from scalingrl.sampler import STRATIFIED_FORMAT, StratifiedSampler, WeightedSampler, apportion
-from scalingrl.selection_config import METHODS, DESConfig, SelectionConfig, register_method
+from scalingrl.selection_config import METHODS, SelectionConfig, register_method
 
 STATE_VERSION = 2
 UNSEEN, IN_PLAY, RETIRED, PARKED = 0, 1, 2, 3
@@ -62,8 +69,13 @@ class Selection:
     factors: dict[str, np.ndarray]
 
     def take(self, positions: np.ndarray) -> Selection:
-        """The selection restricted to ``positions`` ((K,) int, indices into this selection, in that order)."""
+        """The selection restricted to ``positions`` ((K,) int, indices into this selection, in that order).
+
+        Raises ValueError for positions that are not a 1-D integer array, out of range, or repeated.
+        """
         positions = np.asarray(positions)
+        if positions.size == 0 and positions.ndim == 1:
+            positions = positions.astype(np.int64)
         if positions.ndim != 1 or positions.dtype.kind not in "iu":
             raise ValueError(f"positions must be a 1-D integer array, got {positions.dtype} of shape {positions.shape}")
         if positions.size and (positions.min() < 0 or positions.max() >= len(self.prompt_ids)):
@@ -90,6 +102,35 @@ class ScreeningPlan:
 
     candidates: int
     rollouts: int
+
+    def __post_init__(self) -> None:
+        if self.candidates < 1 or self.rollouts < 2:
+            raise ValueError(f"ScreeningPlan needs candidates >= 1 and rollouts >= 2, got {self}")
+
+
+def screened_batch(selector: Selector, step: int, batch_size: int, sample) -> tuple[Selection, int]:
+    """One step's selection through the screening hook, the protocol ``train.grpo_step`` and the simulator share.
+
+    Without a plan: ``selector.select(step, batch_size)``. With one: select ``plan.candidates``, call
+    ``sample(candidates, plan.rollouts) -> (C, n) rewards`` (the caller rolls out and scores), and keep
+    the prompts ``screen`` returns; ``batch_size`` is B.
+    Returns (the B prompts to train, rollouts spent on screening). Raises ValueError when a selector's
+    plan offers fewer than B candidates or its ``screen`` does not return B positions.
+    """
+    plan = selector.screening_plan(batch_size)
+    if plan is None:
+        return selector.select(step, batch_size), 0
+    if plan.candidates < batch_size:
+        raise ValueError(f"{selector.name}: screening plan has {plan.candidates} candidates < batch_size={batch_size}")
+    candidates = selector.select(step, plan.candidates)
+    rewards = np.asarray(sample(candidates, plan.rollouts), dtype=np.float64)
+    positions = np.asarray(selector.screen(candidates, rewards, batch_size))
+    if positions.shape != (batch_size,):
+        raise ValueError(
+            f"{selector.name}.screen returned positions of shape {positions.shape}; the step trains "
+            f"batch_size={batch_size} groups"
+        )
+    return candidates.take(positions), int(rewards.size)
 
 
 class Selector(Protocol):
@@ -134,6 +175,7 @@ class _BaseSelector:
         self.last_update_ms = 0.0
         self.pending: np.ndarray | None = None  # ids of the last selection, awaiting their update
         self.pending_explore: np.ndarray | None = None  # (B,) bool: which of them were new prompts
+        self.pending_fresh: np.ndarray | None = None  # (B,) bool: which of them the used set gained
 
     # -- the interface -------------------------------------------------------------------------
     def select(self, step: int, batch_size: int) -> Selection:
@@ -146,7 +188,7 @@ class _BaseSelector:
         self.used[ids] = True
         self.used_count += int(fresh.sum())
         des, factors = self._scores(ids)
-        self.pending, self.pending_explore = ids, np.asarray(explore, dtype=bool)
+        self.pending, self.pending_explore, self.pending_fresh = ids, np.asarray(explore, dtype=bool), fresh
         self.last_select_ms = (time.perf_counter() - start) * 1e3
         return Selection(
             step=step, prompt_ids=ids, is_explore=np.asarray(explore, dtype=bool), des=des, factors=factors
@@ -393,7 +435,7 @@ class DESSelector(_BaseSelector):
         prior_des, prior_factors = self.store.score(everything)  # O(pool) once, at construction
         d = config.des
         labelled = d.calibrate_labels or d.stratify_labels
-        self.calibration = _LabelCalibration(pool, d, prior_factors) if labelled else None
+        self.calibration = LabelCalibration(pool, d, prior_factors) if labelled else None
         seeds = (int(self.rng.integers(2**63)), int(self.rng.integers(2**63)))
         if d.stratify_labels:
             self.in_play = StratifiedSampler(self.calibration.group_of, seed=seeds[0])
@@ -566,94 +608,6 @@ class DESSelector(_BaseSelector):
             self.calibration.load_state_dict(state["calibration"])
 
 
-class _LabelCalibration:
-    """Measured pass rate per difficulty label, and the unseen prompts' sampler weights it implies.
-
-    Per label L (the distinct finite values of ``prior_difficulty``): decayed successes s_L and trials
-    t_L of every rollout on prompts with that label (``s_L <- calibration_decay * s_L + successes``
-    each step), a Beta posterior around the label's nominal pass rate ``m_L = clip(1 - L, 0.02, 0.98)``
-    with ``prior_strength`` pseudo-trials, ``q_L = (k m_L + s_L) / (k + t_L)``. An unseen prompt's DES
-    uses ``difficulty_factor(q_L)`` in place of its nominal label's; its CoT and adaptability factors are
-    unchanged (reference length, 0.5). Prompts without a label keep their prior weight; for the label
-    strata they form one more group, measured the same way around ``unseen_pass``.
-    """
-
-    def __init__(self, pool: PoolInfo, config: DESConfig, prior_factors: dict[str, np.ndarray]) -> None:
-        prior = pool.prior_difficulty
-        finite = np.isfinite(prior) if prior is not None else np.zeros(pool.size, dtype=bool)
-        option = "des.stratify_labels" if config.stratify_labels else "des.calibrate_labels"
-        if not finite.any():
-            raise ValueError(
-                f"{option}=true needs difficulty labels (PoolInfo.prior_difficulty); "
-                f"this pool has none: set {option}=false"
-            )
-        labels, inverse = np.unique(prior[finite], return_inverse=True)
-        if len(labels) > 1024:
-            raise ValueError(
-                f"{option} groups prompts by label, but the pool has {len(labels)} distinct "
-                f"labels (> 1024): bin prior_difficulty first or set {option}=false"
-            )
-        self.config = config
-        self.label_of = np.full(pool.size, -1, dtype=np.int64)
-        self.label_of[finite] = inverse
-        # Groups: the labels, then one group of the unlabelled prompts (if any). group_of: (P,) int64 group
-        # of each prompt; group_sizes: (groups,) float64 prompts per group; n_labels: distinct labels.
-        self.group_of = np.where(finite, self.label_of, len(labels))
-        self.group_sizes = np.bincount(self.group_of).astype(np.float64)
-        self.n_labels = len(labels)
-        nominal = np.clip(1.0 - labels, 0.02, 0.98)
-        self.nominal = nominal if finite.all() else np.append(nominal, config.unseen_pass)
-        self.successes, self.trials = np.zeros(len(self.nominal)), np.zeros(len(self.nominal))
-        self.other = (
-            config.weight_cot * prior_factors["cot_complexity"]
-            + config.weight_adaptability * prior_factors["adaptability"]
-        )
-
-    def observe(self, ids: np.ndarray, correct: np.ndarray) -> None:
-        group = self.group_of[ids]
-        k = len(self.nominal)
-        self.successes = self.config.calibration_decay * self.successes + np.bincount(
-            group, weights=correct.sum(axis=1), minlength=k
-        )
-        self.trials = self.config.calibration_decay * self.trials + np.bincount(
-            group, weights=np.full(len(group), float(correct.shape[1])), minlength=k
-        )
-
-    def group_pass_rates(self) -> np.ndarray:
-        """(groups,) float64 posterior mean pass rate per label, then of the unlabelled group if any."""
-        k = self.config.prior_strength
-        return (k * self.nominal + self.successes) / (k + self.trials)
-
-    def pass_rates(self) -> np.ndarray:
-        """(labels,) float64 posterior mean pass rate per label."""
-        return self.group_pass_rates()[: self.n_labels]
-
-    def unseen_weights(self, unseen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, sampler weights) for the labelled prompts among ``unseen``."""
-        ids = unseen[self.label_of[unseen] >= 0]
-        c = self.config
-        difficulty = difficulty_factor(self.pass_rates(), c.target_pass)[self.label_of[ids]]
-        des = (c.weight_difficulty * difficulty + self.other[ids]) / (
-            c.weight_difficulty + c.weight_cot + c.weight_adaptability
-        )
-        return ids, c.sampler_weight(des)
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        return {"successes": self.successes.copy(), "trials": self.trials.copy()}
-
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        successes, trials = (np.asarray(state[k], dtype=np.float64) for k in ("successes", "trials"))
-        if successes.shape == trials.shape == (self.n_labels,) and len(self.nominal) == self.n_labels + 1:
-            # Saved before the unlabelled group was counted: that group starts from its prior.
-            successes, trials = np.append(successes, 0.0), np.append(trials, 0.0)
-        if successes.shape != self.successes.shape or trials.shape != self.trials.shape:
-            raise ValueError(
-                f"label calibration state has {successes.shape[0]} groups, this pool {len(self.nominal)} "
-                "(its labels changed)"
-            )
-        self.successes, self.trials = successes.copy(), trials.copy()
-
-
 @register_method("mopps")
 class MoPPSSelector(_BaseSelector):
     """MoPPS: one Thompson sample per prompt from its Beta posterior; the B nearest the target train.
@@ -780,19 +734,18 @@ class GRESOSelector(_BaseSelector):
 
 @register_method("speed")
 class SPEEDSelector(UniformSelector):
-    """SPEED-style screening (Zhang et al. 2025, "SPEED-RL", arXiv:2506.09016), our reading.
+    """SPEED-style screening (Zhang et al. 2025, arXiv:2506.09016), our reading (docs/selection.md).
 
-    Each step ``ceil(candidates_factor * B)`` uniform candidates get ``screen_rollouts`` samples each; the
-    candidates whose screening rewards are not all equal (pass rate strictly between 0 and 1 with a 0/1
-    reward) get the full group, in candidate order, up to B. When fewer qualify, the batch is filled with
-    the first unqualified candidates, so every step trains B groups. Unlike the paper, the screening
-    samples are not reused in the group (it is G fresh samples, so the group's rewards are not biased
-    towards mixed outcomes), and surplus qualified candidates are dropped rather than carried to the next
-    step. docs/selection.md has the reading and the cost.
+    Each step C uniform candidates get ``screen_rollouts`` samples each and the first B whose screening
+    rewards are not all equal get a full group (``online_selection.speed_screen``). C is
+    ``ceil(candidates_factor * B)`` at the first step, then ``ceil(headroom * B / q)`` with q the running
+    qualified share, within [B, max_candidates_factor * B] and the pool; unqualified candidates fill the
+    batch only when fewer than B qualify. Only the B trained prompts count as used.
     """
 
     def __init__(self, pool, config, seed):
         super().__init__(pool, config, seed)
+        self.qualified_share: float | None = None  # running share of candidates that qualify (None: no step yet)
         self.last_qualified = float("nan")  # share of this step's candidates whose screening rewards vary
         self.last_filled = 0  # unqualified candidates that filled the batch
 
@@ -800,23 +753,42 @@ class SPEEDSelector(UniformSelector):
         if batch_size > self.pool.size:
             raise ValueError(f"batch_size={batch_size} exceeds the pool of {self.pool.size} prompts")
         c = self.config.speed
-        return ScreeningPlan(min(math.ceil(c.candidates_factor * batch_size), self.pool.size), c.screen_rollouts)
+        most = min(math.ceil(round(c.max_candidates_factor * batch_size, 9)), self.pool.size)
+        if self.qualified_share is None:
+            wanted = math.ceil(round(c.candidates_factor * batch_size, 9))  # 1.1 x 100 is 110, not 111
+        elif self.qualified_share <= 0:
+            wanted = most
+        else:
+            wanted = math.ceil(round(c.headroom * batch_size / self.qualified_share, 9))
+        return ScreeningPlan(max(batch_size, min(wanted, most)), c.screen_rollouts)
 
     def screen(self, selection, rewards, batch_size):
-        rewards = np.asarray(rewards, dtype=np.float64)
-        candidates = len(selection.prompt_ids)
-        if rewards.ndim != 2 or rewards.shape[0] != candidates or rewards.shape[1] < 2:
-            raise ValueError(f"screening rewards must be ({candidates}, n >= 2), got shape {rewards.shape}")
-        if not 1 <= batch_size <= candidates:
-            raise ValueError(f"batch_size={batch_size} must be in [1, {candidates}] (the candidates screened)")
-        varies = rewards.max(axis=1) > rewards.min(axis=1)
-        order = np.concatenate([np.flatnonzero(varies), np.flatnonzero(~varies)])[:batch_size]
+        if np.shape(rewards)[:1] != (len(selection.prompt_ids),):
+            raise ValueError(f"screening rewards must have {len(selection.prompt_ids)} rows, got {np.shape(rewards)}")
+        positions, varies = speed_screen(rewards, batch_size)
+        if self.pending is not None and np.array_equal(self.pending, selection.prompt_ids):
+            # Screened but not trained: no longer "used" (used_prompts/ lists the prompts trained on).
+            dropped = np.setdiff1d(np.arange(len(varies)), positions)
+            unmark = selection.prompt_ids[dropped[self.pending_fresh[dropped]]]
+            self.used[unmark] = False
+            self.used_count -= len(unmark)
         self.last_qualified = float(varies.mean())
         self.last_filled = int(max(batch_size - np.count_nonzero(varies), 0))
-        return np.sort(order).astype(np.int64)
+        previous = self.last_qualified if self.qualified_share is None else self.qualified_share
+        self.qualified_share = 0.5 * previous + 0.5 * self.last_qualified
+        return positions
 
     def metrics(self):
         return {**super().metrics(), "screen_qualified": self.last_qualified, "screen_filled": float(self.last_filled)}
+
+    def _method_state(self):
+        return {"qualified_share": self.qualified_share}
+
+    def _load_method_state(self, state):
+        share = state.get("qualified_share")
+        if share is not None and not 0 <= float(share) <= 1:
+            raise ValueError(f"speed state qualified_share={share!r} must be in [0, 1] or None")
+        self.qualified_share = None if share is None else float(share)
 
 
 def make_selector(pool: PoolInfo, config: SelectionConfig, seed: int) -> Selector:

@@ -319,8 +319,19 @@ class SPEEDConfig:
     )
     candidates_factor: float = config_field(
         2.0,
-        help="candidates screened per step, as a multiple of batch_size (ceil, at most the pool). Each costs "
-        "screen_rollouts rollouts on top of the batch's batch_size x group_size.",
+        help="candidates screened at the first step, as a multiple of batch_size (ceil, at most the pool). Each "
+        "candidate costs screen_rollouts rollouts on top of the batch's batch_size x group_size.",
+    )
+    headroom: float = config_field(
+        1.25,
+        help="after the first step, ceil(headroom x batch_size / q) candidates are screened, q being the running "
+        "share of candidates that qualified (mean of the newest step and the previous estimate), so about "
+        "headroom x batch_size qualify: the batch is rarely short of learnable prompts.",
+    )
+    max_candidates_factor: float = config_field(
+        8.0,
+        help="cap on the candidates screened per step, as a multiple of batch_size (bounds the screening cost "
+        "where almost nothing qualifies); when fewer than batch_size qualify, unqualified candidates fill the batch.",
     )
 
     def __post_init__(self) -> None:
@@ -331,9 +342,14 @@ class SPEEDConfig:
                 f"speed.screen_rollouts={self.screen_rollouts} must be >= 2: one sample cannot show whether a "
                 "prompt's rewards vary"
             )
-        if not self.candidates_factor >= 1:
+        for name in ("candidates_factor", "headroom", "max_candidates_factor"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value < float("inf"):
+                raise ValueError(f"speed.{name}={value!r} must be a finite number >= 1")
+        if self.max_candidates_factor < self.candidates_factor:
             raise ValueError(
-                f"speed.candidates_factor={self.candidates_factor!r} must be >= 1 (at least batch_size candidates)"
+                f"speed.max_candidates_factor={self.max_candidates_factor} must be >= "
+                f"speed.candidates_factor={self.candidates_factor}"
             )
 
 

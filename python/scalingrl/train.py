@@ -406,7 +406,8 @@ def _zero_loss(run: Run, shards: list[ShardRollout]):
 def _sample_and_score(run: Run, shard_rows: list, group: int, seed: int):
     """``group`` samples of each row's prompt (torch seeded with ``seed``), scored with the run's reward.
 
-    Returns (batch, rewards (N,), correct (N,), complete_keep (N,), truncated (N,) bool, rollout s, reward s).
+    Returns (batch on the engine's device, rewards (N,) float, correct (N,) bool, complete_keep (N,) bool,
+    truncated (N,) bool, rollout seconds, reward seconds), N = rows x group, group-contiguous.
     """
     import torch
 
@@ -423,7 +424,7 @@ def _sample_and_score(run: Run, shard_rows: list, group: int, seed: int):
     )
     started = time.perf_counter()
     torch.manual_seed(seed)
-    batch = run.rollout.generate(prompts, config.rollout, group_size=group).to(run.trainer.device)
+    batch = run.rollout.generate(prompts, config.rollout, group_size=group)
     rolled_out = time.perf_counter()
     references = [row["answer"] for row in shard_rows for _ in range(group)]
     truncated = (
@@ -436,23 +437,21 @@ def _sample_and_score(run: Run, shard_rows: list, group: int, seed: int):
     return batch, rewards, correct, complete_keep, truncated, rolled_out - started, time.perf_counter() - rolled_out
 
 
-def _screen(run: Run, step: int, rows: list, samples: int) -> tuple[np.ndarray, float]:
+def _screen(run: Run, step: int, rows: list, samples: int) -> np.ndarray:
     """The screening round of a ``screening_plan``: ``samples`` rollouts of each candidate, sharded like the
-    step's rollouts and all-gathered. Returns ((C, samples) float64 rewards in candidate order, this rank's
-    rollout + reward seconds)."""
+    step's rollouts and all-gathered. Returns (C, samples) float64 rewards, rows in candidate order."""
     from scalingrl import distributed
 
     shard_groups = distributed.shard_groups(len(rows), run.shards)
-    local, seconds = {}, 0.0
+    local = {}
     for s in distributed.rank_shards(run.shards, run.rank, run.world_size):
         seed = _step_seed(run.config.seed, step, s, screening=True)
-        _, rewards, *_, rollout_s, reward_s = _sample_and_score(run, [rows[i] for i in shard_groups[s]], samples, seed)
+        _, rewards, *_ = _sample_and_score(run, [rows[i] for i in shard_groups[s]], samples, seed)
         local[s] = np.asarray(rewards, dtype=np.float64).reshape(-1, samples)
-        seconds += rollout_s + reward_s
     merged = {}
     for part in distributed.all_gather_object(local):
         merged.update(part)
-    return np.concatenate([merged[s] for s in range(run.shards)]), seconds
+    return np.concatenate([merged[s] for s in range(run.shards)])
 
 
 def _roll_out_and_score(run: Run, step: int, rows: list, shard_index: int, groups: np.ndarray) -> ShardRollout:
@@ -466,6 +465,7 @@ def _roll_out_and_score(run: Run, step: int, rows: list, shard_index: int, group
     batch, rewards, correct, complete_keep, truncated, rollout_s, reward_s = _sample_and_score(
         run, [rows[i] for i in groups], group, seed
     )
+    batch = batch.to(run.trainer.device)
     reward_tensor = torch.tensor(rewards, dtype=torch.float32, device=run.trainer.device)
     advantages, group_stats = ops.group_advantages(reward_tensor, group, scale=config.grpo.advantage_scale)
     zero_variance = np.asarray(torch.as_tensor(group_stats["zero_variance"]).cpu(), dtype=bool).reshape(-1)
@@ -528,18 +528,23 @@ def grpo_step(run: Run, step: int) -> dict[str, Any]:
 
     Every rank selects the same prompts; rank r rolls out and scores the rollout shards s with
     s % world_size == r; the outcomes are all-gathered in selection order before ``selector.update``.
+    A selector with a screening plan first screens its candidates (``selection.screened_batch``).
     """
     from scalingrl import distributed
+    from scalingrl.selection import screened_batch
 
     config = run.config
     started = time.perf_counter()
-    plan = run.selector.screening_plan(config.batch_size)  # the screening hook (None: no screening round)
-    selection = run.selector.select(step, config.batch_size if plan is None else plan.candidates)
-    screen_rollouts, screen_s = 0, 0.0
-    if plan is not None:
-        screened, screen_s = _screen(run, step, run.pool.rows(selection.prompt_ids), plan.rollouts)
-        selection = selection.take(run.selector.screen(selection, screened, config.batch_size))
-        screen_rollouts = screened.size
+    screen_s = 0.0
+
+    def screen(candidates, samples):  # the screening hook's rollouts (only for a selector with a plan)
+        nonlocal screen_s
+        begun = time.perf_counter()
+        rewards = _screen(run, step, run.pool.rows(candidates.prompt_ids), samples)
+        screen_s = time.perf_counter() - begun
+        return rewards
+
+    selection, screen_rollouts = screened_batch(run.selector, step, config.batch_size, screen)
     run.selection_log.write(selection)
     rows = run.pool.rows(selection.prompt_ids)
     shard_groups = distributed.shard_groups(len(rows), run.shards)
@@ -571,7 +576,7 @@ def grpo_step(run: Run, step: int) -> dict[str, Any]:
         "selected_level_mean": float(np.nanmean(levels)) if np.isfinite(levels).any() else None,
         "selected_levels": [None if not np.isfinite(level) else float(level) for level in levels],
         "unique_prompts_used": int(run.selector.unique_prompts_used()),
-        "tokens_per_s": outcome["tokens"]
+        "tokens_per_s": outcome["tokens"]  # the groups' tokens and time (a screening round is not counted)
         / max(distributed.all_reduce_sum(rolled_out - selected) / run.world_size, 1e-9),
         "lr": float(run.trainer.scheduler.get_last_lr()[0]),
         "rollouts": screen_rollouts + int(rewards.size),

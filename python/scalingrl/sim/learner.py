@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from scalingrl.data import PoolInfo
-from scalingrl.selection import SelectionConfig, make_selector
+from scalingrl.selection import SelectionConfig, make_selector, screened_batch
 
 
 @dataclasses.dataclass
@@ -146,7 +146,9 @@ def run_schedule(
     pool: SyntheticPool | None = None,
     eval_every: int = 10,
 ) -> dict[str, Any]:
-    """Train a simulated learner with the selector of ``selection_config`` for ``steps``; same budget for all.
+    """Train a simulated learner with the selector of ``selection_config`` for ``steps`` of ``batch_size``
+    groups: the same steps for every method, and the same rollouts except for a screening round (``speed``),
+    whose samples ``rollouts`` counts.
 
     Returns a dict with ``final_accuracy`` (held-out expected pass@1), ``unique_prompts``, ``rollouts``,
     ``curve`` (list of ``[rollouts, accuracy]``), ``zero_variance_fraction`` (share of groups with all-equal
@@ -159,12 +161,11 @@ def run_schedule(
     curve, selection_ms, update_ms = [[0, learner.accuracy()]], [], []
     rollouts = zero_variance_groups = 0
     for step in range(steps):
-        plan = selector.screening_plan(batch_size)  # SPEED-style screening round, as in train.grpo_step
-        selection = selector.select(step, batch_size if plan is None else plan.candidates)
-        if plan is not None:
-            screened, _, _ = learner.rollout(selection.prompt_ids, plan.rollouts)
-            selection = selection.take(selector.screen(selection, screened, batch_size))
-            rollouts += screened.size
+        # The screening hook's protocol, as in train.grpo_step (a no-op for selectors without a plan).
+        selection, screened = screened_batch(
+            selector, step, batch_size, lambda candidates, n: learner.rollout(candidates.prompt_ids, n)[0]
+        )
+        rollouts += screened
         ids = selection.prompt_ids
         rewards, correct, stats = learner.rollout(ids)
         selector.update(step, ids, rewards, correct, stats)
