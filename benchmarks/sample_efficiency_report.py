@@ -196,6 +196,46 @@ def pool_mix(methods: dict) -> list[str]:
     ]
 
 
+def gain_at(run: dict, axis: str, budget: float) -> float:
+    """Held-out gain of one run once it had spent ``budget`` on ``axis`` ("rollouts" or "wall_clock_s"):
+    linear interpolation between its evaluation points; a run that finished within the budget counts with
+    its final gain. Raises ValueError for a run without points on ``axis``."""
+    points = [(p[axis], p["accuracy"]) for p in run["curve"] if p.get(axis) is not None]
+    if not points:
+        raise ValueError(f"the run's curve has no {axis!r} values")
+    spent, accuracy = zip(*points)
+    return float(np.interp(min(budget, spent[-1]), spent, accuracy)) - run["initial_accuracy"]
+
+
+def equal_budget(methods: dict) -> list[str]:
+    """Gains within uniform's budget in rollouts and in wall-clock (its mean over seeds): the comparison for
+    a method that spends more per step (``speed``'s screening) or less."""
+    uniform = methods.get("uniform")
+    if not uniform:
+        return []
+    budgets = {axis: np.mean([r["curve"][-1][axis] or 0.0 for r in uniform["runs"].values()]) for axis in AXES}
+    rows = []
+    for name, m in sorted(methods.items(), key=lambda item: -(item[1]["gain_mean"] or 0)):
+        cells = [f"{np.mean([gain_at(r, axis, budgets[axis]) for r in m['runs'].values()]):+.3f}" for axis in AXES]
+        rows.append(f"| {name} | {m['gain_mean']:+.3f} | " + " | ".join(cells) + " |")
+    return [
+        "## Within uniform's budget: equal rollouts and equal wall-clock",
+        "",
+        f"Gain once a method had spent uniform's rollouts ({budgets['rollouts']:,.0f}) or uniform's training "
+        f"wall-clock ({budgets['wall_clock_s']:,.0f} s, mean over its seeds), interpolated linearly between "
+        "evaluations (every 25 steps); a run that finished within the budget counts with its final gain. "
+        "Wall-clock is noisy on this shared machine (runs of one method differ by ~10-20%).",
+        "",
+        "| method | gain at equal steps | gain within uniform's rollouts | gain within uniform's wall-clock |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
+AXES = ("rollouts", "wall_clock_s")
+
+
 def goals(methods: dict) -> list[str]:
     des, uniform = methods.get("des"), methods.get("uniform")
     if not des or not uniform:
@@ -260,6 +300,7 @@ def setting_section(name: str, spec: dict, out: pathlib.Path, headline: bool) ->
         *mechanism(methods),
         *by_level(methods),
         *pool_mix(methods),
+        *equal_budget(methods),
         f"## Goals of issue 8 ({name}, mean over seeds, equal steps)",
         "",
         *goals(methods),

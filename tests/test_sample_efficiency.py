@@ -237,3 +237,28 @@ def test_rerun_skips_finished_runs_and_starts_the_rest(tmp_path, monkeypatch):
     se.run_all(out, "quickstart", jobs, 2, tmp_path / "se.json")
     assert started == [("des", 0)]  # nothing left to run
     assert json.loads((tmp_path / "se.json").read_text())["methods"]["des"]["seeds"] == [0]
+
+
+def test_gain_at_interpolates_between_evaluations_and_keeps_a_finished_runs_final_gain():
+    spec = importlib.util.spec_from_file_location("se_report", ROOT / "benchmarks" / "sample_efficiency_report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    curve = [
+        {"step": 0, "rollouts": 0, "wall_clock_s": 0.0, "accuracy": 0.4},
+        {"step": 25, "rollouts": 1000, "wall_clock_s": 50.0, "accuracy": 0.5},
+        {"step": 50, "rollouts": 2000, "wall_clock_s": 80.0, "accuracy": 0.6},
+    ]
+    run = {"initial_accuracy": 0.4, "curve": curve}
+    assert report.gain_at(run, "rollouts", 1500) == pytest.approx(np.interp(1500, [0, 1000, 2000], [0, 0.1, 0.2]))
+    assert report.gain_at(run, "wall_clock_s", 65.0) == pytest.approx(0.15)
+    assert report.gain_at(run, "rollouts", 5000) == pytest.approx(0.2)  # finished within the budget: final gain
+    with pytest.raises(ValueError, match="no 'rollouts' values"):
+        report.gain_at({"initial_accuracy": 0.4, "curve": [{"step": 0, "accuracy": 0.4}]}, "rollouts", 1)
+    short = {"initial_accuracy": 0.4, "curve": curve[:2]}  # uniform's budget: its mean, 1500 rollouts, 65 s
+    methods = {
+        "uniform": {"gain_mean": 0.15, "runs": {"0": short, "1": run}},
+        "speed": {"gain_mean": 0.2, "runs": {"0": run}},
+    }
+    text = "\n".join(report.equal_budget(methods))
+    assert "| speed | +0.200 | +0.150 | +0.150 |" in text
+    assert "uniform's rollouts (1,500)" in text
