@@ -406,7 +406,7 @@ def _zero_loss(run: Run, shards: list[ShardRollout]):
 def _sample_and_score(run: Run, shard_rows: list, group: int, seed: int):
     """``group`` samples of each row's prompt (torch seeded with ``seed``), scored with the run's reward.
 
-    Returns (batch on the engine's device, rewards (N,) float, correct (N,) bool, complete_keep (N,) bool,
+    Returns (batch on the policy's device, rewards (N,) float, correct (N,) bool, complete_keep (N,) bool,
     truncated (N,) bool, rollout seconds, reward seconds), N = rows x group, group-contiguous.
     """
     import torch
@@ -424,7 +424,7 @@ def _sample_and_score(run: Run, shard_rows: list, group: int, seed: int):
     )
     started = time.perf_counter()
     torch.manual_seed(seed)
-    batch = run.rollout.generate(prompts, config.rollout, group_size=group)
+    batch = run.rollout.generate(prompts, config.rollout, group_size=group).to(run.trainer.device)
     rolled_out = time.perf_counter()
     references = [row["answer"] for row in shard_rows for _ in range(group)]
     truncated = (
@@ -465,7 +465,6 @@ def _roll_out_and_score(run: Run, step: int, rows: list, shard_index: int, group
     batch, rewards, correct, complete_keep, truncated, rollout_s, reward_s = _sample_and_score(
         run, [rows[i] for i in groups], group, seed
     )
-    batch = batch.to(run.trainer.device)
     reward_tensor = torch.tensor(rewards, dtype=torch.float32, device=run.trainer.device)
     advantages, group_stats = ops.group_advantages(reward_tensor, group, scale=config.grpo.advantage_scale)
     zero_variance = np.asarray(torch.as_tensor(group_stats["zero_variance"]).cpu(), dtype=bool).reshape(-1)
