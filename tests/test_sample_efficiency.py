@@ -178,6 +178,7 @@ def test_report_has_a_section_per_setting(tmp_path):
     assert "--setting skewed_pool" in text and "ratio 2.00" in text and "ratio 1.25" in text
     assert "At lr2e-4 (both, seeds 0): DES gain +0.300 vs uniform +0.200, ratio 1.50" in text
     assert "setting `smoke`" not in text  # the driver check is not evidence
+    assert "- Within uniform's wall-clock: DES +0.200, best other" in text  # the quickstart's goal line
     assert (tmp_path / "bench/results/sample_efficiency_steps_skewed_pool.png").stat().st_size > 0
 
 
