@@ -64,6 +64,9 @@ METHODS = {
     "mopps": ["selection.method=mopps"],
     "greso": ["selection.method=greso"],
     "speed": ["selection.method=speed"],
+    # DES's candidates through SPEED's screen (the same candidate count and samples as ``speed``): against
+    # ``speed`` it isolates what DES's ranking adds to screening, against ``des`` what screening adds to DES.
+    "des_screened": ["selection.method=des", "selection.des.screen=true"],
     "dapo": ["selection.method=dapo"],
     "adarft": ["selection.method=adarft"],
     "random_subset": ["selection.method=random_subset"],
@@ -115,6 +118,7 @@ SETTINGS = {
         ],
         "methods": [
             *("uniform", "des", "des_lr2e-4", "mopps", "greso", "des_stratified", "random_subset", "dapo", "speed"),
+            "des_screened",
             *("des_no_difficulty", "des_no_adaptability", "des_no_cot", "des_fixed_pool"),  # ablations
         ],
         "checks": ["uniform_lr5e-5", "uniform_lr2e-4", "uniform_lr4e-4"],

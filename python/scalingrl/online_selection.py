@@ -20,9 +20,11 @@ papers' over-sampling to refill a batch after filtering (our loop trains on a fi
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from scalingrl.selection_config import GRESOConfig, MoPPSConfig
+from scalingrl.selection_config import GRESOConfig, MoPPSConfig, SPEEDConfig
 
 __all__ = [
     "MoPPSConfig",
@@ -33,6 +35,7 @@ __all__ = [
     "greso_keep_probability",
     "greso_next_explore",
     "speed_screen",
+    "CandidateCount",
 ]
 
 
@@ -112,3 +115,57 @@ def speed_screen(rewards: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.n
     varies = rewards.max(axis=1) > rewards.min(axis=1)
     order = np.concatenate([np.flatnonzero(varies), np.flatnonzero(~varies)])[:batch_size]
     return np.sort(order).astype(np.int64), varies
+
+
+class CandidateCount:
+    """How many candidates a screening round needs: SPEED's candidate count, adapted to the qualified share.
+
+    ``ceil(candidates_factor x B)`` at the first step, then ``ceil(headroom x B / q)`` with q the running
+    share of screened candidates whose rewards varied (``q <- (q + newest) / 2``), clipped to
+    [B, min(max_candidates_factor x B, limit)]; with q = 0 the cap. Used by the ``speed`` selector and by
+    ``des`` with ``selection.des.screen``. The knobs are ``SPEEDConfig``'s.
+    """
+
+    def __init__(self, config: SPEEDConfig) -> None:
+        self.config = config
+        self.qualified_share: float | None = None  # running share of candidates that qualify (None: no step yet)
+        self.last_qualified = float("nan")  # share of the newest round's candidates whose rewards vary
+        self.last_filled = 0  # unqualified candidates that filled the newest batch
+
+    def candidates(self, batch_size: int, limit: int) -> int:
+        """Candidates to screen for a batch of ``batch_size`` out of ``limit`` selectable prompts (int >= B).
+
+        Raises ValueError when ``batch_size`` exceeds ``limit``.
+        """
+        if batch_size > limit:
+            raise ValueError(f"batch_size={batch_size} exceeds the {limit} prompts that can be selected")
+        c = self.config
+        most = min(math.ceil(round(c.max_candidates_factor * batch_size, 9)), limit)
+        if self.qualified_share is None:
+            wanted = math.ceil(round(c.candidates_factor * batch_size, 9))  # 1.1 x 100 is 110, not 111
+        elif self.qualified_share <= 0:
+            wanted = most
+        else:
+            wanted = math.ceil(round(c.headroom * batch_size / self.qualified_share, 9))
+        return max(batch_size, min(wanted, most))
+
+    def observe(self, varies: np.ndarray, batch_size: int) -> None:
+        """Record one round: ``varies`` (C,) bool, which candidates' screening rewards differed."""
+        varies = np.asarray(varies, dtype=bool)
+        self.last_qualified = float(varies.mean())
+        self.last_filled = int(max(batch_size - np.count_nonzero(varies), 0))
+        previous = self.last_qualified if self.qualified_share is None else self.qualified_share
+        self.qualified_share = 0.5 * previous + 0.5 * self.last_qualified
+
+    def metrics(self) -> dict[str, float]:
+        return {"screen_qualified": self.last_qualified, "screen_filled": float(self.last_filled)}
+
+    def state_dict(self) -> dict:
+        return {"qualified_share": self.qualified_share}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Raises ValueError for a qualified share outside [0, 1]."""
+        share = state.get("qualified_share")
+        if share is not None and not 0 <= float(share) <= 1:
+            raise ValueError(f"screening state qualified_share={share!r} must be in [0, 1] or None")
+        self.qualified_share = None if share is None else float(share)

@@ -34,16 +34,16 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import math
 import time
 from typing import Any, Protocol
 
 import numpy as np
 
-from scalingrl.curriculum import ScheduleState, next_schedule, split_batch, step_signal
+from scalingrl.curriculum import ScheduleState, StepSignal, next_schedule, split_batch, step_signal
 from scalingrl.data import PoolInfo
 from scalingrl.des import FACTORS, LabelCalibration, PromptStore, label_shares
 from scalingrl.online_selection import (
+    CandidateCount,
     greso_keep_probability,
     greso_next_explore,
     mopps_pick,
@@ -306,6 +306,21 @@ class _BaseSelector:
         self._load_method_state(state["method_state"])
 
     # -- for subclasses ------------------------------------------------------------------------
+    def _unmark_untrained(self, positions: np.ndarray) -> np.ndarray:
+        """After a screening round of the pending selection: the candidates outside ``positions`` are not
+        trained, so they leave the used set (used_prompts/ lists the prompts trained on) and ``pending``
+        narrows to the trained ones. Returns the dropped positions, (C - B,) int64 ascending."""
+        dropped = np.setdiff1d(np.arange(len(self.pending)), positions)
+        unmark = self.pending[dropped[self.pending_fresh[dropped]]]
+        self.used[unmark] = False
+        self.used_count -= len(unmark)
+        self.pending, self.pending_explore, self.pending_fresh = (
+            self.pending[positions],
+            self.pending_explore[positions],
+            self.pending_fresh[positions],
+        )
+        return dropped.astype(np.int64)
+
     def _choose(self, step: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
@@ -449,6 +464,53 @@ class DESSelector(_BaseSelector):
         limit = pool.size if c.max_pool == 0 else min(c.max_pool, pool.size)
         self.schedule = ScheduleState(pool_target=float(min(c.initial_pool, limit)), explore_share=c.initial_explore)
         self.probe_left = c.warm_start_probe
+        self.count = CandidateCount(config.speed) if d.screen else None  # with des.screen: the round's size
+        self.screen_signal: StepSignal | None = None  # this step's screening signal, for the schedule
+
+    def screening_plan(self, batch_size):
+        if self.count is None:
+            return None
+        selectable = self.unseen.positive_count + self.in_play.positive_count
+        return ScreeningPlan(self.count.candidates(batch_size, selectable), self.config.speed.screen_rollouts)
+
+    def screen(self, selection, rewards, batch_size):
+        """With ``des.screen``: the first B of DES's candidates, in a random order, whose screening rewards
+        vary (SPEED's rule on a shuffled list, so the explore share of the batch is that of the qualified
+        candidates). Candidates not trained leave play (``_release``); the schedule's signal is the round's."""
+        if self.count is None:
+            return super().screen(selection, rewards, batch_size)
+        if np.shape(rewards)[:1] != (len(selection.prompt_ids),):
+            raise ValueError(f"screening rewards must have {len(selection.prompt_ids)} rows, got {np.shape(rewards)}")
+        rewards = np.asarray(rewards, dtype=np.float64)
+        order = self.rng.permutation(len(rewards))
+        chosen, varies_in_order = speed_screen(rewards[order], batch_size)
+        positions = np.sort(order[chosen])
+        varies = np.empty_like(varies_in_order)
+        varies[order] = varies_in_order
+        self.screen_signal = step_signal(rewards, selection.is_explore)
+        if self.pending is not None and np.array_equal(self.pending, selection.prompt_ids):
+            dropped = self._unmark_untrained(positions)
+            self._release(selection.step, selection.prompt_ids[dropped], selection.is_explore[dropped], varies[dropped])
+        self.count.observe(varies, batch_size)
+        return positions
+
+    def _release(self, step: int, ids: np.ndarray, new: np.ndarray, varied: np.ndarray) -> None:
+        """Screened candidates that get no full group. New ones whose rewards varied were only surplus: back
+        among the unseen prompts at their prior weight. Those whose rewards did not vary (mastered or out of
+        reach now) leave play like a parked prompt and come back for a re-test after ``retest_interval``."""
+        back = ids[new & varied]
+        self.status[back] = UNSEEN
+        self.in_play_count -= len(back)
+        des, _ = self.store.score(back)
+        self.unseen.update(back, self.config.des.sampler_weight(des))
+        if self.calibration is not None and self.config.des.calibrate_labels:
+            self.unseen.update(*self.calibration.unseen_weights(back))
+        out = ids[~varied]
+        if len(out):
+            self.in_play.update(out, np.zeros(len(out)))
+            self.status[out] = PARKED
+            self.in_play_count -= len(out)
+            self.retests.append((step + self.config.curriculum.retest_interval, out))
 
     def _choose(self, step, batch_size):
         c = self.config.curriculum
@@ -536,7 +598,9 @@ class DESSelector(_BaseSelector):
         self.in_play.update(ids, weights)
         if leaving.any():
             self.retests.append((step + c.retest_interval, ids[leaving]))
-        self.schedule = next_schedule(self.schedule, step_signal(rewards, self._explore_mask(ids)), c, self.pool.size)
+        signal = self.screen_signal if self.screen_signal is not None else step_signal(rewards, self._explore_mask(ids))
+        self.screen_signal = None
+        self.schedule = next_schedule(self.schedule, signal, c, self.pool.size)
         if self.calibration is not None:
             self.calibration.observe(ids, correct)
             if self.config.des.calibrate_labels and (step + 1) % self.config.des.calibrate_every == 0:
@@ -565,6 +629,7 @@ class DESSelector(_BaseSelector):
             "parked": float(self._count(PARKED)),
             "explore_signal": self.schedule.explore_signal,
             "exploit_signal": self.schedule.exploit_signal,
+            **({} if self.count is None else self.count.metrics()),
         }
 
     def _count(self, status):
@@ -583,6 +648,7 @@ class DESSelector(_BaseSelector):
             "schedule": dataclasses.asdict(self.schedule),
             "probe_left": self.probe_left,
             "calibration": None if self.calibration is None else self.calibration.state_dict(),
+            "screening": None if self.count is None else self.count.state_dict(),
         }
 
     def _load_method_state(self, state):
@@ -606,6 +672,12 @@ class DESSelector(_BaseSelector):
             raise ValueError("selection state and config disagree on des.calibrate_labels")
         if self.calibration is not None:
             self.calibration.load_state_dict(state["calibration"])
+        if (self.count is None) != (state.get("screening") is None):
+            raise ValueError(
+                f"selection state and config disagree on des.screen (this run: {str(self.count is not None).lower()})"
+            )
+        if self.count is not None:
+            self.count.load_state_dict(state["screening"])
 
 
 @register_method("mopps")
@@ -745,50 +817,30 @@ class SPEEDSelector(UniformSelector):
 
     def __init__(self, pool, config, seed):
         super().__init__(pool, config, seed)
-        self.qualified_share: float | None = None  # running share of candidates that qualify (None: no step yet)
-        self.last_qualified = float("nan")  # share of this step's candidates whose screening rewards vary
-        self.last_filled = 0  # unqualified candidates that filled the batch
+        self.count = CandidateCount(config.speed)
 
     def screening_plan(self, batch_size):
         if batch_size > self.pool.size:
             raise ValueError(f"batch_size={batch_size} exceeds the pool of {self.pool.size} prompts")
-        c = self.config.speed
-        most = min(math.ceil(round(c.max_candidates_factor * batch_size, 9)), self.pool.size)
-        if self.qualified_share is None:
-            wanted = math.ceil(round(c.candidates_factor * batch_size, 9))  # 1.1 x 100 is 110, not 111
-        elif self.qualified_share <= 0:
-            wanted = most
-        else:
-            wanted = math.ceil(round(c.headroom * batch_size / self.qualified_share, 9))
-        return ScreeningPlan(max(batch_size, min(wanted, most)), c.screen_rollouts)
+        return ScreeningPlan(self.count.candidates(batch_size, self.pool.size), self.config.speed.screen_rollouts)
 
     def screen(self, selection, rewards, batch_size):
         if np.shape(rewards)[:1] != (len(selection.prompt_ids),):
             raise ValueError(f"screening rewards must have {len(selection.prompt_ids)} rows, got {np.shape(rewards)}")
         positions, varies = speed_screen(rewards, batch_size)
         if self.pending is not None and np.array_equal(self.pending, selection.prompt_ids):
-            # Screened but not trained: no longer "used" (used_prompts/ lists the prompts trained on).
-            dropped = np.setdiff1d(np.arange(len(varies)), positions)
-            unmark = selection.prompt_ids[dropped[self.pending_fresh[dropped]]]
-            self.used[unmark] = False
-            self.used_count -= len(unmark)
-        self.last_qualified = float(varies.mean())
-        self.last_filled = int(max(batch_size - np.count_nonzero(varies), 0))
-        previous = self.last_qualified if self.qualified_share is None else self.qualified_share
-        self.qualified_share = 0.5 * previous + 0.5 * self.last_qualified
+            self._unmark_untrained(positions)
+        self.count.observe(varies, batch_size)
         return positions
 
     def metrics(self):
-        return {**super().metrics(), "screen_qualified": self.last_qualified, "screen_filled": float(self.last_filled)}
+        return {**super().metrics(), **self.count.metrics()}
 
     def _method_state(self):
-        return {"qualified_share": self.qualified_share}
+        return self.count.state_dict()
 
     def _load_method_state(self, state):
-        share = state.get("qualified_share")
-        if share is not None and not 0 <= float(share) <= 1:
-            raise ValueError(f"speed state qualified_share={share!r} must be in [0, 1] or None")
-        self.qualified_share = None if share is None else float(share)
+        self.count.load_state_dict(state)
 
 
 def make_selector(pool: PoolInfo, config: SelectionConfig, seed: int) -> Selector:

@@ -114,6 +114,13 @@ class DESConfig:
         help="with stratify_labels: the part of a label's batch share kept whatever its measured signal "
         "(0: by signal only; large: the pool's label mix, like uniform sampling).",
     )
+    screen: bool = config_field(
+        False,
+        help="screen DES's candidates before the full groups, as the speed baseline screens uniform ones: DES "
+        "draws the candidates, those whose screening rewards vary get the full group, and the curriculum's "
+        "signal comes from the screening round; the candidate count and samples are selection.speed.* "
+        '(docs/des.md, "Screening DES\'s candidates").',
+    )
 
     def __post_init__(self) -> None:
         checks = [
