@@ -424,12 +424,16 @@ def test_zero_resume_in_one_process(one_process_run, tmp_path, stage):
         )
 
 
-def test_speed_screening_round_matches_one_process(model_cache, tmp_path):
+@pytest.mark.parametrize("method", ["speed", "des_screened"])
+def test_screening_round_matches_one_process(model_cache, tmp_path, method):
     """The screening round is sharded and all-gathered like the step's rollouts: two torchrun ranks screen
-    and train exactly the prompts one process with the same shards does."""
+    and train exactly the prompts one process with the same shards does (``des_screened`` also draws a
+    random order of the candidates on every rank)."""
     from scalingrl.train import main
 
-    speed = ("steps=2", "selection.method=speed", "selection.speed.screen_rollouts=2", "optim.zero_stage=0")
+    chosen = ("selection.method=des", "selection.des.screen=true") if method == "des_screened" else ()
+    chosen = chosen or ("selection.method=speed",)
+    speed = ("steps=2", *chosen, "selection.speed.screen_rollouts=2", "optim.zero_stage=0")
     main(_config(tmp_path / "one", *speed))
     _finish(_launch("torchrun", _write_config(tmp_path / "two", *speed)))
     rows_one, rows_two = _training_rows(tmp_path / "one"), _training_rows(tmp_path / "two")

@@ -7,8 +7,17 @@ import pytest
 
 from scalingrl.curriculum import CurriculumConfig
 from scalingrl.data import PoolInfo
-from scalingrl.selection import METHODS, ScreeningPlan, SelectionConfig, make_selector, screened_batch
-from scalingrl.selection_config import SPEEDConfig
+from scalingrl.selection import (
+    IN_PLAY,
+    METHODS,
+    PARKED,
+    UNSEEN,
+    ScreeningPlan,
+    SelectionConfig,
+    make_selector,
+    screened_batch,
+)
+from scalingrl.selection_config import DESConfig, SPEEDConfig
 
 POOL = 3000
 B, G = 64, 8
@@ -44,14 +53,19 @@ def run(selector, steps, start=0, seed=0):
 
 
 def config(method, **curriculum):
+    """The test config of ``method``; ``des_screened`` is ``des`` with ``des.screen`` on."""
     return SelectionConfig(
-        method=method,
+        method="des" if method == "des_screened" else method,
         random_subset_size=500,
         curriculum=CurriculumConfig(initial_pool=256, retest_interval=5, **curriculum),
+        des=DESConfig(screen=method == "des_screened"),
     )
 
 
-@pytest.mark.parametrize("method", METHODS)
+VARIANTS = [*METHODS, "des_screened"]
+
+
+@pytest.mark.parametrize("method", VARIANTS)
 def test_contract(method):
     selector = make_selector(pool_info(), config(method), seed=1)
     mixed = np.zeros((4, G))
@@ -79,7 +93,7 @@ def test_contract(method):
     assert stats["visits"].sum() == 3 * B
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", VARIANTS)
 def test_same_seed_same_selections_and_restore_continues_identically(method):
     a = make_selector(pool_info(), config(method), seed=7)
     b = make_selector(pool_info(), config(method), seed=7)
@@ -407,3 +421,94 @@ def test_speed_screens_as_many_candidates_as_its_measured_qualified_share_needs(
     state["method_state"]["qualified_share"] = 1.5
     with pytest.raises(ValueError, match="qualified_share=1.5 must be in"):
         restored.load_state_dict(state)
+
+
+def _check_des_bookkeeping(selector):
+    """Status, counts and both samplers agree: weight only on prompts of their status, counts match."""
+    status = selector.status
+    assert selector.in_play_count == np.count_nonzero(status == IN_PLAY)
+    assert not np.any(selector.in_play.weights()[status != IN_PLAY])
+    assert not np.any(selector.unseen.weights()[status != UNSEEN])
+    waiting = np.concatenate([ids for _, ids in selector.retests]) if selector.retests else np.zeros(0, int)
+    assert set(np.flatnonzero(status == PARKED)) <= set(waiting.tolist())
+
+
+def test_des_screen_trains_qualified_candidates_and_releases_the_rest():
+    selector = make_selector(pool_info(), config("des_screened"), seed=4)
+    fresh = make_selector(pool_info(), config("des"), seed=4)  # the unseen prompts' prior weights
+    rng, trained_ids = np.random.default_rng(4), set()
+    for step in range(12):
+        plan = selector.screening_plan(B)
+        candidates = selector.select(step, plan.candidates)
+        rewards = screen_rewards(rng, candidates.prompt_ids, plan.rollouts)
+        varies = rewards.max(axis=1) > rewards.min(axis=1)
+        positions = selector.screen(candidates, rewards, B)
+        assert positions.shape == (B,) and len(np.unique(positions)) == B
+        if varies.sum() >= B:
+            assert varies[positions].all()  # only learnable candidates train while there are enough
+        else:
+            assert set(np.flatnonzero(varies)) <= set(positions.tolist())
+        dropped = np.setdiff1d(np.arange(plan.candidates), positions)
+        ids = candidates.prompt_ids
+        flat, surplus_new = (
+            ids[dropped[~varies[dropped]]],
+            ids[dropped[varies[dropped] & candidates.is_explore[dropped]]],
+        )
+        assert (selector.status[flat] == PARKED).all()
+        assert any(step + 5 == due and set(flat) <= set(waiting.tolist()) for due, waiting in selector.retests)
+        assert (selector.status[surplus_new] == UNSEEN).all()
+        np.testing.assert_allclose(selector.unseen.weights(surplus_new), fresh.unseen.weights(surplus_new))
+        trained = candidates.take(positions)
+        correct = rng.random((B, G)) < true_pass(trained.prompt_ids)[:, None]
+        selector.update(step, trained.prompt_ids, correct.astype(float), correct)
+        _check_des_bookkeeping(selector)
+        trained_ids.update(trained.prompt_ids.tolist())
+        assert set(selector.used_prompt_ids().tolist()) == trained_ids  # screened-only candidates are not used
+    assert selector.metrics()["screen_qualified"] == pytest.approx(varies.mean())
+
+
+def test_des_screen_schedule_reads_the_screening_round():
+    selector = make_selector(pool_info(), config("des_screened"), seed=5)
+    plan = selector.screening_plan(B)
+    assert plan == ScreeningPlan(2 * B, 4)  # selection.speed's candidate count and samples
+    candidates = selector.select(0, plan.candidates)
+    rewards = np.zeros((plan.candidates, plan.rollouts))
+    rewards[: plan.candidates // 4, 0] = 1.0  # the first quarter varies
+    positions = selector.screen(candidates, rewards, B)
+    varies = np.arange(plan.candidates) < plan.candidates // 4
+    trained = candidates.take(positions)
+    informative = np.zeros((B, G))
+    informative[:, 0] = 1.0  # every trained group informative: that is not what DES proposed
+    selector.update(0, trained.prompt_ids, informative, informative > 0)
+    explore = candidates.is_explore
+    # First measurement: the smoothed shares are the screening round's informative shares, by origin.
+    assert selector.schedule.explore_signal == pytest.approx(varies[explore].mean())
+    if (~explore).any():
+        assert selector.schedule.exploit_signal == pytest.approx(varies[~explore].mean())
+    plain = make_selector(pool_info(), config("des"), seed=5)
+    assert plain.screening_plan(B) is None
+    with pytest.raises(NotImplementedError, match="des has no screening_plan"):
+        plain.screen(candidates, rewards, B)
+    with pytest.raises(ValueError, match="disagree on des.screen"):
+        plain.load_state_dict(selector.state_dict())
+    with pytest.raises(ValueError, match=r"screening rewards must have 128 rows, got \(3, 4\)"):
+        selector.screen(candidates, rewards[:3], B)
+
+
+def test_des_screen_keeps_the_qualified_candidates_mix_of_new_and_replayed():
+    selector = make_selector(pool_info(), config("des_screened"), seed=6)
+    run(selector, 4)  # prompts in play to replay
+    shares = []
+    for step in range(4, 10):
+        plan = selector.screening_plan(B)
+        candidates = selector.select(step, plan.candidates)
+        rewards = np.zeros((plan.candidates, plan.rollouts))
+        rewards[:, 0] = 1.0  # every candidate qualifies: which B train is a draw, not the list's order
+        trained = candidates.take(selector.screen(candidates, rewards, B))
+        shares.append((trained.is_explore.mean(), candidates.is_explore.mean()))
+        selector.update(step, trained.prompt_ids, rewards[:B, :1].repeat(G, 1), rewards[:B, :1].repeat(G, 1) > 0)
+    shares = np.array(shares)
+    assert ((shares[:, 1] > 0.2) & (shares[:, 1] < 0.8)).any()  # some steps mix new and replayed candidates
+    # A random B of the candidates: within 4 standard deviations (<= 0.0625 for B = 64) of the candidates'
+    # share on every step. Taken in list order (new ones first) step 4 would train 0.95 new vs 0.49.
+    np.testing.assert_allclose(shares[:, 0], shares[:, 1], atol=0.25)

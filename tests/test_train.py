@@ -255,13 +255,20 @@ def test_eval_cli_on_a_run_and_a_checkpoint(full_run, tmp_path):
     assert eval_main([str(checkpoint), "eval.size=8"])["accuracy"] == result["accuracy"]
 
 
-@pytest.mark.parametrize("method", ["uniform", "random_subset", "dapo", "adarft", "mopps", "greso", "speed"])
+@pytest.mark.parametrize(
+    "method", ["uniform", "random_subset", "dapo", "adarft", "mopps", "greso", "speed", "des_screened"]
+)
 def test_every_selection_method_runs_through_the_same_loop(method, tmp_path):
     from scalingrl.train import main
 
-    summary = main(_config(tmp_path, "steps=2", f"selection.method={method}", "tensorboard=false", "report=false"))
-    assert summary["selection_method"] == method and summary["steps"] == 2
-    assert len(_training_rows(tmp_path)) == 2
+    chosen = ["selection.method=des", "selection.des.screen=true"] if method == "des_screened" else []
+    chosen = chosen or [f"selection.method={method}"]
+    summary = main(_config(tmp_path, "steps=2", *chosen, "tensorboard=false", "report=false"))
+    assert summary["selection_method"] == method.removesuffix("_screened") and summary["steps"] == 2
+    rows = _training_rows(tmp_path)
+    assert len(rows) == 2
+    screens = method in ("speed", "des_screened")
+    assert all((row["screen_rollouts"] > 0) == screens for row in rows)
 
 
 def test_speed_screening_round_trains_the_prompts_screen_chose(tmp_path, monkeypatch):

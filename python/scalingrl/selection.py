@@ -6,7 +6,8 @@ registered with ``@register_method(name)``; ``METHODS`` is the read-only view of
 dataclasses):
 
 - ``des``: Data Effectiveness Score + adaptive curriculum (``scalingrl.des``, ``scalingrl.curriculum``),
-  drawn through two exact O(1) samplers (prompts in play; unseen prompts by their prior DES);
+  drawn through two exact O(1) samplers (prompts in play; unseen prompts by their prior DES); with
+  ``des.screen`` its candidates go through SPEED's screen (the screening hook below);
 - ``uniform``: uniform over the whole pool;
 - ``random_subset``: uniform over a fixed random subset of ``random_subset_size`` prompts;
 - ``dapo``: uniform, and the trainer drops zero-variance groups from the update (DAPO's dynamic
@@ -23,7 +24,7 @@ Besides choosing prompts, a selector acts on the batch through two documented ho
 ``loss_groups(rewards) -> (B,) bool``, which of the step's groups enter the policy loss (all by
 default; DAPO and GRESO drop zero-variance groups), and ``screening_plan(batch_size)`` with
 ``screen(selection, rewards, batch_size)``, a screening rollout round before the full groups (none by
-default; SPEED). docs/selection.md describes the contracts.
+default; SPEED, and DES with ``des.screen``). docs/selection.md describes the contracts.
 
 Every selector keeps the same per-prompt store, so statistics exports and the records look alike.
 Everything is deterministic for a seed and round-trips through ``state_dict``/``load_state_dict``.
