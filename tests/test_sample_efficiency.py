@@ -167,6 +167,7 @@ def test_report_has_a_section_per_setting(tmp_path):
         fake_run(out / f"{setting}/des/seed0", 0.4, final + 0.1, [0.2])
     fake_run(out / "skewed_pool/uniform_lr2e-4/seed0", 0.4, 0.6, [0.5])
     fake_run(out / "skewed_pool/des_lr2e-4/seed0", 0.4, 0.7, [0.5])
+    fake_run(out / "skewed_pool/des_screened/seed0", 0.4, 0.9, [0.1])
     fake_run(out / "smoke/des/seed0", 0.4, 0.7, [0.5])
     se.collect(out, "smoke", tmp_path / "se.json")
     path = tmp_path / "se.json"
@@ -179,6 +180,9 @@ def test_report_has_a_section_per_setting(tmp_path):
     assert "At lr2e-4 (both, seeds 0): DES gain +0.300 vs uniform +0.200, ratio 1.50" in text
     assert "setting `smoke`" not in text  # the driver check is not evidence
     assert "- Within uniform's wall-clock: DES +0.200, best other" in text  # the quickstart's goal line
+    # des_screened gets DES's checks (gain 0.5 vs uniform's 0.4), and is not one of DES's competitors
+    assert "  - des_screened gain +0.500 vs uniform +0.400: ratio 1.25 (goal >= 1.5): NOT met." in text
+    assert "DES above every other finished method (uniform)" in text
     assert (tmp_path / "bench/results/sample_efficiency_steps_skewed_pool.png").stat().st_size > 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scalingrl.curriculum import CurriculumConfig
+from scalingrl.curriculum import CurriculumConfig, StepSignal, next_schedule
 from scalingrl.data import PoolInfo
 from scalingrl.selection import (
     IN_PLAY,
@@ -436,12 +436,13 @@ def _check_des_bookkeeping(selector):
 def test_des_screen_trains_qualified_candidates_and_releases_the_rest():
     selector = make_selector(pool_info(), config("des_screened"), seed=4)
     fresh = make_selector(pool_info(), config("des"), seed=4)  # the unseen prompts' prior weights
-    rng, trained_ids = np.random.default_rng(4), set()
+    rng, trained_ids, replayed_surplus = np.random.default_rng(4), set(), 0
     for step in range(12):
         plan = selector.screening_plan(B)
         candidates = selector.select(step, plan.candidates)
         rewards = screen_rewards(rng, candidates.prompt_ids, plan.rollouts)
         varies = rewards.max(axis=1) > rewards.min(axis=1)
+        weights_before = selector.in_play.weights(candidates.prompt_ids)
         positions = selector.screen(candidates, rewards, B)
         assert positions.shape == (B,) and len(np.unique(positions)) == B
         if varies.sum() >= B:
@@ -457,6 +458,10 @@ def test_des_screen_trains_qualified_candidates_and_releases_the_rest():
         assert (selector.status[flat] == PARKED).all()
         assert any(step + 5 == due and set(flat) <= set(waiting.tolist()) for due, waiting in selector.retests)
         assert (selector.status[surplus_new] == UNSEEN).all()
+        surplus_old = dropped[varies[dropped] & ~candidates.is_explore[dropped]]  # replayed, learnable, surplus
+        assert (selector.status[ids[surplus_old]] == IN_PLAY).all()
+        np.testing.assert_array_equal(selector.in_play.weights(ids[surplus_old]), weights_before[surplus_old])
+        replayed_surplus += len(surplus_old)
         np.testing.assert_allclose(selector.unseen.weights(surplus_new), fresh.unseen.weights(surplus_new))
         trained = candidates.take(positions)
         correct = rng.random((B, G)) < true_pass(trained.prompt_ids)[:, None]
@@ -465,34 +470,90 @@ def test_des_screen_trains_qualified_candidates_and_releases_the_rest():
         trained_ids.update(trained.prompt_ids.tolist())
         assert set(selector.used_prompt_ids().tolist()) == trained_ids  # screened-only candidates are not used
     assert selector.metrics()["screen_qualified"] == pytest.approx(varies.mean())
+    assert replayed_surplus > 0
 
 
-def test_des_screen_schedule_reads_the_screening_round():
-    selector = make_selector(pool_info(), config("des_screened"), seed=5)
+@pytest.mark.parametrize("warm", [False, True])
+def test_des_screen_schedule_reads_the_screening_round(warm):
+    cfg = config("des_screened")
+    selector = make_selector(pool_info(), cfg, seed=5)
+    step = 6 if warm else 0
+    run(selector, step)  # warm: prompts in play, so the round has replayed candidates too
     plan = selector.screening_plan(B)
-    assert plan == ScreeningPlan(2 * B, 4)  # selection.speed's candidate count and samples
-    candidates = selector.select(0, plan.candidates)
+    assert plan.rollouts == 4 and (warm or plan.candidates == 2 * B)  # selection.speed's count and samples
+    candidates = selector.select(step, plan.candidates)
+    explore = candidates.is_explore
+    assert (~explore).any() == warm
     rewards = np.zeros((plan.candidates, plan.rollouts))
-    rewards[: plan.candidates // 4, 0] = 1.0  # the first quarter varies
-    positions = selector.screen(candidates, rewards, B)
-    varies = np.arange(plan.candidates) < plan.candidates // 4
-    trained = candidates.take(positions)
+    varies = np.random.default_rng(5).random(plan.candidates) < 0.4
+    rewards[varies, 0] = 1.0
+    before = selector.schedule
+    trained = candidates.take(selector.screen(candidates, rewards, B))
     informative = np.zeros((B, G))
     informative[:, 0] = 1.0  # every trained group informative: that is not what DES proposed
-    selector.update(0, trained.prompt_ids, informative, informative > 0)
-    explore = candidates.is_explore
-    # First measurement: the smoothed shares are the screening round's informative shares, by origin.
-    assert selector.schedule.explore_signal == pytest.approx(varies[explore].mean())
-    if (~explore).any():
-        assert selector.schedule.exploit_signal == pytest.approx(varies[~explore].mean())
+    selector.update(step, trained.prompt_ids, informative, informative > 0)
+    # The scale and mix rules see the round's informative shares by origin (C candidates, n samples each).
+    signal = StepSignal(
+        int((varies & explore).sum()), int(explore.sum()), int((varies & ~explore).sum()), int((~explore).sum())
+    )
+    assert selector.schedule == next_schedule(before, signal, cfg.curriculum, POOL)
+    if warm:
+        assert selector.schedule.exploit_signal != pytest.approx(before.exploit_signal)
+
+
+def test_des_screen_state_and_config_errors():
+    selector = make_selector(pool_info(), config("des_screened"), seed=5)
     plain = make_selector(pool_info(), config("des"), seed=5)
+    candidates = selector.select(0, selector.screening_plan(B).candidates)
+    rewards = np.ones((len(candidates.prompt_ids), 4))
     assert plain.screening_plan(B) is None
     with pytest.raises(NotImplementedError, match="des has no screening_plan"):
         plain.screen(candidates, rewards, B)
-    with pytest.raises(ValueError, match="disagree on des.screen"):
-        plain.load_state_dict(selector.state_dict())
+    for source, target in ((selector, plain), (plain, selector)):
+        with pytest.raises(ValueError, match="disagree on des.screen"):
+            target.load_state_dict(source.state_dict())
     with pytest.raises(ValueError, match=r"screening rewards must have 128 rows, got \(3, 4\)"):
         selector.screen(candidates, rewards[:3], B)
+    for labels in ("calibrate_labels", "stratify_labels"):
+        with pytest.raises(ValueError, match="des.screen=true does not combine with"):
+            DESConfig(screen=True, **{labels: True})
+    with pytest.raises(ValueError, match="selection.method='speed': use selection.method=des"):
+        SelectionConfig(method="speed", des=DESConfig(screen=True))
+
+
+def test_des_screen_parked_candidates_come_back_and_a_small_pool_does_not_stall():
+    """Pool 120 and B = 48, three quarters of the prompts at pass rate 0 or 1 (they never qualify): the
+    screen parks many candidates each step and the re-tests must be counted when the next round is sized."""
+    pool = PoolInfo(120, prior_difficulty=np.full(120, 0.5))
+    passes = np.where(np.arange(120) % 4 == 0, 0.5, (np.arange(120) % 8 == 1).astype(float))
+    cfg = SelectionConfig(method="des", des=DESConfig(screen=True), curriculum=CurriculumConfig(retest_interval=2))
+    selector, rng = make_selector(pool, cfg, seed=0), np.random.default_rng(0)
+
+    def sample(candidates, n):
+        return (rng.random((len(candidates.prompt_ids), n)) < passes[candidates.prompt_ids, None]).astype(float)
+
+    parked_before, returned = np.zeros(0, dtype=np.int64), 0
+    for step in range(12):
+        selection, _ = screened_batch(selector, step, 48, sample)
+        due = [ids for when, ids in selector.retests if when == step + 2]  # parked by this step's screen
+        parked_now = np.concatenate(due) if due else np.zeros(0, dtype=np.int64)
+        parked_now = parked_now[~selector.used[parked_now]]  # and never trained
+        correct = rng.random((48, G)) < passes[selection.prompt_ids, None]
+        selector.update(step, selection.prompt_ids, correct.astype(float), correct)
+        _check_des_bookkeeping(selector)
+        assert not [ids for due, ids in selector.retests if due <= step + 1]  # due re-tests are back already
+        # Parked at step - 1 (re-test due at step + 1) and still untrained: back among the unseen prompts.
+        back = parked_before[~selector.used[parked_before]]
+        assert (selector.status[back] == UNSEEN).all() and (selector.unseen.weights(back) > 0).all()
+        returned += len(back)
+        parked_before = parked_now
+    assert returned > 0
+    tight = SelectionConfig(method="des", des=DESConfig(screen=True), curriculum=CurriculumConfig(retest_interval=50))
+    stalled = make_selector(pool, tight, seed=0)
+    with pytest.raises(ValueError, match="lower batch_size or curriculum.retest_interval"):
+        for step in range(12):
+            selection, _ = screened_batch(stalled, step, 48, sample)
+            stalled.update(step, selection.prompt_ids, np.zeros((48, G)), np.zeros((48, G), dtype=bool))
 
 
 def test_des_screen_keeps_the_qualified_candidates_mix_of_new_and_replayed():

@@ -36,7 +36,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -54,107 +54,21 @@ from scalingrl.online_selection import (
 )
 from scalingrl.sampler import STRATIFIED_FORMAT, StratifiedSampler, WeightedSampler, apportion
 from scalingrl.selection_config import METHODS, SelectionConfig, register_method
+from scalingrl.selection_protocol import ScreeningPlan, Selection, Selector, screened_batch
+
+__all__ = [
+    "METHODS",
+    "SelectionConfig",
+    "register_method",
+    "make_selector",
+    "Selection",
+    "ScreeningPlan",
+    "Selector",
+    "screened_batch",
+]
 
 STATE_VERSION = 2
 UNSEEN, IN_PLAY, RETIRED, PARKED = 0, 1, 2, 3
-
-
-@dataclasses.dataclass
-class Selection:
-    """One step's prompts. Arrays are (B,): ids int64 (distinct), is_explore bool, des float64."""
-
-    step: int
-    prompt_ids: np.ndarray
-    is_explore: np.ndarray
-    des: np.ndarray
-    factors: dict[str, np.ndarray]
-
-    def take(self, positions: np.ndarray) -> Selection:
-        """The selection restricted to ``positions`` ((K,) int, indices into this selection, in that order).
-
-        Raises ValueError for positions that are not a 1-D integer array, out of range, or repeated.
-        """
-        positions = np.asarray(positions)
-        if positions.size == 0 and positions.ndim == 1:
-            positions = positions.astype(np.int64)
-        if positions.ndim != 1 or positions.dtype.kind not in "iu":
-            raise ValueError(f"positions must be a 1-D integer array, got {positions.dtype} of shape {positions.shape}")
-        if positions.size and (positions.min() < 0 or positions.max() >= len(self.prompt_ids)):
-            raise ValueError(
-                f"positions must lie in [0, {len(self.prompt_ids)}), got {positions.min()}..{positions.max()}"
-            )
-        if len(np.unique(positions)) != len(positions):
-            raise ValueError("positions must be distinct (a prompt appears once per step)")
-        return Selection(
-            step=self.step,
-            prompt_ids=self.prompt_ids[positions],
-            is_explore=self.is_explore[positions],
-            des=self.des[positions],
-            factors={name: values[positions] for name, values in self.factors.items()},
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class ScreeningPlan:
-    """A screening round before the step's full groups (the ``screening_plan`` hook).
-
-    candidates: prompts to select and screen (>= the batch size); rollouts: samples per candidate.
-    """
-
-    candidates: int
-    rollouts: int
-
-    def __post_init__(self) -> None:
-        if self.candidates < 1 or self.rollouts < 2:
-            raise ValueError(f"ScreeningPlan needs candidates >= 1 and rollouts >= 2, got {self}")
-
-
-def screened_batch(selector: Selector, step: int, batch_size: int, sample) -> tuple[Selection, int]:
-    """One step's selection through the screening hook, the protocol ``train.grpo_step`` and the simulator share.
-
-    Without a plan: ``selector.select(step, batch_size)``. With one: select ``plan.candidates``, call
-    ``sample(candidates, plan.rollouts) -> (C, n) rewards`` (the caller rolls out and scores), and keep
-    the prompts ``screen`` returns; ``batch_size`` is B.
-    Returns (the B prompts to train, rollouts spent on screening). Raises ValueError when a selector's
-    plan offers fewer than B candidates or its ``screen`` does not return B positions.
-    """
-    plan = selector.screening_plan(batch_size)
-    if plan is None:
-        return selector.select(step, batch_size), 0
-    if plan.candidates < batch_size:
-        raise ValueError(f"{selector.name}: screening plan has {plan.candidates} candidates < batch_size={batch_size}")
-    candidates = selector.select(step, plan.candidates)
-    rewards = np.asarray(sample(candidates, plan.rollouts), dtype=np.float64)
-    positions = np.asarray(selector.screen(candidates, rewards, batch_size))
-    if positions.shape != (batch_size,):
-        raise ValueError(
-            f"{selector.name}.screen returned positions of shape {positions.shape}; the step trains "
-            f"batch_size={batch_size} groups"
-        )
-    return candidates.take(positions), int(rewards.size)
-
-
-class Selector(Protocol):
-    name: str
-
-    def select(self, step: int, batch_size: int) -> Selection: ...
-    def update(
-        self,
-        step: int,
-        prompt_ids: np.ndarray,
-        rewards: np.ndarray,
-        correct: np.ndarray,
-        cot_stats: dict[str, np.ndarray] | None = None,
-    ) -> None: ...
-    def loss_groups(self, rewards: np.ndarray) -> np.ndarray: ...
-    def screening_plan(self, batch_size: int) -> ScreeningPlan | None: ...
-    def screen(self, selection: Selection, rewards: np.ndarray, batch_size: int) -> np.ndarray: ...
-    def metrics(self) -> dict[str, float]: ...
-    def unique_prompts_used(self) -> int: ...
-    def used_prompt_ids(self) -> np.ndarray: ...
-    def prompt_stats(self) -> dict[str, np.ndarray]: ...
-    def state_dict(self) -> dict: ...
-    def load_state_dict(self, state: dict) -> None: ...
 
 
 def _rng_state(rng: np.random.Generator) -> dict:
@@ -471,13 +385,20 @@ class DESSelector(_BaseSelector):
     def screening_plan(self, batch_size):
         if self.count is None:
             return None
+        # Re-tests due at this step are back already (``_after_update`` brings them back a step early).
         selectable = self.unseen.positive_count + self.in_play.positive_count
+        if batch_size > selectable:
+            raise ValueError(
+                f"des.screen: batch_size={batch_size} exceeds the {selectable} prompts that can be selected "
+                "(the rest are parked or retired until their re-test): lower batch_size or "
+                "curriculum.retest_interval, or set selection.des.screen=false"
+            )
         return ScreeningPlan(self.count.candidates(batch_size, selectable), self.config.speed.screen_rollouts)
 
     def screen(self, selection, rewards, batch_size):
         """With ``des.screen``: the first B of DES's candidates, in a random order, whose screening rewards
         vary (SPEED's rule on a shuffled list, so the explore share of the batch is that of the qualified
-        candidates). Candidates not trained leave play (``_release``); the schedule's signal is the round's."""
+        candidates). What happens to the others: ``_release``. The schedule's next signal is the round's."""
         if self.count is None:
             return super().screen(selection, rewards, batch_size)
         if np.shape(rewards)[:1] != (len(selection.prompt_ids),):
@@ -495,17 +416,12 @@ class DESSelector(_BaseSelector):
         self.count.observe(varies, batch_size)
         return positions
 
-    def _release(self, step: int, ids: np.ndarray, new: np.ndarray, varied: np.ndarray) -> None:
+    def _release(self, step: int, ids: np.ndarray, is_explore: np.ndarray, varied: np.ndarray) -> None:
         """Screened candidates that get no full group. New ones whose rewards varied were only surplus: back
-        among the unseen prompts at their prior weight. Those whose rewards did not vary (mastered or out of
-        reach now) leave play like a parked prompt and come back for a re-test after ``retest_interval``."""
-        back = ids[new & varied]
-        self.status[back] = UNSEEN
-        self.in_play_count -= len(back)
-        des, _ = self.store.score(back)
-        self.unseen.update(back, self.config.des.sampler_weight(des))
-        if self.calibration is not None and self.config.des.calibrate_labels:
-            self.unseen.update(*self.calibration.unseen_weights(back))
+        among the unseen prompts at their prior weight; replayed ones stay in play as they were. Those whose
+        rewards did not vary (mastered or out of reach now) leave play like a parked prompt until their
+        re-test after ``retest_interval`` (a never-trained one then returns to the unseen prompts)."""
+        self._return_unseen(ids[is_explore & varied])
         out = ids[~varied]
         if len(out):
             self.in_play.update(out, np.zeros(len(out)))
@@ -571,14 +487,27 @@ class DESSelector(_BaseSelector):
         return self.store.score(ids)
 
     def _bring_back_retests(self, step):
+        """Retired and parked prompts due by ``step`` come back into play. Those never trained (screened
+        out as new prompts, with ``des.screen``) go back among the unseen prompts at their prior weight."""
         while self.retests and self.retests[0][0] <= step:
             _, ids = self.retests.popleft()
-            back = ids[self.status[ids] != IN_PLAY]
+            ids = ids[self.status[ids] != IN_PLAY]
+            never = ~self.used[ids]
+            self._return_unseen(ids[never])
+            back = ids[~never]
             self.status[back] = IN_PLAY
             self.streak[back] = 0
             self.in_play_count += len(back)
             des, _ = self.store.score(back)
             self.in_play.update(back, self.config.des.sampler_weight(des))
+
+    def _return_unseen(self, ids: np.ndarray) -> None:
+        """Never-trained prompts back among the unseen, at their prior DES weight (O(len(ids)))."""
+        self.in_play_count -= int(np.count_nonzero(self.status[ids] == IN_PLAY))
+        self.status[ids] = UNSEEN
+        self.in_play.update(ids, np.zeros(len(ids)))
+        des, _ = self.store.score(ids)
+        self.unseen.update(ids, self.config.des.sampler_weight(des))
 
     def _after_update(self, step, ids, rewards, correct):
         c = self.config.curriculum
@@ -602,6 +531,8 @@ class DESSelector(_BaseSelector):
         signal = self.screen_signal if self.screen_signal is not None else step_signal(rewards, self._explore_mask(ids))
         self.screen_signal = None
         self.schedule = next_schedule(self.schedule, signal, c, self.pool.size)
+        if self.count is not None:
+            self._bring_back_retests(step + 1)  # so that the next screening_plan counts them (no draws)
         if self.calibration is not None:
             self.calibration.observe(ids, correct)
             if self.config.des.calibrate_labels and (step + 1) % self.config.des.calibrate_every == 0:

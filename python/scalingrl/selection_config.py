@@ -143,6 +143,14 @@ class DESConfig:
                 raise ValueError(f"des.{name}={getattr(self, name)!r} is invalid: use {fix}")
         if self.weight_difficulty + self.weight_cot + self.weight_adaptability <= 0:
             raise ValueError("des.weight_* are all 0: switch at least one factor on (e.g. des.weight_difficulty=1)")
+        if not isinstance(self.screen, bool):
+            raise ValueError(f"des.screen={self.screen!r} must be true or false")
+        if self.screen and (self.calibrate_labels or self.stratify_labels):
+            # Their label pass rates would only see the groups that passed the screen (biased towards 0.5),
+            # and strata would be apportioned before the screen re-mixes the batch.
+            raise ValueError(
+                "des.screen=true does not combine with des.calibrate_labels or des.stratify_labels: switch one off"
+            )
 
     def native(self) -> Any:
         """The extension's ``DesParams`` with these values (imports ``scalingrl._native``)."""
@@ -383,7 +391,9 @@ class SelectionConfig:
     adarft: AdaRFTConfig = config_field(default_factory=AdaRFTConfig, help="knobs of the ``adarft`` baseline.")
     mopps: MoPPSConfig = config_field(default_factory=MoPPSConfig, help="knobs of the ``mopps`` baseline.")
     greso: GRESOConfig = config_field(default_factory=GRESOConfig, help="knobs of the ``greso`` baseline.")
-    speed: SPEEDConfig = config_field(default_factory=SPEEDConfig, help="knobs of the ``speed`` baseline.")
+    speed: SPEEDConfig = config_field(
+        default_factory=SPEEDConfig, help="knobs of the ``speed`` baseline, and of ``des.screen``'s screening round."
+    )
 
     def __post_init__(self) -> None:
         known = list(dict.fromkeys(BUILTIN_METHODS + tuple(METHODS)))
@@ -391,3 +401,8 @@ class SelectionConfig:
             raise ValueError(f"selection.method={self.method!r} is unknown: use one of {', '.join(known)}")
         if self.random_subset_size < 1:
             raise ValueError(f"selection.random_subset_size={self.random_subset_size} must be >= 1")
+        if self.des.screen and self.method != "des":
+            raise ValueError(
+                f"selection.des.screen=true screens DES's candidates, but selection.method={self.method!r}: "
+                "use selection.method=des (or selection.method=speed for uniform candidates)"
+            )
