@@ -138,7 +138,9 @@ class CandidateCount:
         Raises ValueError when ``batch_size`` exceeds ``limit``.
         """
         if batch_size > limit:
-            raise ValueError(f"batch_size={batch_size} exceeds the {limit} prompts that can be selected")
+            raise ValueError(
+                f"batch_size={batch_size} exceeds the {limit} prompts that can be selected: lower batch_size"
+            )
         c = self.config
         most = min(math.ceil(round(c.max_candidates_factor * batch_size, 9)), limit)
         if self.qualified_share is None:
@@ -158,9 +160,11 @@ class CandidateCount:
         self.qualified_share = 0.5 * previous + 0.5 * self.last_qualified
 
     def metrics(self) -> dict[str, float]:
+        """``screen_qualified`` (share of the newest round that varied) and ``screen_filled`` (fillers)."""
         return {"screen_qualified": self.last_qualified, "screen_filled": float(self.last_filled)}
 
     def state_dict(self) -> dict:
+        """``{"qualified_share": float | None}``, what ``candidates`` depends on."""
         return {"qualified_share": self.qualified_share}
 
     def load_state_dict(self, state: dict) -> None:

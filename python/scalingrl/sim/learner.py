@@ -147,7 +147,8 @@ def run_schedule(
     eval_every: int = 10,
 ) -> dict[str, Any]:
     """Train a simulated learner with the selector of ``selection_config`` for ``steps`` of ``batch_size``
-    groups: the same steps for every method, and the same rollouts except for a screening round (``speed``),
+    groups: the same steps for every method, and the same rollouts except for a screening round (``speed``,
+    ``des`` with ``des.screen``),
     whose samples ``rollouts`` counts.
 
     Returns a dict with ``final_accuracy`` (held-out expected pass@1), ``unique_prompts``, ``rollouts``,
