@@ -148,8 +148,7 @@ def run_schedule(
 ) -> dict[str, Any]:
     """Train a simulated learner with the selector of ``selection_config`` for ``steps`` of ``batch_size``
     groups: the same steps for every method, and the same rollouts except for a screening round (``speed``,
-    ``des`` with ``des.screen``),
-    whose samples ``rollouts`` counts.
+    ``des`` with ``des.screen``), whose samples ``rollouts`` counts.
 
     Returns a dict with ``final_accuracy`` (held-out expected pass@1), ``unique_prompts``, ``rollouts``,
     ``curve`` (list of ``[rollouts, accuracy]``), ``zero_variance_fraction`` (share of groups with all-equal
