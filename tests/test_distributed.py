@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from testing_utils import training_rows
 
 from scalingrl import distributed
 from scalingrl.config import load_config, to_dict
@@ -287,11 +288,6 @@ def _write_config(out_dir: Path, *extra: str) -> Path:
     return path
 
 
-def _training_rows(run_dir):
-    rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
-    return [row for row in rows if "reward_mean" in row]
-
-
 EXACT = (
     "step",
     "prompt_ids",
@@ -329,7 +325,7 @@ def two_process_run(one_process_run, tmp_path_factory):
 
 def test_two_processes_match_one_process(one_process_run, two_process_run):
     one, two = one_process_run, two_process_run
-    rows_one, rows_two = _training_rows(one), _training_rows(two)
+    rows_one, rows_two = training_rows(one), training_rows(two)
     assert [{k: r[k] for k in EXACT} for r in rows_two] == [{k: r[k] for k in EXACT} for r in rows_one]
     assert any(r["grad_norm"] is not None for r in rows_one), "no step had a gradient: the test would prove nothing"
     for a, b in zip(rows_one, rows_two):
@@ -371,7 +367,7 @@ def test_sigkilled_two_process_zero2_run_resumes_to_the_same_result(two_process_
     assert (out / "checkpoints" / "step-000001" / "manifest.json").exists(), output.decode()[-4000:]
     assert not (out / "summary.json").exists(), "the run finished before the kill: this test proved nothing"
     _finish(_launch("torchrun", config_path, "--resume"))
-    rows, reference = _training_rows(out), _training_rows(two_process_run)
+    rows, reference = training_rows(out), training_rows(two_process_run)
     assert [{k: r[k] for k in EXACT + ("loss",)} for r in rows] == [
         {k: r[k] for k in EXACT + ("loss",)} for r in reference
     ]
@@ -406,8 +402,8 @@ def test_zero_resume_in_one_process(one_process_run, tmp_path, stage):
     main(_config(tmp_path, f"optim.zero_stage={stage}", "steps=1"))
     main(_config(tmp_path, f"optim.zero_stage={stage}"), resume=True)
     rows, reference = (
-        _training_rows(tmp_path),
-        _training_rows(one_process_run),
+        training_rows(tmp_path),
+        training_rows(one_process_run),
     )  # the reference ran ZeRO-2 uninterrupted
     assert [{k: r[k] for k in EXACT} for r in rows] == [{k: r[k] for k in EXACT} for r in reference]
     exact = stage == 2
@@ -436,7 +432,7 @@ def test_screening_round_matches_one_process(model_cache, tmp_path, method):
     speed = ("steps=2", *chosen, "selection.speed.screen_rollouts=2", "optim.zero_stage=0")
     main(_config(tmp_path / "one", *speed))
     _finish(_launch("torchrun", _write_config(tmp_path / "two", *speed)))
-    rows_one, rows_two = _training_rows(tmp_path / "one"), _training_rows(tmp_path / "two")
+    rows_one, rows_two = training_rows(tmp_path / "one"), training_rows(tmp_path / "two")
     assert len(rows_one) == 2 and rows_one[0]["screen_rollouts"] == 12 * 2  # 12 candidates x 2 at the first step
     keys = (*EXACT, "screen_rollouts", "rollouts", "selection/screen_qualified")
     assert [{k: r[k] for k in keys} for r in rows_two] == [{k: r[k] for k in keys} for r in rows_one]

@@ -7,11 +7,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from testing_utils import training_rows
 
 from scalingrl.config import load_config, to_dict
 
@@ -45,11 +45,6 @@ def _config(out_dir, *extra):
     config = load_config(None, TINY + list(extra))
     config.output_dir = str(out_dir)
     return config
-
-
-def _training_rows(run_dir):
-    rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
-    return [row for row in rows if "reward_mean" in row]
 
 
 DETERMINISTIC = (
@@ -93,7 +88,7 @@ def test_end_to_end_records(full_run):
     assert json.loads((out / "summary.json").read_text())["steps"] == 8
     resolved = yaml.safe_load((out / "config.yaml").read_text())
     assert resolved["rollout"]["group_size"] == 4 and resolved["model"]["tiny"]["hidden_size"] == 32
-    rows = _training_rows(out)
+    rows = training_rows(out)
     assert [row["step"] for row in rows] == list(range(1, 9))
     for key in (
         "reward_mean",
@@ -127,7 +122,7 @@ def test_resume_makes_identical_selections_and_metrics(full_run, tmp_path):
     full_dir, _ = full_run
     main(_config(tmp_path, "steps=4"))
     main(_config(tmp_path), resume=True)
-    assert _comparable(_training_rows(tmp_path)) == _comparable(_training_rows(full_dir))
+    assert _comparable(training_rows(tmp_path)) == _comparable(training_rows(full_dir))
     from scalingrl.runlog.selection_log import read_selection_log
 
     resumed, full = (
@@ -165,7 +160,7 @@ def test_sigkill_mid_run_resumes_from_last_complete_checkpoint(full_run, tmp_pat
 
     assert latest_checkpoint(tmp_path / "checkpoints") is not None
     main(load_config(tmp_path / "cfg.yaml"), resume=True)
-    assert _comparable(_training_rows(tmp_path)) == _comparable(_training_rows(full_dir))
+    assert _comparable(training_rows(tmp_path)) == _comparable(training_rows(full_dir))
 
 
 @pytest.mark.filterwarnings("ignore::ResourceWarning")  # the "killed" run leaves its record files open, as a kill does
@@ -188,7 +183,7 @@ def test_kill_right_after_a_checkpoint_loses_no_record(full_run, tmp_path, monke
         train.main(_config(tmp_path, "save_every=2"))
     monkeypatch.setattr(train, "save", real_save)
     train.main(_config(tmp_path, "save_every=2"), resume=True)
-    assert _comparable(_training_rows(tmp_path)) == _comparable(_training_rows(full_dir))
+    assert _comparable(training_rows(tmp_path)) == _comparable(training_rows(full_dir))
 
 
 def test_errors_before_work_is_lost(full_run, tmp_path):
@@ -265,7 +260,7 @@ def test_every_selection_method_runs_through_the_same_loop(method, tmp_path):
     chosen = chosen or [f"selection.method={method}"]
     summary = main(_config(tmp_path, "steps=2", *chosen, "tensorboard=false", "report=false"))
     assert summary["selection_method"] == method.removesuffix("_screened") and summary["steps"] == 2
-    rows = _training_rows(tmp_path)
+    rows = training_rows(tmp_path)
     assert len(rows) == 2
     screens = method in ("speed", "des_screened")
     assert all((row["screen_rollouts"] > 0) == screens for row in rows)
@@ -300,7 +295,7 @@ def test_speed_screening_round_trains_the_prompts_screen_chose(tmp_path, monkeyp
     overrides = ["steps=2", "selection.method=speed", "selection.speed.screen_rollouts=3", "tensorboard=false"]
     overrides += ["selection.speed.candidates_factor=2.5", "report=false", "parallel.rollout_shards=2"]
     summary = train.main(_config(tmp_path, *overrides))
-    rows = _training_rows(tmp_path)
+    rows = training_rows(tmp_path)
     assert summary["steps"] == 2 and len(calls) == 2 and len(rows) == 2
     screened = 10  # ceil(2.5 x 4) candidates at the first step, then ceil(1.25 x 4 / qualified share)
     for row, (candidates, rewards, positions) in zip(rows, calls):
