@@ -169,8 +169,10 @@ def test_report_has_a_section_per_setting(tmp_path):
     fake_run(out / "skewed_pool/des_lr2e-4/seed0", 0.4, 0.7, [0.5])
     fake_run(out / "skewed_pool/des_screened/seed0", 0.4, 0.9, [0.1])
     fake_run(out / "smoke/des/seed0", 0.4, 0.7, [0.5])
+    fake_run(out / "full_pass/uniform/seed0", 0.4, 0.5, [0.5] * 30)  # 2 s per step: 60 s in all
     se.collect(out, "smoke", tmp_path / "se.json")
     path = tmp_path / "se.json"
+    se.collect(out, "full_pass", path)
     se.collect(out, "skewed_pool", path)
     se.collect(out, "quickstart", path)
     report.main(["--json", str(path), "--out", str(tmp_path / "bench")])
@@ -181,6 +183,12 @@ def test_report_has_a_section_per_setting(tmp_path):
     assert "setting `smoke`" not in text  # the driver check is not evidence
     assert "- Within uniform's wall-clock: DES +0.200, best other" in text  # the quickstart's goal line
     # des_screened gets DES's checks (gain 0.5 vs uniform's 0.4), and is not one of DES's competitors
+    # DES (0.4 -> 0.6 in one 2 s step) reaches the one-pass 0.5 at 1 s, within a tenth of its 60 s
+    assert (
+        "- One-pass uniform reference (3438 steps): final accuracy 0.500 after 60 s of training. DES reaches it "
+        "(seed 0: 1 s; goal: within 6 s on every seed): met." in text
+    )
+    assert text.count("One-pass uniform reference") == 1  # the quickstart's goal only
     assert "  - des_screened gain +0.500 vs uniform +0.400: ratio 1.25 (goal >= 1.5): NOT met." in text
     assert "DES above every other finished method (uniform)" in text
     assert (tmp_path / "bench/results/sample_efficiency_steps_skewed_pool.png").stat().st_size > 0
@@ -267,3 +275,15 @@ def test_gain_at_interpolates_between_evaluations_and_keeps_a_finished_runs_fina
     text = "\n".join(report.equal_budget(methods))
     assert "| speed | +0.200 | +0.150 | +0.150 |" in text
     assert "uniform's rollouts (1,500)" in text
+
+
+def test_time_to_reach_interpolates_the_first_crossing():
+    spec = importlib.util.spec_from_file_location("se_report", ROOT / "benchmarks" / "sample_efficiency_report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    curve = [(0.0, 0.40), (100.0, 0.45), (200.0, 0.42), (300.0, 0.60)]
+    run = {"curve": [{"wall_clock_s": t, "accuracy": a} for t, a in curve]}
+    assert report.time_to_reach(run, 0.40) == 0.0
+    assert report.time_to_reach(run, 0.43) == pytest.approx(60.0)  # 0.40 -> 0.45 over 0..100 s
+    assert report.time_to_reach(run, 0.50) == pytest.approx(200.0 + 100.0 * 0.08 / 0.18)  # after the dip
+    assert report.time_to_reach(run, 0.61) is None
