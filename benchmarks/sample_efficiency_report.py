@@ -236,11 +236,11 @@ def equal_budget(methods: dict) -> list[str]:
 AXES = ("rollouts", "wall_clock_s")
 
 
-def time_to_reach(run: dict, target: float) -> float | None:
-    """Training wall-clock seconds at which a run's held-out accuracy first reaches ``target``: linear
-    interpolation between its evaluations (the first point counts as reached at its own time); None if it
-    never does."""
-    points = [(p["wall_clock_s"], p["accuracy"]) for p in run["curve"] if p.get("wall_clock_s") is not None]
+def time_to_reach(run: dict, target: float, axis: str = "wall_clock_s") -> float | None:
+    """What a run had spent on ``axis`` ("wall_clock_s": training seconds, or "rollouts") when its held-out
+    accuracy first reached ``target``: linear interpolation between its evaluations (the first point counts
+    as reached at its own value); None if it never does."""
+    points = [(p[axis], p["accuracy"]) for p in run["curve"] if p.get(axis) is not None]
     if points and points[0][1] >= target:
         return float(points[0][0])
     for (t0, a0), (t1, a1) in zip(points, points[1:]):
@@ -250,24 +250,33 @@ def time_to_reach(run: dict, target: float) -> float | None:
 
 
 def one_pass_goal(des: dict, reference: dict | None) -> list[str]:
-    """Issue 8's last goal: DES reaches the one-pass uniform run's final accuracy (``--setting full_pass``,
+    """Issue 8's last goal: DES reaches the one-pass uniform run's final accuracy (``--setting full_pass``;
     ``reference`` is that setting's entry, {} before it has one; None: another pool, no such goal) within a
-    tenth of that run's wall-clock, on every seed."""
+    tenth of that run's training wall-clock, on every seed. The same check on rollouts (not load-dependent:
+    the wall-clocks come from runs made at different times on a shared machine)."""
     if reference is None:
         return []
     if "uniform" not in reference.get("methods", {}):
         return ["- One-pass uniform reference (`--setting full_pass`): no finished run: not measured."]
     uniform = reference["methods"]["uniform"]
     target = uniform["final_accuracy_mean"]
-    budget = np.mean([r["curve"][-1]["wall_clock_s"] or 0.0 for r in uniform["runs"].values()]) / 10
-    times = {seed: time_to_reach(run, target) for seed, run in des["runs"].items()}
-    cells = ", ".join(f"seed {s}: {'never' if t is None else f'{t:,.0f} s'}" for s, t in times.items())
-    met = all(t is not None and t <= budget for t in times.values())
-    return [
-        f"- One-pass uniform reference ({reference['steps']} steps): final accuracy {target:.3f} after "
-        f"{10 * budget:,.0f} s of training. DES reaches it ({cells}; goal: within {budget:,.0f} s on every "
-        f"seed): {'met' if met else 'NOT met'}."
+    lines = [
+        f"- One-pass uniform reference ({reference['steps']} steps, {len(uniform['runs'])} seed(s)): final "
+        f"accuracy {target:.3f}. Does DES reach it within a tenth of that run's budget, on every seed?"
     ]
+    for axis, unit in (("wall_clock_s", "s of training"), ("rollouts", "rollouts")):
+        budget = np.mean([r["curve"][-1][axis] or 0.0 for r in uniform["runs"].values()]) / 10
+        cells = []
+        for seed, run in des["runs"].items():
+            spent = time_to_reach(run, target, axis)
+            end = f"not within its {run['steps']} steps ({run['curve'][-1][axis] or 0:,.0f})"
+            cells.append(f"seed {seed}: {end if spent is None else f'{spent:,.0f}'}")
+        met = all((t := time_to_reach(run, target, axis)) is not None and t <= budget for run in des["runs"].values())
+        lines.append(
+            f"  - {unit}: the reference spent {10 * budget:,.0f}, a tenth is {budget:,.0f}; DES reached it at "
+            f"{', '.join(cells)}: {'met' if met else 'NOT met'}."
+        )
+    return lines
 
 
 def goals(methods: dict, reference: dict | None = None) -> list[str]:
@@ -375,10 +384,11 @@ def setting_section(
         *by_level(methods),
         *pool_mix(methods),
         *equal_budget(methods),
-        f"## Goals of issue 8 ({name}, mean over seeds, equal steps)",
-        "",
-        *goals(methods, reference),
-        "",
+        *(
+            []
+            if name == "full_pass"  # the reference run of the quickstart's one-pass goal, not a comparison
+            else [f"## Goals of issue 8 ({name}, mean over seeds, equal steps)", "", *goals(methods, reference), ""]
+        ),
         f"![accuracy vs steps](results/{steps_png})",
         "",
         f"![accuracy vs wall-clock](results/{wall_png})",

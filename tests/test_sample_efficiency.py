@@ -183,11 +183,12 @@ def test_report_has_a_section_per_setting(tmp_path):
     assert "setting `smoke`" not in text  # the driver check is not evidence
     assert "- Within uniform's wall-clock: DES +0.200, best other" in text  # the quickstart's goal line
     # des_screened gets DES's checks (gain 0.5 vs uniform's 0.4), and is not one of DES's competitors
-    # DES (0.4 -> 0.6 in one 2 s step) reaches the one-pass 0.5 at 1 s, within a tenth of its 60 s
-    assert (
-        "- One-pass uniform reference (3438 steps): final accuracy 0.500 after 60 s of training. DES reaches it "
-        "(seed 0: 1 s; goal: within 6 s on every seed): met." in text
-    )
+    # DES (0.4 -> 0.6 in one 2 s step of 8 rollouts) reaches the one-pass 0.5 at 1 s and 4 rollouts, within a
+    # tenth of the reference's 60 s and 240 rollouts
+    assert "- One-pass uniform reference (3438 steps, 1 seed(s)): final accuracy 0.500." in text
+    assert "  - s of training: the reference spent 60, a tenth is 6; DES reached it at seed 0: 1: met." in text
+    assert "  - rollouts: the reference spent 240, a tenth is 24; DES reached it at seed 0: 4: met." in text
+    assert "## Goals of issue 8 (full_pass" not in text  # the reference setting has no goals of its own
     assert text.count("One-pass uniform reference") == 1  # the quickstart's goal only
     assert "  - des_screened gain +0.500 vs uniform +0.400: ratio 1.25 (goal >= 1.5): NOT met." in text
     assert "DES above every other finished method (uniform)" in text
@@ -287,3 +288,29 @@ def test_time_to_reach_interpolates_the_first_crossing():
     assert report.time_to_reach(run, 0.43) == pytest.approx(60.0)  # 0.40 -> 0.45 over 0..100 s
     assert report.time_to_reach(run, 0.50) == pytest.approx(200.0 + 100.0 * 0.08 / 0.18)  # after the dip
     assert report.time_to_reach(run, 0.61) is None
+
+
+def test_one_pass_goal_reports_unmet_and_unmeasured():
+    spec = importlib.util.spec_from_file_location("se_report", ROOT / "benchmarks" / "sample_efficiency_report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+
+    def run(points, steps=100):
+        return {"steps": steps, "curve": [{"wall_clock_s": t, "rollouts": r, "accuracy": a} for t, r, a in points]}
+
+    reference = {
+        "steps": 3438,
+        "methods": {"uniform": {"final_accuracy_mean": 0.7, "runs": {"0": run([(1000.0, 5000, 0.7)], 3438)}}},
+    }
+    des = {"runs": {"0": run([(0.0, 0, 0.4), (40.0, 200, 0.8)]), "1": run([(0.0, 0, 0.4), (80.0, 400, 0.6)])}}
+    lines = report.one_pass_goal(des, reference)
+    assert lines[1] == (
+        "  - s of training: the reference spent 1,000, a tenth is 100; DES reached it at seed 0: 30, "
+        "seed 1: not within its 100 steps (80): NOT met."
+    )
+    assert lines[2].startswith("  - rollouts: the reference spent 5,000, a tenth is 500; DES reached it at seed 0: 150")
+    assert report.one_pass_goal({"runs": {"0": des["runs"]["0"]}}, reference)[1].endswith(": met.")
+    assert report.one_pass_goal(des, {}) == [
+        "- One-pass uniform reference (`--setting full_pass`): no finished run: not measured."
+    ]
+    assert report.one_pass_goal(des, None) == []

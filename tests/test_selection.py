@@ -11,6 +11,7 @@ from scalingrl.selection import (
     IN_PLAY,
     METHODS,
     PARKED,
+    RETIRED,
     UNSEEN,
     ScreeningPlan,
     SelectionConfig,
@@ -424,13 +425,16 @@ def test_speed_screens_as_many_candidates_as_its_measured_qualified_share_needs(
 
 
 def _check_des_bookkeeping(selector):
-    """Status, counts and both samplers agree: weight only on prompts of their status, counts match."""
+    """Status, counts and both samplers agree: each sampler has weight exactly on the prompts of its status
+    (a new prompt in play gets its weight at its update, so checked after one), the count matches, and the
+    parked and retired prompts are exactly those waiting for a re-test."""
     status = selector.status
     assert selector.in_play_count == np.count_nonzero(status == IN_PLAY)
-    assert not np.any(selector.in_play.weights()[status != IN_PLAY])
-    assert not np.any(selector.unseen.weights()[status != UNSEEN])
+    np.testing.assert_array_equal(selector.in_play.weights() > 0, status == IN_PLAY)
+    np.testing.assert_array_equal(selector.unseen.weights() > 0, status == UNSEEN)
     waiting = np.concatenate([ids for _, ids in selector.retests]) if selector.retests else np.zeros(0, int)
-    assert set(np.flatnonzero(status == PARKED)) <= set(waiting.tolist())
+    assert len(np.unique(waiting)) == len(waiting)
+    assert set(np.flatnonzero((status == PARKED) | (status == RETIRED))) == set(waiting.tolist())
 
 
 def test_des_screen_trains_qualified_candidates_and_releases_the_rest():
@@ -456,6 +460,7 @@ def test_des_screen_trains_qualified_candidates_and_releases_the_rest():
             ids[dropped[varies[dropped] & candidates.is_explore[dropped]]],
         )
         assert (selector.status[flat] == PARKED).all()
+        assert selector.metrics()["parked"] == np.count_nonzero(selector.status == PARKED)  # counts them too
         assert any(step + 5 == due and set(flat) <= set(waiting.tolist()) for due, waiting in selector.retests)
         assert (selector.status[surplus_new] == UNSEEN).all()
         surplus_old = dropped[varies[dropped] & ~candidates.is_explore[dropped]]  # replayed, learnable, surplus
@@ -509,6 +514,11 @@ def test_des_screen_state_and_config_errors():
     assert plain.screening_plan(B) is None
     with pytest.raises(NotImplementedError, match="des has no screening_plan"):
         plain.screen(candidates, rewards, B)
+    reordered = candidates.take(np.arange(len(candidates.prompt_ids))[::-1].copy())
+    state = selector.state_dict()
+    with pytest.raises(ValueError, match="des.screen needs the candidates that select"):
+        selector.screen(reordered, rewards, B)  # not the pending selection: nothing would be released
+    assert _same_state(selector.state_dict(), state)
     for source, target in ((selector, plain), (plain, selector)):
         with pytest.raises(ValueError, match="disagree on des.screen"):
             target.load_state_dict(source.state_dict())
@@ -573,3 +583,30 @@ def test_des_screen_keeps_the_qualified_candidates_mix_of_new_and_replayed():
     # A random B of the candidates: within 4 standard deviations (<= 0.0625 for B = 64) of the candidates'
     # share on every step. Taken in list order (new ones first) step 4 would train 0.95 new vs 0.49.
     np.testing.assert_allclose(shares[:, 0], shares[:, 1], atol=0.25)
+
+
+def _same_state(a, b) -> bool:
+    """Deep equality of two state dicts (arrays compared by value)."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same_state(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same_state(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        a, b = np.asarray(a), np.asarray(b)
+        return np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (np.isnan(a) and np.isnan(b))
+    return a == b
+
+
+def test_des_screen_draws_the_warm_start_probe_a_round_at_a_time():
+    cfg = SelectionConfig(method="des", des=DESConfig(screen=True), curriculum=CurriculumConfig(warm_start_probe=192))
+    selector, rng = make_selector(pool_info(), cfg, seed=2), np.random.default_rng(2)
+    plan = selector.screening_plan(B)
+    candidates = selector.select(0, plan.candidates)
+    assert plan.candidates == 2 * B and selector.probe_left == 192 - 2 * B  # the probe feeds the whole round
+    assert candidates.is_explore.all()
+    trained = candidates.take(selector.screen(candidates, screen_rewards(rng, candidates.prompt_ids, 4), B))
+    correct = rng.random((B, G)) < true_pass(trained.prompt_ids)[:, None]
+    selector.update(0, trained.prompt_ids, correct.astype(float), correct)
+    _check_des_bookkeeping(selector)

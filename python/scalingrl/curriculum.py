@@ -131,6 +131,6 @@ def split_batch(
     if explore + exploit < batch_size:
         raise ValueError(
             f"cannot select {batch_size} distinct prompts: only {unseen} unseen and {playable} "
-            "in play remain; lower batch_size or raise curriculum.retest_interval"
+            "in play remain; lower batch_size or curriculum.retest_interval"
         )
     return explore, exploit

@@ -1,4 +1,5 @@
-"""Online prompt selectors from the literature, as pure rules: MoPPS, GRESO and SPEED's screen.
+"""Online prompt selectors from the literature, as pure rules: MoPPS, GRESO and SPEED's screen; and SPEED's
+candidate count (``CandidateCount``, the one stateful piece: a running qualified share).
 
 - MoPPS (Qu et al. 2025, "Can Prompt Difficulty be Online Predicted for Accelerating RL Finetuning of
   Reasoning Models?", arXiv:2507.04632): each prompt's pass rate has a Beta posterior updated from its

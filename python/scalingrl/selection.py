@@ -221,6 +221,23 @@ class _BaseSelector:
         self._load_method_state(state["method_state"])
 
     # -- for subclasses ------------------------------------------------------------------------
+    def _screening_rewards(self, selection: Selection, rewards: np.ndarray, batch_size: int) -> np.ndarray:
+        """``screen``'s input, checked: the selection ``select`` just returned (ids in that order), (C, n >= 2)
+        rewards, B in [1, C]. Returns the rewards as float64; raises ValueError naming what is wrong."""
+        if self.pending is None or not np.array_equal(self.pending, selection.prompt_ids):
+            raise ValueError(
+                f"{self.name}.screen needs the candidates that select() has just returned, in their order "
+                "(the screening plan's selection, screened once)"
+            )
+        rewards = np.asarray(rewards, dtype=np.float64)
+        if rewards.shape[:1] != (len(selection.prompt_ids),):
+            raise ValueError(f"screening rewards must have {len(selection.prompt_ids)} rows, got {rewards.shape}")
+        if rewards.ndim != 2 or rewards.shape[1] < 2:
+            raise ValueError(f"screening rewards must be (C, n >= 2), got shape {rewards.shape}")
+        if not 1 <= batch_size <= rewards.shape[0]:
+            raise ValueError(f"batch_size={batch_size} must be in [1, {rewards.shape[0]}] (the candidates screened)")
+        return rewards
+
     def _unmark_untrained(self, positions: np.ndarray) -> np.ndarray:
         """After a screening round of the pending selection: the candidates outside ``positions`` are not
         trained, so they leave the used set (used_prompts/ lists the prompts trained on) and ``pending``
@@ -354,6 +371,9 @@ class DESSelector(_BaseSelector):
 
     With ``des.stratify_labels`` both samplers are ``StratifiedSampler``s over the difficulty labels, and
     each draw is apportioned over labels by ``label_shares()`` before DES ranks within a label.
+
+    With ``des.screen`` each step's candidates go through SPEED's screen (``screening_plan``, ``screen``;
+    docs/des.md, "Screening DES's candidates").
     """
 
     def __init__(self, pool, config, seed):
@@ -379,11 +399,12 @@ class DESSelector(_BaseSelector):
         limit = pool.size if c.max_pool == 0 else min(c.max_pool, pool.size)
         self.schedule = ScheduleState(pool_target=float(min(c.initial_pool, limit)), explore_share=c.initial_explore)
         self.probe_left = c.warm_start_probe
-        self.count = CandidateCount(config.speed) if d.screen else None  # with des.screen: the round's size
+        self.candidate_count = CandidateCount(config.speed) if d.screen else None  # with des.screen: the round's size
         self.screen_signal: StepSignal | None = None  # this step's screening signal, for the schedule
 
     def screening_plan(self, batch_size):
-        if self.count is None:
+        """None unless ``des.screen``; then SPEED's candidate count over the prompts DES can draw now."""
+        if self.candidate_count is None:
             return None
         # Re-tests due at this step are back already (``_after_update`` brings them back a step early).
         selectable = self.unseen.positive_count + self.in_play.positive_count
@@ -393,27 +414,24 @@ class DESSelector(_BaseSelector):
                 "(the rest are parked or retired until their re-test): lower batch_size or "
                 "curriculum.retest_interval, or set selection.des.screen=false"
             )
-        return ScreeningPlan(self.count.candidates(batch_size, selectable), self.config.speed.screen_rollouts)
+        return ScreeningPlan(self.candidate_count.candidates(batch_size, selectable), self.config.speed.screen_rollouts)
 
     def screen(self, selection, rewards, batch_size):
         """With ``des.screen``: the first B of DES's candidates, in a random order, whose screening rewards
         vary (SPEED's rule on a shuffled list, so the explore share of the batch is that of the qualified
         candidates). What happens to the others: ``_release``. The schedule's next signal is the round's."""
-        if self.count is None:
+        if self.candidate_count is None:
             return super().screen(selection, rewards, batch_size)
-        if np.shape(rewards)[:1] != (len(selection.prompt_ids),):
-            raise ValueError(f"screening rewards must have {len(selection.prompt_ids)} rows, got {np.shape(rewards)}")
-        rewards = np.asarray(rewards, dtype=np.float64)
+        rewards = self._screening_rewards(selection, rewards, batch_size)  # checked before the generator moves
         order = self.rng.permutation(len(rewards))
         chosen, varies_in_order = speed_screen(rewards[order], batch_size)
         positions = np.sort(order[chosen])
         varies = np.empty_like(varies_in_order)
         varies[order] = varies_in_order
         self.screen_signal = step_signal(rewards, selection.is_explore)
-        if self.pending is not None and np.array_equal(self.pending, selection.prompt_ids):
-            dropped = self._unmark_untrained(positions)
-            self._release(selection.step, selection.prompt_ids[dropped], selection.is_explore[dropped], varies[dropped])
-        self.count.observe(varies, batch_size)
+        dropped = self._unmark_untrained(positions)
+        self._release(selection.step, selection.prompt_ids[dropped], selection.is_explore[dropped], varies[dropped])
+        self.candidate_count.observe(varies, batch_size)
         return positions
 
     def _release(self, step: int, ids: np.ndarray, is_explore: np.ndarray, varied: np.ndarray) -> None:
@@ -531,7 +549,7 @@ class DESSelector(_BaseSelector):
         signal = self.screen_signal if self.screen_signal is not None else step_signal(rewards, self._explore_mask(ids))
         self.screen_signal = None
         self.schedule = next_schedule(self.schedule, signal, c, self.pool.size)
-        if self.count is not None:
+        if self.candidate_count is not None:
             self._bring_back_retests(step + 1)  # so that the next screening_plan counts them (no draws)
         if self.calibration is not None:
             self.calibration.observe(ids, correct)
@@ -561,7 +579,7 @@ class DESSelector(_BaseSelector):
             "parked": float(self._count(PARKED)),
             "explore_signal": self.schedule.explore_signal,
             "exploit_signal": self.schedule.exploit_signal,
-            **({} if self.count is None else self.count.metrics()),
+            **({} if self.candidate_count is None else self.candidate_count.metrics()),
         }
 
     def _count(self, status):
@@ -580,7 +598,7 @@ class DESSelector(_BaseSelector):
             "schedule": dataclasses.asdict(self.schedule),
             "probe_left": self.probe_left,
             "calibration": None if self.calibration is None else self.calibration.state_dict(),
-            "screening": None if self.count is None else self.count.state_dict(),
+            "screening": None if self.candidate_count is None else self.candidate_count.state_dict(),
         }
 
     def _load_method_state(self, state):
@@ -604,12 +622,11 @@ class DESSelector(_BaseSelector):
             raise ValueError("selection state and config disagree on des.calibrate_labels")
         if self.calibration is not None:
             self.calibration.load_state_dict(state["calibration"])
-        if (self.count is None) != (state.get("screening") is None):
-            raise ValueError(
-                f"selection state and config disagree on des.screen (this run: {str(self.count is not None).lower()})"
-            )
-        if self.count is not None:
-            self.count.load_state_dict(state["screening"])
+        screens = self.candidate_count is not None
+        if screens == (state.get("screening") is None):
+            raise ValueError(f"selection state and config disagree on des.screen (this run: {str(screens).lower()})")
+        if self.candidate_count is not None:
+            self.candidate_count.load_state_dict(state["screening"])
 
 
 @register_method("mopps")
@@ -749,30 +766,29 @@ class SPEEDSelector(UniformSelector):
 
     def __init__(self, pool, config, seed):
         super().__init__(pool, config, seed)
-        self.count = CandidateCount(config.speed)
+        self.candidate_count = CandidateCount(config.speed)
 
     def screening_plan(self, batch_size):
         if batch_size > self.pool.size:
             raise ValueError(f"batch_size={batch_size} exceeds the pool of {self.pool.size} prompts")
-        return ScreeningPlan(self.count.candidates(batch_size, self.pool.size), self.config.speed.screen_rollouts)
+        return ScreeningPlan(
+            self.candidate_count.candidates(batch_size, self.pool.size), self.config.speed.screen_rollouts
+        )
 
     def screen(self, selection, rewards, batch_size):
-        if np.shape(rewards)[:1] != (len(selection.prompt_ids),):
-            raise ValueError(f"screening rewards must have {len(selection.prompt_ids)} rows, got {np.shape(rewards)}")
-        positions, varies = speed_screen(rewards, batch_size)
-        if self.pending is not None and np.array_equal(self.pending, selection.prompt_ids):
-            self._unmark_untrained(positions)
-        self.count.observe(varies, batch_size)
+        positions, varies = speed_screen(self._screening_rewards(selection, rewards, batch_size), batch_size)
+        self._unmark_untrained(positions)
+        self.candidate_count.observe(varies, batch_size)
         return positions
 
     def metrics(self):
-        return {**super().metrics(), **self.count.metrics()}
+        return {**super().metrics(), **self.candidate_count.metrics()}
 
     def _method_state(self):
-        return self.count.state_dict()
+        return self.candidate_count.state_dict()
 
     def _load_method_state(self, state):
-        self.count.load_state_dict(state)
+        self.candidate_count.load_state_dict(state)
 
 
 def make_selector(pool: PoolInfo, config: SelectionConfig, seed: int) -> Selector:
