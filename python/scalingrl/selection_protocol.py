@@ -88,6 +88,12 @@ def screened_batch(selector: Selector, step: int, batch_size: int, sample) -> tu
 
 
 class Selector(Protocol):
+    """What the trainer and the simulator call on a selection method (``scalingrl.selection._BaseSelector``
+    implements it; docs/selection.md has the contracts). Per step: ``select`` (or, with a
+    ``screening_plan``, ``select`` of the candidates and ``screen``), then ``update`` with the trained
+    groups' (B, G) rewards and correctness; ``loss_groups`` says which groups enter the loss. ``state_dict``
+    and ``load_state_dict`` round-trip everything a resumed run needs."""
+
     name: str
 
     def select(self, step: int, batch_size: int) -> Selection: ...
