@@ -433,8 +433,8 @@ def main(argv: list[str] | None = None) -> None:
     text += [
         "Wall-clock is the sum of the runs' step times on a 2-core machine shared with other jobs: it is noisy and",
         "only comparable within one batch of runs; steps and rollouts are exact (64 prompts x 8 rollouts per step;",
-        "the checks uniform_b32 and uniform_b128 use 32 and 128 prompts; `speed` adds its screening round's",
-        "candidates x 4 samples per step: the tables' `rollouts` column has each method's total).",
+        "the checks uniform_b32 and uniform_b128 use 32 and 128 prompts; `speed` and `des_screened` add their",
+        "screening round's candidates x 4 samples per step: the tables' `rollouts` column has each method's total).",
         "",
     ]
     extra = pathlib.Path(out / "RESULTS_notes.md")

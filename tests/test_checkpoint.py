@@ -143,3 +143,17 @@ def test_resume_refuses_another_pool_level_mix(tmp_path):
     with pytest.raises(CheckpointError, match="incompatible configuration.*level_weights"):
         check_resumable(path, plain, world_size=1, zero_stage=0)
     check_resumable(path, skewed, world_size=1, zero_stage=0)
+
+
+def test_resume_refuses_a_run_that_screened_without_the_screen(tmp_path):
+    """selection.des.screen changes the selector state: the fingerprint catches it before the model loads,
+    and runs without it keep their old fingerprint keys."""
+    from scalingrl.config import load_config
+    from scalingrl.train import _fingerprint
+
+    plain = _fingerprint(load_config(None), 220_000)
+    screened = _fingerprint(load_config(None, ["selection.des.screen=true"]), 220_000)
+    assert "des_screen" not in plain and screened == {**plain, "des_screen": True}
+    path, _ = _save(tmp_path, fingerprint=screened, stage=0)
+    with pytest.raises(CheckpointError, match="incompatible configuration.*des_screen: checkpoint True vs now None"):
+        check_resumable(path, plain, world_size=1, zero_stage=0)

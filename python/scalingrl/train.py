@@ -121,6 +121,8 @@ def _fingerprint(config, pool_size: int) -> dict[str, Any]:
         "data": config.data.path or config.data.source,
         # Only when set, so that checkpoints written before the key existed still load.
         **({"level_weights": list(weights)} if (weights := config.data.synthetic.level_weights) else {}),
+        # The screen changes what the selector state holds: a resume without it must fail before any model loads.
+        **({"des_screen": True} if config.selection.des.screen else {}),
     }
 
 
