@@ -130,6 +130,24 @@ SETTINGS = {
         "overrides": ["eval.every=1", "eval.size=8", "batch_size=4", "rollout.group_size=2"],
     },
     "full_pass": {"steps": 3438, "overrides": ["eval.every=250", "optim.decay_steps=6876"], "methods": ["uniform"]},
+    # Setting (c): the real model on real data, SmolLM2-135M-Instruct on GSM8K with vLLM rollouts (the
+    # ``smollm2_gsm8k`` preset: 4 prompts x G=8, T=0.7, 256 new tokens, lr 1e-5), 8 steps as in the preset.
+    # Held-out: 100 GSM8K test problems, greedy (less noise than one T=0.7 sample). The screening methods get
+    # at most 4 x B candidates (not 8 x B): at a ~5% qualified share the cap binds, and 8 x B would make a step
+    # ~5x uniform's rollouts, past a session's budget (docs/des_evidence.md, setting (c)). Needs --model.
+    "smollm2_gsm8k": {
+        "steps": 8,
+        "config": "smollm2_gsm8k",
+        "model": True,
+        "overrides": [
+            "eval.size=100",
+            "eval.batch_size=100",
+            "eval.temperature=0",
+            "save_every=2",
+            "selection.speed.max_candidates_factor=4",
+        ],
+        "methods": ["uniform", "des_screened", "des", "speed"],
+    },
 }
 #: Every run the driver knows, by name: its extra overrides.
 RUNS = {**METHODS, **AT_OTHER_LR, **LR_CHECK}
@@ -139,7 +157,7 @@ FIXED = ["optim.threads=1", "report=false", "tensorboard=false", "progress_bar=f
 
 def common_overrides(setting: str) -> list[str]:
     spec = SETTINGS[setting]
-    return [f"steps={spec['steps']}", *spec["overrides"], *FIXED]
+    return [f"steps={spec['steps']}", *FIXED, *spec["overrides"]]  # the setting's own values win
 
 
 def run_dir(out: pathlib.Path, setting: str, method: str, seed: int) -> pathlib.Path:
@@ -154,6 +172,7 @@ def launch(out: pathlib.Path, setting: str, method: str, seed: int, overrides: l
         sys.executable,
         "-m",
         "scalingrl.train",
+        *(["--config", SETTINGS[setting]["config"]] if "config" in SETTINGS[setting] else []),
         "--output-dir",
         str(folder),
         *(["--resume"] if resume else []),
@@ -461,6 +480,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-lr-check", action="store_true", help="skip uniform's learning-rate check runs")
     parser.add_argument("--json", default=str(RESULTS), help="where the JSON goes")
     parser.add_argument("--collect", action="store_true", help="only rebuild the JSON from finished runs")
+    parser.add_argument("--model", default=None, help="model folder, for settings on a real model (smollm2_gsm8k)")
     args = parser.parse_args(argv)
     out = pathlib.Path(args.out).resolve()
     if out == ROOT or ROOT in out.parents:
@@ -473,8 +493,16 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"--parallel={args.parallel} must be >= 1")
     json_path = pathlib.Path(args.json)
     if not args.collect:
-        lr_check = not args.no_lr_check and args.methods is None
-        run_all(out, args.setting, queue(args.setting, methods, args.seeds, lr_check), args.parallel, json_path)
+        jobs = queue(args.setting, methods, args.seeds, not args.no_lr_check and args.methods is None)
+        if SETTINGS[args.setting].get("model"):
+            if args.model is None or not (pathlib.Path(args.model) / "config.json").is_file():
+                raise SystemExit(
+                    f"--setting {args.setting} trains a real model: pass --model FOLDER, a converted model folder "
+                    f"with a config.json (got {args.model!r}; docs/vllm.md says how to convert SmolLM2)"
+                )
+            model = pathlib.Path(args.model).resolve()
+            jobs = [(method, seed, [*overrides, f"model.path={model}"]) for method, seed, overrides in jobs]
+        run_all(out, args.setting, jobs, args.parallel, json_path)
     collect(out, args.setting, json_path)
 
 
