@@ -4,12 +4,14 @@ One command per setting trains every method (and the DES ablations) with identic
 and step budget, one ``python -m scalingrl.train`` process per (method, seed), at most ``--parallel``
 at a time, and writes ``benchmarks/results/sample_efficiency.json``:
 
-- top level: ``pool_size``, ``setting``, ``steps``, ``common_overrides``;
+- top level: ``pool_size``, ``setting``, ``steps``, ``common_overrides``; per setting under ``settings``, the
+  same and ``eval`` (held-out problems, samples each, decoding) and ``goals`` (whether issue 8's goals apply);
 - ``methods.<name>``: ``final_accuracy_mean``, ``final_accuracy_std``, ``gain_mean`` (final - initial),
   ``gain_std``, ``unique_prompts_mean``, ``pool_share_used_mean``, ``zero_variance_share_mean`` (share
   of rollouts in all-equal-reward groups, screening rounds included), ``rollouts_mean``,
   ``gain_pool_mix_mean`` (settings with ``level_weights``), ``selection_overhead_ms_mean`` (the selector's
-  select + update per step), ``seeds`` (finished seeds), ``overrides``, and ``runs.<seed>``: the held-out
+  select + update per step), ``rollouts_per_informative_group_mean`` (all rollouts over the trained groups
+  whose rewards differed), ``seeds`` (finished seeds), ``overrides``, and ``runs.<seed>``: the held-out
   accuracy curve against steps, rollouts and wall-clock (``curve``: list of {step, rollouts, wall_clock_s,
   accuracy}).
 
@@ -24,8 +26,10 @@ continues with ``--resume``. ``--collect`` only rebuilds the JSON from the finis
 Settings: ``quickstart`` (the 220K synthetic pool, budget in docs/des_evidence.md), ``skewed_pool`` (the
 same budget, model and held-out set on a pool 80% of which the initial model has mastered or cannot
 solve: 71% of uniform's rollouts were in zero-variance groups over 3 seeds, vs 50% on the quickstart
-pool, closer to the paper's setting) and ``full_pass`` (uniform
-for one pass over the pool: the paper's full-data baseline). Methods are the registered
+pool, closer to the paper's setting), ``full_pass`` (uniform
+for one pass over the pool: the paper's full-data baseline) and ``smollm2_gsm8k`` (issue 8's setting (c):
+SmolLM2-135M-Instruct on GSM8K with vLLM rollouts; run the driver with the vLLM venv's python and
+``--model FOLDER``, one ``taskset -c N`` driver per core to run two at a time). Methods are the registered
 selectors plus ``des_<variant>`` ablations; ``uniform_lr<value>`` entries check uniform's learning rate.
 """
 
@@ -127,9 +131,15 @@ SETTINGS = {
     # Driver check only (2 steps, tiny batch and eval): not evidence.
     "smoke": {
         "steps": 2,
+        "evidence": False,  # default --json: <out>/sample_efficiency.json, not the committed results
         "overrides": ["eval.every=1", "eval.size=8", "batch_size=4", "rollout.group_size=2"],
     },
-    "full_pass": {"steps": 3438, "overrides": ["eval.every=250", "optim.decay_steps=6876"], "methods": ["uniform"]},
+    "full_pass": {
+        "steps": 3438,
+        "overrides": ["eval.every=250", "optim.decay_steps=6876"],
+        "methods": ["uniform"],
+        "goals": False,  # the quickstart's reference, not a comparison of methods
+    },
     # Setting (c): the real model on real data, SmolLM2-135M-Instruct on GSM8K with vLLM rollouts (the
     # ``smollm2_gsm8k`` preset: 4 prompts x G=8, T=0.7, 256 new tokens, lr 1e-5), 8 steps as in the preset.
     # Held-out: 100 GSM8K test problems, greedy (less noise than one T=0.7 sample). The screening methods get
@@ -139,6 +149,7 @@ SETTINGS = {
         "steps": 8,
         "config": "smollm2_gsm8k",
         "model": True,
+        "goals": False,  # one seed, 8 steps: the informative share is the measure (issue 8), not the gain
         "overrides": [
             "eval.size=100",
             "eval.batch_size=100",
@@ -186,10 +197,10 @@ def launch(out: pathlib.Path, setting: str, method: str, seed: int, overrides: l
         ["git", "status", "--porcelain", "python", "csrc"], cwd=ROOT, capture_output=True, text=True
     ).stdout
     (folder / "code_version.txt").write_text(f"{commit}{' (uncommitted changes)' if dirty.strip() else ''}\n")
-    log = open(folder / "train.log", "a")
-    log.write(f"\n$ {' '.join(command)}\n")
-    log.flush()
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    with open(folder / "train.log", "a") as log:  # the child keeps its own copy of the descriptor
+        log.write(f"\n$ {' '.join(command)}\n")
+        log.flush()
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     (folder / "run.pid").write_text(f"{process.pid}\n")
     return process
 
@@ -298,6 +309,7 @@ def read_run(folder: pathlib.Path) -> dict | None:
     informative = [
         (1 - r["zero_variance_fraction"]) * len(r["prompt_ids"]) for r in train_rows.values() if r.get("prompt_ids")
     ]
+    final_eval = summary["final_eval"]
 
     def step_mean(key: str) -> float | None:
         values = [r[key] for r in train_rows.values() if r.get(key) is not None]
@@ -317,6 +329,8 @@ def read_run(folder: pathlib.Path) -> dict | None:
         "pool_size": summary["pool_size"],
         "zero_variance_share": float(np.mean(zero)) if zero else None,
         "informative_groups_per_step": float(np.mean(informative)) if informative else None,
+        # Rollouts spent (screening included) per trained group whose rewards differed: the cost of the signal.
+        "rollouts_per_informative_group": spent / sum(informative) if informative and sum(informative) else None,
         "train_reward": step_mean("reward_mean"),
         "grad_norm": step_mean("grad_norm"),
         "approx_kl_old": step_mean("approx_kl_old"),
@@ -334,6 +348,15 @@ def read_run(folder: pathlib.Path) -> dict | None:
         "accuracy_by_level_final": summary["final_eval"].get("accuracy_by_level"),
         "selected_levels": _level_counts(train_rows.values()),
         "gain_pool_mix": _pool_mix_gain(summary, cfg),
+        "eval": {
+            "problems": final_eval.get("n_problems"),
+            "samples": final_eval.get("n_samples"),
+            "decoding": (final_eval.get("decoding") or {}).get("method"),
+        }
+        if final_eval.get("n_problems")
+        else None,
+        "prompts_per_step": cfg["batch_size"],
+        "group_size": cfg["rollout"]["group_size"],
     }
 
 
@@ -420,6 +443,7 @@ def collect(out: pathlib.Path, setting: str, json_path: pathlib.Path) -> dict:
             ("train_time_s", "train_time_s"),
             ("rollouts", "rollouts"),
             ("informative_groups_per_step", "informative_groups_per_step"),
+            ("rollouts_per_informative_group", "rollouts_per_informative_group"),
             ("train_reward", "train_reward"),
             ("grad_norm", "grad_norm"),
             ("approx_kl_old", "approx_kl_old"),
@@ -432,8 +456,11 @@ def collect(out: pathlib.Path, setting: str, json_path: pathlib.Path) -> dict:
         methods[method_dir.name] = entry
     previous = json.loads(json_path.read_text()) if json_path.exists() else {}
     settings = previous.get("settings", {})
+    first = next((run for entry in methods.values() for run in entry["runs"].values()), {})
     settings[setting] = {
         "pool_size": pool_size,
+        "eval": first.get("eval"),  # held-out problems, samples each, decoding (the same for every run)
+        "goals": SETTINGS[setting].get("goals", True),
         "steps": SETTINGS[setting]["steps"],
         "common_overrides": common_overrides(setting),
         "methods": methods,
@@ -478,7 +505,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", default=None, help="default: every method of the setting")
     parser.add_argument("--parallel", type=int, default=1, help="runs at a time (1 or 2 on a 2-core machine)")
     parser.add_argument("--no-lr-check", action="store_true", help="skip uniform's learning-rate check runs")
-    parser.add_argument("--json", default=str(RESULTS), help="where the JSON goes")
+    parser.add_argument(
+        "--json", default=None, help=f"where the JSON goes (default {RESULTS.relative_to(ROOT)}; smoke: <out>/...)"
+    )
     parser.add_argument("--collect", action="store_true", help="only rebuild the JSON from finished runs")
     parser.add_argument("--model", default=None, help="model folder, for settings on a real model (smollm2_gsm8k)")
     args = parser.parse_args(argv)
@@ -491,7 +520,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"unknown method(s) {unknown}: use {', '.join(RUNS)}")
     if args.parallel < 1:
         raise SystemExit(f"--parallel={args.parallel} must be >= 1")
-    json_path = pathlib.Path(args.json)
+    if args.json is not None:
+        json_path = pathlib.Path(args.json)
+    else:  # a driver check must not overwrite the committed results
+        json_path = RESULTS if SETTINGS[args.setting].get("evidence", True) else out / RESULTS.name
     if not args.collect:
         jobs = queue(args.setting, methods, args.seeds, not args.no_lr_check and args.methods is None)
         if SETTINGS[args.setting].get("model"):

@@ -35,7 +35,17 @@ def curves(entry: dict, axis: str) -> tuple[np.ndarray, np.ndarray]:
     return clock.mean(axis=0), acc
 
 
-def plot(methods: dict, axis: str, path: pathlib.Path, title: str) -> None:
+def held_out(spec: dict) -> str:
+    """The held-out measure of a setting, from its JSON entry's ``eval`` (older files: the quickstart's)."""
+    described = spec.get("eval") or {}
+    if described.get("problems") is None:
+        return "pass@1"
+    if described.get("decoding") == "greedy":
+        return f"pass@1, {described['problems']} problems, greedy"
+    return f"pass@1, {described['problems']} problems x {described['samples']} samples"
+
+
+def plot(methods: dict, axis: str, path: pathlib.Path, title: str, measure: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,7 +60,7 @@ def plot(methods: dict, axis: str, path: pathlib.Path, title: str) -> None:
         if acc.shape[0] > 1:
             ax.fill_between(x, acc.min(axis=0), acc.max(axis=0), color=line.get_color(), alpha=0.12)
     ax.set_xlabel("GRPO steps" if axis == "steps" else "training wall-clock (s, mean over seeds; shared 2-core CPU)")
-    ax.set_ylabel("held-out accuracy (pass@1, 512 problems x 4 samples)")
+    ax.set_ylabel(f"held-out accuracy ({measure})")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
@@ -279,7 +289,33 @@ def one_pass_goal(des: dict, reference: dict | None) -> list[str]:
     return lines
 
 
-def goals(methods: dict, reference: dict | None = None) -> list[str]:
+def signal_cost(methods: dict) -> list[str]:
+    """What each method paid for its signal: the share of its rollouts in groups whose rewards differed
+    (screening rounds included), and rollouts per informative trained group."""
+    rows = [
+        f"| {name} | {1 - m['zero_variance_share_mean']:.3f} | {m['informative_groups_per_step_mean']:.2f} | "
+        f"{m['rollouts_per_informative_group_mean']:,.1f} | {m['gain_mean']:+.3f} |"
+        for name, m in sorted(methods.items(), key=lambda item: -(1 - item[1]["zero_variance_share_mean"]))
+        if m.get("rollouts_per_informative_group_mean") is not None
+    ]
+    if not rows:
+        return []
+    return [
+        "## Informative rollouts: what the signal cost",
+        "",
+        "Informative share: the share of all rollouts (screening included) in groups or screening rounds whose "
+        "rewards differed; rollouts per informative group: all rollouts over the trained groups with a GRPO "
+        "advantage (means over seeds).",
+        "",
+        "| method | informative share of rollouts | informative groups / step | rollouts per informative group "
+        "| gain |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
+def goals(methods: dict, reference: dict | None = None, samples: int | None = None) -> list[str]:
     des, uniform = methods.get("des"), methods.get("uniform")
     if not des or not uniform:
         return ["- DES or uniform has no finished run yet: goals not checkable."]
@@ -288,8 +324,12 @@ def goals(methods: dict, reference: dict | None = None) -> list[str]:
     seeds = min(len(des["seeds"]), len(uniform["seeds"]))
     lines = [
         f"- Finished: {len(methods)} method(s); DES and uniform with {seeds} common seed(s). "
-        "The held-out sampling error of "
-        "one final accuracy is ~0.01 (2,048 samples), so a single seed decides nothing below ~0.02.",
+        + (
+            f"The held-out sampling error of one final accuracy is at most ~{0.5 / np.sqrt(samples):.2f} "
+            f"({samples:,} samples), so a single seed decides nothing below ~{1.0 / np.sqrt(samples):.2f}."
+            if samples
+            else "The held-out set's size is not recorded: its sampling error is unknown."
+        ),
         *standing("DES", des, uniform, others),
         f"- DES zero-variance share {des['zero_variance_share_mean']:.2f} (goal <= 0.20): "
         f"{'met' if des['zero_variance_share_mean'] <= 0.2 else 'NOT met'}.",
@@ -369,14 +409,17 @@ def setting_section(
     methods = spec["methods"]
     suffix = "" if headline else f"_{name}"
     steps_png, wall_png = f"sample_efficiency_steps{suffix}.png", f"sample_efficiency_wallclock{suffix}.png"
-    plot(methods, "steps", out / "results" / steps_png, f"{name}: accuracy vs steps")
-    plot(methods, "wall", out / "results" / wall_png, f"{name}: accuracy vs wall-clock")
+    measure = held_out(spec)
+    plot(methods, "steps", out / "results" / steps_png, f"{name}: accuracy vs steps", measure)
+    plot(methods, "wall", out / "results" / wall_png, f"{name}: accuracy vs wall-clock", measure)
+    described = spec.get("eval") or {}
+    samples = (described.get("problems") or 0) * (described.get("samples") or 0) or None
+    with_goals = spec.get("goals", name != "full_pass")  # full_pass: the quickstart's reference
     return [
         f"(setting `{name}`, pool {spec['pool_size']} prompts, {spec['steps']} steps, "
         f"common overrides `{' '.join(spec['common_overrides'])}`). The runs come from",
         f"`python benchmarks/sample_efficiency.py --setting {name} --out RUNS_DIR` (docs/des_evidence.md).",
-        "Only finished runs count; every finished seed is listed. "
-        "Accuracy: held-out pass@1 (512 problems x 4 samples).",
+        f"Only finished runs count; every finished seed is listed. Accuracy: held-out {measure}.",
         "",
         *table(methods),
         "",
@@ -384,16 +427,23 @@ def setting_section(
         *by_level(methods),
         *pool_mix(methods),
         *equal_budget(methods),
+        *signal_cost(methods),
         *(
-            []
-            if name == "full_pass"  # the reference run of the quickstart's one-pass goal, not a comparison
-            else [f"## Goals of issue 8 ({name}, mean over seeds, equal steps)", "", *goals(methods, reference), ""]
+            [f"## Goals of issue 8 ({name}, mean over seeds, equal steps)", "", *goals(methods, reference, samples), ""]
+            if with_goals
+            else []
         ),
         f"![accuracy vs steps](results/{steps_png})",
         "",
         f"![accuracy vs wall-clock](results/{wall_png})",
         "",
     ]
+
+
+def shown(path: pathlib.Path) -> str:
+    """``path`` relative to the repository when inside it, else as given."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(path)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -411,7 +461,7 @@ def main(argv: list[str] | None = None) -> None:
     text = [
         "# Sample efficiency: every selection method on the real GRPO loop",
         "",
-        "Generated by `python benchmarks/sample_efficiency_report.py` from `benchmarks/results/sample_efficiency.json`",
+        f"Generated by `python benchmarks/sample_efficiency_report.py` from `{shown(pathlib.Path(args.json))}`",
         *setting_section(
             headline,
             settings.get(headline, document),
@@ -432,9 +482,10 @@ def main(argv: list[str] | None = None) -> None:
             ]
     text += [
         "Wall-clock is the sum of the runs' step times on a 2-core machine shared with other jobs: it is noisy and",
-        "only comparable within one batch of runs; steps and rollouts are exact (64 prompts x 8 rollouts per step;",
-        "the checks uniform_b32 and uniform_b128 use 32 and 128 prompts; `speed` and `des_screened` add their",
-        "screening round's candidates x 4 samples per step: the tables' `rollouts` column has each method's total).",
+        "only comparable within one batch of runs; steps and rollouts are exact (batch_size x group_size per step,",
+        "each setting's common overrides give them; the checks uniform_b32 and uniform_b128 use 32 and 128 prompts;",
+        "`speed` and `des_screened` add their screening round's candidates x `selection.speed.screen_rollouts`",
+        "per step: the tables' `rollouts` column has each method's total).",
         "",
     ]
     extra = pathlib.Path(out / "RESULTS_notes.md")

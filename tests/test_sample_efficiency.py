@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import pathlib
+import subprocess
+import types
 
 import numpy as np
 import pytest
@@ -314,3 +316,67 @@ def test_one_pass_goal_reports_unmet_and_unmeasured():
         "- One-pass uniform reference (`--setting full_pass`): no finished run: not measured."
     ]
     assert report.one_pass_goal(des, None) == []
+
+
+def test_real_model_setting_needs_a_model_and_runs_its_preset(tmp_path, monkeypatch):
+    with pytest.raises(SystemExit, match="pass --model FOLDER"):
+        se.main(["--setting", "smollm2_gsm8k", "--out", str(tmp_path / "runs"), "--model", str(tmp_path)])
+    commands = []
+
+    class Popen:
+        def __init__(self, command, **kwargs):
+            commands.append(command)
+            self.pid = 0
+
+    monkeypatch.setattr(
+        se, "subprocess", types.SimpleNamespace(run=subprocess.run, Popen=Popen, STDOUT=subprocess.STDOUT)
+    )
+    se.launch(tmp_path / "runs", "smollm2_gsm8k", "des_screened", 0, [*se.RUNS["des_screened"], "model.path=/m"])
+    command = commands[0]
+    assert command[command.index("--config") + 1] == "smollm2_gsm8k"
+    # the setting's own values come after the fixed ones (save_every=25), so they win
+    assert command.index("save_every=25") < command.index("save_every=2")
+    assert command[-3:] == ["selection.des.screen=true", "model.path=/m", "seed=0"]
+    se.launch(tmp_path / "runs", "quickstart", "des", 0, se.RUNS["des"])
+    assert "--config" not in commands[1]
+
+
+def test_smoke_does_not_write_the_committed_results(tmp_path, monkeypatch):
+    fake_run(tmp_path / "runs/smoke/des/seed0", 0.4, 0.5, [0.5])
+    written = []
+    monkeypatch.setattr(se, "collect", lambda out, setting, path: written.append(path))
+    se.main(["--setting", "smoke", "--out", str(tmp_path / "runs"), "--collect"])
+    se.main(["--setting", "quickstart", "--out", str(tmp_path / "runs"), "--collect"])
+    assert written == [tmp_path / "runs" / "sample_efficiency.json", se.RESULTS]
+
+
+def test_collect_records_the_held_out_set_and_the_cost_of_signal(tmp_path):
+    spec = importlib.util.spec_from_file_location("se_report", ROOT / "benchmarks" / "sample_efficiency_report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    out = tmp_path / "runs"
+    for method, zero in (("uniform", [0.75, 1.0]), ("des_screened", [0.25, 0.5])):
+        folder = out / f"smollm2_gsm8k/{method}/seed0"
+        fake_run(folder, 0.0, 0.01, zero)
+        summary = json.loads((folder / "summary.json").read_text())
+        summary["final_eval"].update(n_problems=100, n_samples=1, decoding={"method": "greedy"})
+        (folder / "summary.json").write_text(json.dumps(summary))
+        rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        for row in rows:
+            if "time_step_s" in row:
+                row["prompt_ids"] = [0, 1, 2, 3]
+        (folder / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    path = tmp_path / "se.json"
+    document = se.collect(out, "smollm2_gsm8k", path)
+    setting = document["settings"]["smollm2_gsm8k"]
+    assert setting["eval"] == {"problems": 100, "samples": 1, "decoding": "greedy"}
+    assert setting["goals"] is False
+    # uniform: 1 informative group in 2 steps of 4 prompts x 2 rollouts: 16 rollouts per informative group
+    assert setting["methods"]["uniform"]["rollouts_per_informative_group_mean"] == pytest.approx(16.0)
+    assert setting["methods"]["des_screened"]["rollouts_per_informative_group_mean"] == pytest.approx(16 / 5)
+    report.main(["--json", str(path), "--out", str(tmp_path / "bench")])
+    text = (tmp_path / "bench/RESULTS.md").read_text()
+    assert "held-out pass@1, 100 problems, greedy" in text
+    assert "| des_screened | 0.625 | 2.50 | 3.2 | +0.010 |" in text
+    assert "| uniform | 0.125 | 0.50 | 16.0 | +0.010 |" in text
+    assert "## Goals of issue 8" not in text  # one seed on a model that barely learns: no goal lines

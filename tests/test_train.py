@@ -260,6 +260,7 @@ def test_every_selection_method_runs_through_the_same_loop(method, tmp_path):
     chosen = chosen or [f"selection.method={method}"]
     summary = main(_config(tmp_path, "steps=2", *chosen, "tensorboard=false", "report=false"))
     assert summary["selection_method"] == method.removesuffix("_screened") and summary["steps"] == 2
+    assert summary["selection_des_screen"] == (method == "des_screened")
     rows = training_rows(tmp_path)
     assert len(rows) == 2
     screens = method in ("speed", "des_screened")

@@ -700,6 +700,7 @@ def finish(run: Run, final_eval: dict[str, Any]) -> dict[str, Any]:
         "steps": config.steps,
         "wall_clock_s": run.extra["wall_clock_s"],
         "selection_method": config.selection.method,
+        "selection_des_screen": config.selection.des.screen,  # DES's candidates through SPEED's screen
         "model": run.model_path,
         "data_rows_missing_answer": run.pool.stats.get("rows_missing_answer", 0),
         "output_dir": str(run.out_dir),
