@@ -2,7 +2,8 @@
 
 One command per setting trains every method (and the DES ablations) with identical hyper-parameters
 and step budget, one ``python -m scalingrl.train`` process per (method, seed), at most ``--parallel``
-at a time, and writes ``benchmarks/results/sample_efficiency.json``:
+at a time, and writes ``benchmarks/results/sample_efficiency.json`` (``--json``; the ``smoke`` driver
+check writes ``<out>/sample_efficiency.json``):
 
 - top level: ``pool_size``, ``setting``, ``steps``, ``common_overrides``; per setting under ``settings``, the
   same and ``eval`` (held-out problems, samples each, decoding) and ``goals`` (whether issue 8's goals apply);
@@ -10,10 +11,11 @@ at a time, and writes ``benchmarks/results/sample_efficiency.json``:
   ``gain_std``, ``unique_prompts_mean``, ``pool_share_used_mean``, ``zero_variance_share_mean`` (share
   of rollouts in all-equal-reward groups, screening rounds included), ``rollouts_mean``,
   ``gain_pool_mix_mean`` (settings with ``level_weights``), ``selection_overhead_ms_mean`` (the selector's
-  select + update per step), ``rollouts_per_informative_group_mean`` (all rollouts over the trained groups
-  whose rewards differed), ``seeds`` (finished seeds), ``overrides``, and ``runs.<seed>``: the held-out
-  accuracy curve against steps, rollouts and wall-clock (``curve``: list of {step, rollouts, wall_clock_s,
-  accuracy}).
+  select + update per step), ``rollouts_per_informative_group`` (every seed's rollouts, screening included,
+  over their trained groups whose rewards differed; null when none had one), ``seeds`` (finished seeds),
+  ``overrides``, and ``runs.<seed>``: the held-out accuracy curve against steps, rollouts and wall-clock
+  (``curve``: list of {step, rollouts, wall_clock_s, accuracy}), ``informative_groups``, ``eval``
+  ({problems, samples, decoding}), ``prompts_per_step`` and ``group_size``.
 
 Resumable: a run whose folder holds ``summary.json`` is finished and skipped; one with checkpoints
 continues with ``--resume``. ``--collect`` only rebuilds the JSON from the finished runs.
@@ -127,13 +129,13 @@ SETTINGS = {
         ],
         "checks": ["uniform_lr5e-5", "uniform_lr2e-4", "uniform_lr4e-4"],
     },
-    # One pass over the 220K pool at 64 prompts per step (3438 steps): the full-data reference.
     # Driver check only (2 steps, tiny batch and eval): not evidence.
     "smoke": {
         "steps": 2,
         "evidence": False,  # default --json: <out>/sample_efficiency.json, not the committed results
         "overrides": ["eval.every=1", "eval.size=8", "batch_size=4", "rollout.group_size=2"],
     },
+    # One pass over the 220K pool at 64 prompts per step (3438 steps): the full-data reference.
     "full_pass": {
         "steps": 3438,
         "overrides": ["eval.every=250", "optim.decay_steps=6876"],
@@ -143,8 +145,9 @@ SETTINGS = {
     # Setting (c): the real model on real data, SmolLM2-135M-Instruct on GSM8K with vLLM rollouts (the
     # ``smollm2_gsm8k`` preset: 4 prompts x G=8, T=0.7, 256 new tokens, lr 1e-5), 8 steps as in the preset.
     # Held-out: 100 GSM8K test problems, greedy (less noise than one T=0.7 sample). The screening methods get
-    # at most 4 x B candidates (not 8 x B): at a ~5% qualified share the cap binds, and 8 x B would make a step
-    # ~5x uniform's rollouts, past a session's budget (docs/des_evidence.md, setting (c)). Needs --model.
+    # at most 4 x B candidates (not 8 x B): the preset's own run had 2 of 32 groups with mixed rewards at G=8
+    # (docs/vllm.md), so few candidates qualify in 4 samples and the cap binds; at 8 x B a step would roll out
+    # 32 x 4 + 32 = 160 samples, 5x uniform's 32, past a session's budget (4 x B: 96, 3x). Needs --model.
     "smollm2_gsm8k": {
         "steps": 8,
         "config": "smollm2_gsm8k",
@@ -329,8 +332,8 @@ def read_run(folder: pathlib.Path) -> dict | None:
         "pool_size": summary["pool_size"],
         "zero_variance_share": float(np.mean(zero)) if zero else None,
         "informative_groups_per_step": float(np.mean(informative)) if informative else None,
-        # Rollouts spent (screening included) per trained group whose rewards differed: the cost of the signal.
-        "rollouts_per_informative_group": spent / sum(informative) if informative and sum(informative) else None,
+        # Trained groups whose rewards differed, over the run (the collector divides rollouts by it).
+        "informative_groups": int(round(sum(informative))) if informative else None,
         "train_reward": step_mean("reward_mean"),
         "grad_norm": step_mean("grad_norm"),
         "approx_kl_old": step_mean("approx_kl_old"),
@@ -443,7 +446,6 @@ def collect(out: pathlib.Path, setting: str, json_path: pathlib.Path) -> dict:
             ("train_time_s", "train_time_s"),
             ("rollouts", "rollouts"),
             ("informative_groups_per_step", "informative_groups_per_step"),
-            ("rollouts_per_informative_group", "rollouts_per_informative_group"),
             ("train_reward", "train_reward"),
             ("grad_norm", "grad_norm"),
             ("approx_kl_old", "approx_kl_old"),
@@ -452,14 +454,27 @@ def collect(out: pathlib.Path, setting: str, json_path: pathlib.Path) -> dict:
             mean, std = _mean_std([r.get(key) for r in runs.values()])
             entry[f"{name}_mean"], entry[f"{name}_std"] = mean, std
         entry["pool_share_used_mean"] = entry["unique_prompts_mean"] / pool_size if pool_size else None
+        # Pooled over seeds (a seed without an informative group counts, rather than dropping out of a mean);
+        # None when no seed had one (the report says "none"), or when runs lack the per-step prompt ids.
+        counted = [r for r in runs.values() if r.get("informative_groups") is not None]
+        informative = sum(r["informative_groups"] for r in counted)
+        entry["rollouts_per_informative_group"] = (
+            sum(r["rollouts"] for r in counted) / informative if counted and informative else None
+        )
         entry["runs"] = runs
         methods[method_dir.name] = entry
     previous = json.loads(json_path.read_text()) if json_path.exists() else {}
     settings = previous.get("settings", {})
-    first = next((run for entry in methods.values() for run in entry["runs"].values()), {})
+    described = {
+        json.dumps(run.get("eval"), sort_keys=True): f"{method}/seed{seed}"
+        for method, entry in methods.items()
+        for seed, run in entry["runs"].items()
+    }
+    if len(described) > 1:  # runs of one setting evaluated on different held-out sets: say so, describe none
+        print(f"warning: {setting}'s runs differ in their held-out evaluation ({described}); eval recorded as null")
     settings[setting] = {
         "pool_size": pool_size,
-        "eval": first.get("eval"),  # held-out problems, samples each, decoding (the same for every run)
+        "eval": json.loads(next(iter(described))) if len(described) == 1 else None,  # problems, samples, decoding
         "goals": SETTINGS[setting].get("goals", True),
         "steps": SETTINGS[setting]["steps"],
         "common_overrides": common_overrides(setting),
@@ -477,7 +492,9 @@ def collect(out: pathlib.Path, setting: str, json_path: pathlib.Path) -> dict:
         "command": "python benchmarks/sample_efficiency.py --setting <name> --out <folder>",
     }
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(document, indent=1))
+    partial = json_path.with_name(json_path.name + ".partial")  # two drivers may collect at once: never a
+    partial.write_text(json.dumps(document, indent=1))  # half-written file for the other to read
+    os.replace(partial, json_path)
     print_table(methods)
     return document
 
@@ -524,6 +541,8 @@ def main(argv: list[str] | None = None) -> None:
         json_path = pathlib.Path(args.json)
     else:  # a driver check must not overwrite the committed results
         json_path = RESULTS if SETTINGS[args.setting].get("evidence", True) else out / RESULTS.name
+    if args.model is not None and not SETTINGS[args.setting].get("model"):
+        raise SystemExit(f"--model is for settings on a real model (smollm2_gsm8k); {args.setting} trains its own")
     if not args.collect:
         jobs = queue(args.setting, methods, args.seeds, not args.no_lr_check and args.methods is None)
         if SETTINGS[args.setting].get("model"):

@@ -36,13 +36,35 @@ def curves(entry: dict, axis: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def held_out(spec: dict) -> str:
-    """The held-out measure of a setting, from its JSON entry's ``eval`` (older files: the quickstart's)."""
+    """The held-out measure of a setting, from its JSON entry's ``eval`` ("pass@1" alone where the file does
+    not record it: older files, or runs of one setting evaluated differently)."""
     described = spec.get("eval") or {}
-    if described.get("problems") is None:
+    problems, samples = described.get("problems"), described.get("samples")
+    if problems is None:
         return "pass@1"
     if described.get("decoding") == "greedy":
-        return f"pass@1, {described['problems']} problems, greedy"
-    return f"pass@1, {described['problems']} problems x {described['samples']} samples"
+        return f"pass@1, {problems} problems, greedy"
+    if samples is None:
+        return f"pass@1, {problems} problems"
+    return f"pass@1, {problems} problems x {samples} sample{'s' if samples != 1 else ''}"
+
+
+def evaluation_points(entry: dict) -> str:
+    """When a method's first run was evaluated: "every N steps" or the list of steps."""
+    steps = [point["step"] for point in next(iter(entry["runs"].values()))["curve"]]
+    gaps = {b - a for a, b in zip(steps, steps[1:])}
+    if len(steps) > 2 and len(gaps) == 1:
+        return f"every {gaps.pop()} steps"
+    return "at steps " + ", ".join(map(str, steps))
+
+
+def batch_shape(methods: dict) -> str:
+    """Prompts x rollouts per step of the setting's uniform run (or its first method's), from the runs."""
+    entry = methods.get("uniform") or next(iter(methods.values()))
+    run = next(iter(entry["runs"].values()))
+    if run.get("prompts_per_step") is None:
+        return ""
+    return f" Each step trains {run['prompts_per_step']} prompts x {run['group_size']} rollouts."
 
 
 def plot(methods: dict, axis: str, path: pathlib.Path, title: str, measure: str) -> None:
@@ -233,7 +255,8 @@ def equal_budget(methods: dict) -> list[str]:
         "",
         f"Gain once a method had spent uniform's rollouts ({budgets['rollouts']:,.0f}) or uniform's training "
         f"wall-clock ({budgets['wall_clock_s']:,.0f} s, mean over its seeds), interpolated linearly between "
-        "evaluations (every 25 steps); a run that finished within the budget counts with its final gain. "
+        f"evaluations ({evaluation_points(uniform)}); a run that finished within the budget counts with its final "
+        "gain. "
         "Wall-clock is noisy on this shared machine (runs of one method differ by ~10-20%).",
         "",
         "| method | gain at equal steps | gain within uniform's rollouts | gain within uniform's wall-clock |",
@@ -294,9 +317,14 @@ def signal_cost(methods: dict) -> list[str]:
     (screening rounds included), and rollouts per informative trained group."""
     rows = [
         f"| {name} | {1 - m['zero_variance_share_mean']:.3f} | {m['informative_groups_per_step_mean']:.2f} | "
-        f"{m['rollouts_per_informative_group_mean']:,.1f} | {m['gain_mean']:+.3f} |"
+        + (
+            f"{m['rollouts_per_informative_group']:,.1f}"
+            if m.get("rollouts_per_informative_group") is not None
+            else f"none in {m['rollouts_mean'] * len(m['seeds']):,.0f} rollouts"
+        )
+        + f" | {m['gain_mean']:+.3f} |"
         for name, m in sorted(methods.items(), key=lambda item: -(1 - item[1]["zero_variance_share_mean"]))
-        if m.get("rollouts_per_informative_group_mean") is not None
+        if "rollouts_per_informative_group" in m and m.get("informative_groups_per_step_mean") is not None
     ]
     if not rows:
         return []
@@ -304,8 +332,8 @@ def signal_cost(methods: dict) -> list[str]:
         "## Informative rollouts: what the signal cost",
         "",
         "Informative share: the share of all rollouts (screening included) in groups or screening rounds whose "
-        "rewards differed; rollouts per informative group: all rollouts over the trained groups with a GRPO "
-        "advantage (means over seeds).",
+        "rewards differed (mean over seeds); rollouts per informative group: every seed's rollouts over their "
+        "trained groups with a GRPO advantage (pooled over seeds).",
         "",
         "| method | informative share of rollouts | informative groups / step | rollouts per informative group "
         "| gain |",
@@ -353,6 +381,11 @@ def standing(label: str, entry: dict, uniform: dict, others: dict) -> list[str]:
     """Goal lines of one DES entry: its gain against uniform's (ratio, goal >= 1.5) and against every other
     method's at equal steps, then within uniform's wall-clock and rollouts (``budget_goal``)."""
     ratio = entry["gain_mean"] / uniform["gain_mean"] if uniform["gain_mean"] else float("nan")
+    if not others:
+        return [
+            f"- {label} gain {entry['gain_mean']:+.3f} vs uniform {uniform['gain_mean']:+.3f}: ratio {ratio:.2f} "
+            f"(goal >= 1.5): {'met' if ratio >= 1.5 else 'NOT met'}; no other method has finished."
+        ]
     best_other = max(others.items(), key=lambda item: item[1]["gain_mean"])
     above = entry["gain_mean"] > best_other[1]["gain_mean"]
     return [
@@ -419,7 +452,7 @@ def setting_section(
         f"(setting `{name}`, pool {spec['pool_size']} prompts, {spec['steps']} steps, "
         f"common overrides `{' '.join(spec['common_overrides'])}`). The runs come from",
         f"`python benchmarks/sample_efficiency.py --setting {name} --out RUNS_DIR` (docs/des_evidence.md).",
-        f"Only finished runs count; every finished seed is listed. Accuracy: held-out {measure}.",
+        f"Only finished runs count; every finished seed is listed. Accuracy: held-out {measure}.{batch_shape(methods)}",
         "",
         *table(methods),
         "",
@@ -475,7 +508,7 @@ def main(argv: list[str] | None = None) -> None:
             text += [
                 f"# Setting `{name}`",
                 "",
-                "Same tables and checks as above",
+                "Same tables as above" + (" and checks" if spec.get("goals", name != "full_pass") else ""),
                 *setting_section(
                     name, spec, out, False, settings.get("full_pass", {}) if name == "quickstart" else None
                 ),
@@ -483,7 +516,7 @@ def main(argv: list[str] | None = None) -> None:
     text += [
         "Wall-clock is the sum of the runs' step times on a 2-core machine shared with other jobs: it is noisy and",
         "only comparable within one batch of runs; steps and rollouts are exact (batch_size x group_size per step,",
-        "each setting's common overrides give them; the checks uniform_b32 and uniform_b128 use 32 and 128 prompts;",
+        "given at the top of each section; the checks uniform_b32 and uniform_b128 use 32 and 128 prompts;",
         "`speed` and `des_screened` add their screening round's candidates x `selection.speed.screen_rollouts`",
         "per step: the tables' `rollouts` column has each method's total).",
         "",

@@ -111,6 +111,7 @@ def test_combined_eval_equals_the_whole_set(rng):
             "accuracy_by_level": by_level,
             "n_problems": len(index),
             "n_samples": 3,
+            "decoding": {"method": "sampling", "temperature": 0.7},
         }
 
     parts = np.array_split(np.arange(23), 3)
@@ -119,6 +120,7 @@ def test_combined_eval_equals_the_whole_set(rng):
     whole = result(np.arange(23))
     for key in ("accuracy", "pass_at_n", "n_problems"):
         assert combined[key] == pytest.approx(whole[key], rel=1e-12)
+    assert combined["pass_at_1"] == combined["accuracy"] and combined["decoding"] == whole["decoding"]
     assert combined["accuracy_by_level"] == pytest.approx(whole["accuracy_by_level"], rel=1e-12)
 
 

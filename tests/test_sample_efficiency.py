@@ -319,8 +319,24 @@ def test_one_pass_goal_reports_unmet_and_unmeasured():
 
 
 def test_real_model_setting_needs_a_model_and_runs_its_preset(tmp_path, monkeypatch):
+    queued = []
+    monkeypatch.setattr(se, "run_all", lambda out, setting, jobs, parallel, path: queued.extend(jobs))
+    monkeypatch.setattr(se, "collect", lambda out, setting, path: None)
+    runs = ["--setting", "smollm2_gsm8k", "--out", str(tmp_path / "runs")]
     with pytest.raises(SystemExit, match="pass --model FOLDER"):
-        se.main(["--setting", "smollm2_gsm8k", "--out", str(tmp_path / "runs"), "--model", str(tmp_path)])
+        se.main(runs)
+    with pytest.raises(SystemExit, match="pass --model FOLDER"):
+        se.main([*runs, "--model", str(tmp_path)])  # no config.json: not a model folder
+    with pytest.raises(SystemExit, match="--model is for settings on a real model"):
+        se.main(["--setting", "quickstart", "--out", str(tmp_path / "runs"), "--model", str(tmp_path)])
+    assert queued == []
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    se.main([*runs, "--model", str(model), "--methods", "uniform", "des_screened"])
+    expected = [(method, seed) for seed in (0, 1, 2) for method in ("uniform", "des_screened")]
+    assert [(method, seed) for method, seed, _ in queued] == expected
+    assert all(overrides[-1] == f"model.path={model.resolve()}" for _, _, overrides in queued)
     commands = []
 
     class Popen:
@@ -355,28 +371,48 @@ def test_collect_records_the_held_out_set_and_the_cost_of_signal(tmp_path):
     report = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(report)
     out = tmp_path / "runs"
-    for method, zero in (("uniform", [0.75, 1.0]), ("des_screened", [0.25, 0.5])):
-        folder = out / f"smollm2_gsm8k/{method}/seed0"
+    # (method, seed, zero-variance fraction of the trained groups per step, screening rounds per step as
+    # (screen rollouts, qualified share)); 2 steps of 4 prompts x 2 rollouts each
+    runs = [
+        ("uniform", 0, [0.75, 1.0], None),
+        ("uniform", 1, [1.0, 1.0], None),  # no informative group: counted, not dropped
+        ("speed", 0, [1.0, 1.0], [(16, 0.0), (16, 0.0)]),  # none at all
+        ("des_screened", 0, [0.25, 0.5], [(16, 0.5), (16, 0.25)]),
+    ]
+    for method, seed, zero, screens in runs:
+        folder = out / f"smollm2_gsm8k/{method}/seed{seed}"
         fake_run(folder, 0.0, 0.01, zero)
         summary = json.loads((folder / "summary.json").read_text())
         summary["final_eval"].update(n_problems=100, n_samples=1, decoding={"method": "greedy"})
         (folder / "summary.json").write_text(json.dumps(summary))
         rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
-        for row in rows:
-            if "time_step_s" in row:
-                row["prompt_ids"] = [0, 1, 2, 3]
+        for row in (r for r in rows if "time_step_s" in r):
+            row["prompt_ids"] = [0, 1, 2, 3]
+            if screens:
+                screened, qualified = screens[row["step"] - 1]
+                row.update(rollouts=8 + screened, screen_rollouts=screened)
+                row["selection/screen_qualified"] = qualified
         (folder / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     path = tmp_path / "se.json"
     document = se.collect(out, "smollm2_gsm8k", path)
     setting = document["settings"]["smollm2_gsm8k"]
     assert setting["eval"] == {"problems": 100, "samples": 1, "decoding": "greedy"}
     assert setting["goals"] is False
-    # uniform: 1 informative group in 2 steps of 4 prompts x 2 rollouts: 16 rollouts per informative group
-    assert setting["methods"]["uniform"]["rollouts_per_informative_group_mean"] == pytest.approx(16.0)
-    assert setting["methods"]["des_screened"]["rollouts_per_informative_group_mean"] == pytest.approx(16 / 5)
+    methods = setting["methods"]
+    # uniform: 1 informative group in 2 seeds x 2 steps x 8 rollouts
+    assert methods["uniform"]["rollouts_per_informative_group"] == pytest.approx(32.0)
+    # des_screened: 3 + 2 informative groups for 2 x (8 + 16) rollouts, screening included
+    assert methods["des_screened"]["runs"]["0"]["informative_groups"] == 5
+    assert methods["des_screened"]["rollouts_per_informative_group"] == pytest.approx(48 / 5)
+    assert methods["speed"]["rollouts_per_informative_group"] is None
+    # zero-variance share counts the screened candidates: ((0.25 x 8 + 0.5 x 16) / 24 + (0.5 x 8 + 0.75 x 16) / 24) / 2
+    wasted = np.mean([(0.25 * 8 + 0.5 * 16) / 24, (0.5 * 8 + 0.75 * 16) / 24])
+    assert methods["des_screened"]["zero_variance_share_mean"] == pytest.approx(wasted)
     report.main(["--json", str(path), "--out", str(tmp_path / "bench")])
     text = (tmp_path / "bench/RESULTS.md").read_text()
-    assert "held-out pass@1, 100 problems, greedy" in text
-    assert "| des_screened | 0.625 | 2.50 | 3.2 | +0.010 |" in text
-    assert "| uniform | 0.125 | 0.50 | 16.0 | +0.010 |" in text
+    assert "held-out pass@1, 100 problems, greedy. Each step trains 4 prompts x 2 rollouts." in text
+    assert f"| des_screened | {1 - wasted:.3f} | 2.50 | 9.6 | +0.010 |" in text
+    assert "| uniform | 0.062 | 0.25 | 32.0 | +0.010 |" in text
+    assert "| speed | 0.000 | 0.00 | none in 48 rollouts | +0.010 |" in text
+    assert "(at steps 0, 2)" in text  # when the runs were evaluated, from their curves
     assert "## Goals of issue 8" not in text  # one seed on a model that barely learns: no goal lines

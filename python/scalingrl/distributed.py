@@ -185,10 +185,12 @@ def combine_eval(results: Sequence[dict[str, Any]], level_counts: Sequence[dict[
         )
     return {
         "accuracy": weighted("accuracy"),
+        "pass_at_1": weighted("accuracy"),
         "pass_at_n": weighted("pass_at_n"),
         "accuracy_by_level": by_level,
         "n_problems": total,
         "n_samples": results[0]["n_samples"],
+        **({"decoding": results[0]["decoding"]} if "decoding" in results[0] else {}),  # the same on every rank
     }
 
 
