@@ -171,7 +171,8 @@ FIXED = ["optim.threads=1", "report=false", "tensorboard=false", "progress_bar=f
 
 def common_overrides(setting: str) -> list[str]:
     spec = SETTINGS[setting]
-    return [f"steps={spec['steps']}", *FIXED, *spec["overrides"]]  # the setting's own values win
+    own = {override.split("=", 1)[0] for override in spec["overrides"]}  # the setting's own values win
+    return [f"steps={spec['steps']}", *(o for o in FIXED if o.split("=", 1)[0] not in own), *spec["overrides"]]
 
 
 def run_dir(out: pathlib.Path, setting: str, method: str, seed: int) -> pathlib.Path:

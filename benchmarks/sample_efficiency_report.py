@@ -52,9 +52,11 @@ def held_out(spec: dict) -> str:
 def evaluation_points(entry: dict) -> str:
     """When a method's first run was evaluated: "every N steps" or the list of steps."""
     steps = [point["step"] for point in next(iter(entry["runs"].values()))["curve"]]
-    gaps = {b - a for a, b in zip(steps, steps[1:])}
-    if len(steps) > 2 and len(gaps) == 1:
-        return f"every {gaps.pop()} steps"
+    gaps = [b - a for a, b in zip(steps, steps[1:])]
+    if len(steps) > 2 and len(set(gaps)) == 1:
+        return f"every {gaps[0]} steps"
+    if len(steps) > 3 and len(set(gaps[:-1])) == 1:  # the last one is the end of the run
+        return f"every {gaps[0]} steps and at the end, step {steps[-1]}"
     return "at steps " + ", ".join(map(str, steps))
 
 
@@ -508,7 +510,7 @@ def main(argv: list[str] | None = None) -> None:
             text += [
                 f"# Setting `{name}`",
                 "",
-                "Same tables as above" + (" and checks" if spec.get("goals", name != "full_pass") else ""),
+                "Same tables and checks as above" if spec.get("goals", name != "full_pass") else "Same tables as above",
                 *setting_section(
                     name, spec, out, False, settings.get("full_pass", {}) if name == "quickstart" else None
                 ),

@@ -350,8 +350,8 @@ def test_real_model_setting_needs_a_model_and_runs_its_preset(tmp_path, monkeypa
     se.launch(tmp_path / "runs", "smollm2_gsm8k", "des_screened", 0, [*se.RUNS["des_screened"], "model.path=/m"])
     command = commands[0]
     assert command[command.index("--config") + 1] == "smollm2_gsm8k"
-    # the setting's own values come after the fixed ones (save_every=25), so they win
-    assert command.index("save_every=25") < command.index("save_every=2")
+    # the setting's own values replace the fixed ones (save_every=25)
+    assert "save_every=2" in command and "save_every=25" not in command and "optim.threads=1" in command
     assert command[-3:] == ["selection.des.screen=true", "model.path=/m", "seed=0"]
     se.launch(tmp_path / "runs", "quickstart", "des", 0, se.RUNS["des"])
     assert "--config" not in commands[1]
@@ -416,3 +416,16 @@ def test_collect_records_the_held_out_set_and_the_cost_of_signal(tmp_path):
     assert "| speed | 0.000 | 0.00 | none in 48 rollouts | +0.010 |" in text
     assert "(at steps 0, 2)" in text  # when the runs were evaluated, from their curves
     assert "## Goals of issue 8" not in text  # one seed on a model that barely learns: no goal lines
+
+
+def test_evaluation_points_name_the_interval_or_list_the_steps():
+    spec = importlib.util.spec_from_file_location("se_report", ROOT / "benchmarks" / "sample_efficiency_report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+
+    def entry(steps):
+        return {"runs": {"0": {"curve": [{"step": s} for s in steps]}}}
+
+    assert report.evaluation_points(entry([0, 25, 50, 75, 100])) == "every 25 steps"
+    assert report.evaluation_points(entry([0, 250, 500, 750, 838])) == "every 250 steps and at the end, step 838"
+    assert report.evaluation_points(entry([0, 8])) == "at steps 0, 8"
