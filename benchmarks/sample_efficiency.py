@@ -142,6 +142,15 @@ SETTINGS = {
         "methods": ["uniform"],
         "goals": False,  # the quickstart's reference, not a comparison of methods
     },
+    # The quickstart for a tenth of the one-pass run's steps (344 of 3,438; 176,128 rollouts, a tenth of its
+    # 1,760,256): the budget of issue 8's one-pass goal, run directly rather than read off 100-step curves.
+    # Learning rate decays over the run's own 2 x 344 optimizer steps, the quickstart's schedule shape.
+    "tenth_pass": {
+        "steps": 344,
+        "overrides": ["eval.every=86", "optim.decay_steps=688"],
+        "methods": ["uniform", "des"],
+        "goals": False,  # checked in the quickstart's goals, against the full_pass reference
+    },
     # Setting (c): the real model on real data, SmolLM2-135M-Instruct on GSM8K with vLLM rollouts (the
     # ``smollm2_gsm8k`` preset: 4 prompts x G=8, T=0.7, 256 new tokens, lr 1e-5), 8 steps as in the preset.
     # Held-out: 100 GSM8K test problems, greedy (less noise than one T=0.7 sample). The screening methods get
