@@ -429,3 +429,26 @@ def test_evaluation_points_name_the_interval_or_list_the_steps():
     assert report.evaluation_points(entry([0, 25, 50, 75, 100])) == "every 25 steps"
     assert report.evaluation_points(entry([0, 250, 500, 750, 838])) == "every 250 steps and at the end, step 838"
     assert report.evaluation_points(entry([0, 8])) == "at steps 0, 8"
+
+
+def test_tenth_pass_des_is_checked_against_the_one_pass_reference(tmp_path):
+    spec = importlib.util.spec_from_file_location("se_report", ROOT / "benchmarks" / "sample_efficiency_report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    out = tmp_path / "runs"
+    fake_run(out / "quickstart/uniform/seed0", 0.4, 0.5, [0.5])
+    fake_run(out / "quickstart/des/seed0", 0.4, 0.5, [0.5])
+    fake_run(out / "full_pass/uniform/seed0", 0.4, 0.8, [0.5] * 40)  # 80 s, 320 rollouts: a tenth is 8 s, 32
+    fake_run(out / "tenth_pass/uniform/seed0", 0.4, 0.6, [0.5] * 4)
+    fake_run(out / "tenth_pass/des/seed0", 0.4, 0.7, [0.5] * 4)  # never reaches 0.8
+    path = tmp_path / "se.json"
+    for setting in ("full_pass", "tenth_pass", "quickstart"):
+        se.collect(out, setting, path)
+    assert json.loads(path.read_text())["settings"]["tenth_pass"]["goals"] is False
+    report.main(["--json", str(path), "--out", str(tmp_path / "bench")])
+    text = (tmp_path / "bench/RESULTS.md").read_text()
+    section = text[text.index("# Setting `tenth_pass`") :]
+    assert "## Issue 8's one-pass goal (tenth_pass)" in section and "## Goals of issue 8 (tenth_pass" not in section
+    assert "  - rollouts: the reference spent 320, a tenth is 32; DES reached it at seed 0: not within its 4 steps" in (
+        section
+    )
