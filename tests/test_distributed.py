@@ -227,7 +227,8 @@ def _child_env():
     return env
 
 
-def _launch(launcher: str, config_path: Path, *args: str) -> subprocess.Popen:
+def _launch(launcher: str, config_path: Path, *args: str, port: int | None = None) -> subprocess.Popen:
+    port = _free_port() if port is None else port
     if launcher == "torchrun":
         command = [
             sys.executable,
@@ -236,7 +237,7 @@ def _launch(launcher: str, config_path: Path, *args: str) -> subprocess.Popen:
             "--nproc_per_node",
             "2",
             "--master_port",
-            str(_free_port()),
+            str(port),
         ]
     else:
         command = [
@@ -246,7 +247,7 @@ def _launch(launcher: str, config_path: Path, *args: str) -> subprocess.Popen:
             "--num_gpus",
             "2",
             "--master_port",
-            str(_free_port()),
+            str(port),
         ]
     command += ["--module" if launcher == "deepspeed" else "-m", "scalingrl.train", "--config", str(config_path), *args]
     return subprocess.Popen(
@@ -321,8 +322,18 @@ def one_process_run(model_cache, tmp_path_factory):
 def two_process_run(one_process_run, tmp_path_factory):
     """``deepspeed --num_gpus 2 -m scalingrl.train`` (CPU accelerator, gloo), ZeRO-2, same config."""
     out = tmp_path_factory.mktemp("two") / "run"
-    _finish(_launch("deepspeed", _write_config(out)))
+    port = _free_port()
+    _finish(_launch("deepspeed", _write_config(out), port=port))
+    (out.parent / "master_port").write_text(str(port))
     return out
+
+
+def test_the_deepspeed_launcher_leaves_no_shared_memory_behind(two_process_run):
+    """DeepSpeed's CPU all-reduce creates one buffer per rank in /dev/shm (~58 MB here) and never unlinks it;
+    the run unlinks its own at the end (``distributed.release_shm_buffer``). Under the deepspeed launcher
+    (LOCAL_SIZE set) the buffers exist during the run; a run leaves none for its master port."""
+    port = (two_process_run.parent / "master_port").read_text()
+    assert not list(Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_{os.getuid()}_*_{port}_*"))
 
 
 def test_two_processes_match_one_process(one_process_run, two_process_run):
@@ -438,3 +449,20 @@ def test_screening_round_matches_one_process(model_cache, tmp_path, method):
     assert len(rows_one) == 2 and rows_one[0]["screen_rollouts"] == 12 * 2  # 12 candidates x 2 at the first step
     keys = (*EXACT, "screen_rollouts", "rollouts", "selection/screen_qualified")
     assert [{k: r[k] for k in keys} for r in rows_two] == [{k: r[k] for k in keys} for r in rows_one]
+
+
+def test_release_shm_buffer_unlinks_only_this_ranks_buffer(tmp_path, monkeypatch):
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29512")
+    monkeypatch.setenv("RANK", "1")
+    uid = os.getuid()
+    names = [
+        f"deepspeed_allreduce_buffer_{uid}_127.0.0.1_{port}_{r}" for port, r in ((29512, 0), (29512, 1), (29513, 1))
+    ]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    assert distributed.release_shm_buffer(str(tmp_path)) == [str(tmp_path / names[1])]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [names[0], names[2]]
+    assert distributed.release_shm_buffer(str(tmp_path)) == []  # already gone: nothing to do
+    monkeypatch.delenv("MASTER_PORT")
+    assert distributed.release_shm_buffer(str(tmp_path)) == []

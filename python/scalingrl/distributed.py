@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pathlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -93,6 +94,26 @@ def init() -> tuple[int, int]:
 
         deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo", verbose=False)
     return current_rank, size
+
+
+def release_shm_buffer(shm_dir: str = "/dev/shm") -> list[str]:
+    """Unlink this rank's DeepSpeed CPU all-reduce buffer; returns the paths removed (``[]`` if none).
+
+    DeepSpeed's shared-memory all-reduce on CPU (``deepspeed/ops/csrc/cpu/comm/shm.cpp``, ``shm_initialize``)
+    creates one buffer per rank, ``deepspeed_allreduce_buffer_<uid>_<MASTER_ADDR>_<MASTER_PORT>_<rank>``
+    (~58 MB each here), and never unlinks it: every run left its buffers in RAM-backed ``/dev/shm`` after it
+    exited. Every rank maps the other ranks' buffers when the process group starts, and a mapping outlives
+    its name, so unlinking after the last collective (the caller's barrier) changes nothing for the run.
+    """
+    address, port = os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT")
+    if address is None or port is None:
+        return []
+    path = pathlib.Path(shm_dir) / f"deepspeed_allreduce_buffer_{os.getuid()}_{address}_{port}_{rank()}"
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return []
+    return [str(path)]
 
 
 def _active() -> bool:
