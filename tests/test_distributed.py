@@ -328,12 +328,25 @@ def two_process_run(one_process_run, tmp_path_factory):
     return out
 
 
-def test_the_deepspeed_launcher_leaves_no_shared_memory_behind(two_process_run):
-    """DeepSpeed's CPU all-reduce creates one buffer per rank in /dev/shm (~58 MB here) and never unlinks it;
-    the run unlinks its own at the end (``distributed.release_shm_buffer``). Under the deepspeed launcher
-    (LOCAL_SIZE set) the buffers exist during the run; a run leaves none for its master port."""
-    port = (two_process_run.parent / "master_port").read_text()
-    assert not list(Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_{os.getuid()}_*_{port}_*"))
+def test_the_deepspeed_launcher_leaves_no_shared_memory_behind(two_process_run, tmp_path):
+    """DeepSpeed's CPU all-reduce creates one buffer per rank in /dev/shm (~58 MB here) under the deepspeed
+    launcher (LOCAL_SIZE set) and never unlinks it; each rank unlinks its own once the process group has
+    started (``distributed.release_shm_buffer``), so neither a finished run nor a SIGKILLed one leaves any
+    for its master port."""
+
+    def left(port) -> list[Path]:
+        return list(Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_{os.getuid()}_*_{port}_*"))
+
+    assert not left((two_process_run.parent / "master_port").read_text())
+    out, port = tmp_path / "killed", _free_port()
+    process = _launch("deepspeed", _write_config(out, "save_every=1"), port=port)
+    deadline = time.time() + 600
+    while not (out / "checkpoints" / "step-000001").exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    _kill_tree(process)
+    output, _ = process.communicate()
+    assert (out / "checkpoints" / "step-000001").exists(), output.decode()[-4000:]
+    assert not left(port)
 
 
 def test_two_processes_match_one_process(one_process_run, two_process_run):

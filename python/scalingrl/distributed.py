@@ -93,6 +93,8 @@ def init() -> tuple[int, int]:
         import deepspeed
 
         deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo", verbose=False)
+        barrier()  # every rank has mapped every other rank's all-reduce buffer: the names can go
+        release_shm_buffer()
     return current_rank, size
 
 
@@ -102,8 +104,10 @@ def release_shm_buffer(shm_dir: str = "/dev/shm") -> list[str]:
     DeepSpeed's shared-memory all-reduce on CPU (``deepspeed/ops/csrc/cpu/comm/shm.cpp``, ``shm_initialize``)
     creates one buffer per rank, ``deepspeed_allreduce_buffer_<uid>_<MASTER_ADDR>_<MASTER_PORT>_<rank>``
     (~58 MB each here), and never unlinks it: every run left its buffers in RAM-backed ``/dev/shm`` after it
-    exited. Every rank maps the other ranks' buffers when the process group starts, and a mapping outlives
-    its name, so unlinking after the last collective (the caller's barrier) changes nothing for the run.
+    exited, and a killed run too. ``init`` calls it once the process group has started: each rank maps every
+    other rank's buffer inside ``deepspeed.init_distributed`` (``shm_initialize`` opens them by name), a
+    barrier after it means all have, and a mapping outlives its name, so the run keeps its buffers and no
+    exit, clean or killed, leaves them behind.
     """
     address, port = os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT")
     if address is None or port is None:

@@ -685,7 +685,6 @@ def main(config, resume: bool = False) -> dict[str, Any]:
 
 def finish(run: Run, final_eval: dict[str, Any]) -> dict[str, Any]:
     """Summary, exports and report at the end of a run (written by rank 0)."""
-    from scalingrl import distributed
     from scalingrl.rewards import shutdown_pool
     from scalingrl.runlog.selection_log import export_prompt_stats, export_used_prompts
 
@@ -711,8 +710,6 @@ def finish(run: Run, final_eval: dict[str, Any]) -> dict[str, Any]:
     run.selection_log.close()
     run.recorder.close()
     shutdown_pool()
-    distributed.barrier()  # the last collective of the run: DeepSpeed's CPU all-reduce buffer can go
-    distributed.release_shm_buffer()
     if run.rank != 0:
         return summary
     (run.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
