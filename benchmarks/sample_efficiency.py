@@ -31,7 +31,8 @@ solve: 71% of uniform's rollouts were in zero-variance groups over 3 seeds, vs 5
 pool, closer to the paper's setting), ``full_pass`` (uniform
 for one pass over the pool: the paper's full-data baseline) and ``smollm2_gsm8k`` (issue 8's setting (c):
 SmolLM2-135M-Instruct on GSM8K with vLLM rollouts; run the driver with the vLLM venv's python and
-``--model FOLDER``, one ``taskset -c N`` driver per core to run two at a time). Methods are the registered
+``--model FOLDER``, one run at a time on a 24 GiB machine: two trainers (~7 GB each) and their vLLM
+engines (~4 GB each) were OOM-killed there). Methods are the registered
 selectors plus ``des_<variant>`` ablations; ``uniform_lr<value>`` entries check uniform's learning rate.
 """
 
@@ -358,7 +359,7 @@ def read_run(folder: pathlib.Path) -> dict | None:
         if (folder / "code_version.txt").exists()
         else None,
         "accuracy_by_level_initial": summary["initial_eval"].get("accuracy_by_level"),
-        "accuracy_by_level_final": summary["final_eval"].get("accuracy_by_level"),
+        "accuracy_by_level_final": final_eval.get("accuracy_by_level"),
         "selected_levels": _level_counts(train_rows.values()),
         "gain_pool_mix": _pool_mix_gain(summary, cfg),
         "eval": {

@@ -452,3 +452,16 @@ def test_tenth_pass_des_is_checked_against_the_one_pass_reference(tmp_path):
     assert "  - rollouts: the reference spent 320, a tenth is 32; DES reached it at seed 0: not within its 4 steps" in (
         section
     )
+
+
+def test_collect_records_no_held_out_set_when_runs_disagree(tmp_path, capsys):
+    out = tmp_path / "runs"
+    for method, problems in (("uniform", 100), ("des", 48)):
+        folder = out / f"smollm2_gsm8k/{method}/seed0"
+        fake_run(folder, 0.0, 0.01, [1.0])
+        summary = json.loads((folder / "summary.json").read_text())
+        summary["final_eval"].update(n_problems=problems, n_samples=1, decoding={"method": "greedy"})
+        (folder / "summary.json").write_text(json.dumps(summary))
+    document = se.collect(out, "smollm2_gsm8k", tmp_path / "se.json")
+    assert document["settings"]["smollm2_gsm8k"]["eval"] is None
+    assert "differ in their held-out evaluation" in capsys.readouterr().out
