@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from references import des_reference
 
 from scalingrl.curriculum import CurriculumConfig, StepSignal, next_schedule
 from scalingrl.data import PoolInfo
@@ -41,11 +42,17 @@ def screen_rewards(rng, ids, n):
     return (rng.random((len(ids), n)) < true_pass(ids)[:, None]).astype(float)
 
 
+def screen_outcomes(rng, ids, n):
+    """The screening sampler's (rewards, correct) pair from the fixed learner (a reward is 1 iff correct)."""
+    rewards = screen_rewards(rng, ids, n)
+    return rewards, rewards > 0
+
+
 def run(selector, steps, start=0, seed=0):
     rng = np.random.default_rng(seed + start)
     chosen = []
     for step in range(start, start + steps):
-        sel, _ = screened_batch(selector, step, B, lambda c, n: screen_rewards(rng, c.prompt_ids, n))
+        sel, _ = screened_batch(selector, step, B, lambda c, n: screen_outcomes(rng, c.prompt_ids, n))
         correct = rng.random((B, G)) < true_pass(sel.prompt_ids)[:, None]
         cot = {"response_length": rng.integers(5, 300, (B, G)).astype(float), "entropy_mean": rng.random((B, G))}
         selector.update(step, sel.prompt_ids, correct.astype(float), correct, cot)
@@ -73,9 +80,14 @@ def test_contract(method):
     mixed[1, 0] = mixed[3] = 1.0  # groups 0 and 2 all wrong, 3 all right: zero-variance; 1 informative
     expected = [False, True, False, False] if method in ("dapo", "greso") else [True] * 4
     np.testing.assert_array_equal(selector.loss_groups(mixed), expected)
-    rng, trained = np.random.default_rng(0), []
+    rng, trained, screened = np.random.default_rng(0), [], []
+
+    def sample(candidates, n):
+        screened.append((len(candidates.prompt_ids), n))
+        return screen_outcomes(rng, candidates.prompt_ids, n)
+
     for step in range(3):
-        sel, _ = screened_batch(selector, step, B, lambda c, n: screen_rewards(rng, c.prompt_ids, n))
+        sel, _ = screened_batch(selector, step, B, sample)
         trained.append(sel.prompt_ids)
         assert sel.prompt_ids.dtype == np.int64 and sel.prompt_ids.shape == (B,)
         assert len(np.unique(sel.prompt_ids)) == B
@@ -91,7 +103,105 @@ def test_contract(method):
     assert {"selection_ms", "update_ms", "pool_size", "unique_prompts_used"} <= set(metrics)
     stats = selector.prompt_stats()
     assert len(stats["prompt_id"]) == selector.unique_prompts_used()
-    assert stats["visits"].sum() == 3 * B
+    # Every rollout reaches the store: a trained group and its screening samples are one visit, a screened
+    # candidate that did not train is a visit of its own.
+    assert bool(screened) == (method in ("speed", "des_screened"))
+    columns = selector.store.columns()
+    assert columns["visits"].sum() == 3 * B + sum(c - B for c, _ in screened)
+
+
+def _outcome_update(step, ids, rewards, correct, cot=None):
+    """One ``des_reference`` update: per-prompt successes, trials, reward std (population) and CoT means."""
+    means = [
+        None if cot is None or key not in cot else np.nanmean(cot[key], axis=1)
+        for key in ("response_length", "entropy_mean", "high_entropy_fraction")
+    ]
+    return (
+        step,
+        ids,
+        correct.sum(axis=1).astype(float),
+        np.full(len(ids), float(rewards.shape[1])),
+        rewards.std(axis=1),
+        *means,
+    )
+
+
+@pytest.mark.parametrize("method", ["speed", "des_screened"])
+def test_screening_samples_reach_the_store_as_the_float64_reference_counts_them(method):
+    """Each screened candidate's samples are counted once: a dropped candidate as a visit of its own at the
+    screen, a trained one together with its group (n + G samples, one visit). Checked against
+    ``references.des_reference`` (a float64 loop over prompts) fed those visits in that order."""
+    pool, rng = pool_info(), np.random.default_rng(11)
+    selector = make_selector(pool, config(method), seed=11)
+    updates, rounds = [], []
+
+    def sample(candidates, n):
+        rewards, correct = screen_outcomes(rng, candidates.prompt_ids, n)
+        rewards = rewards + 0.1 * rng.random(rewards.shape)  # a shaped reward: its std is not the pass rate's
+        rounds.append((candidates.prompt_ids.copy(), rewards, correct))
+        return rewards, correct
+
+    for step in range(5):
+        selection, _ = screened_batch(selector, step, B, sample)
+        ids, rewards, correct = rounds[-1]
+        row = {prompt: k for k, prompt in enumerate(ids)}
+        dropped = np.array([k for k, prompt in enumerate(ids) if prompt not in set(selection.prompt_ids.tolist())])
+        kept = np.array([row[prompt] for prompt in selection.prompt_ids])
+        updates.append(_outcome_update(step, ids[dropped], rewards[dropped], correct[dropped]))
+        group_correct = rng.random((B, G)) < true_pass(selection.prompt_ids)[:, None]
+        group_rewards = group_correct + 0.1 * rng.random((B, G))
+        cot = {"response_length": rng.integers(5, 300, (B, G)).astype(float), "entropy_mean": rng.random((B, G))}
+        selector.update(step, selection.prompt_ids, group_rewards, group_correct, cot)
+        pad = np.full((B, correct.shape[1]), np.nan)
+        updates.append(
+            _outcome_update(
+                step,
+                selection.prompt_ids,
+                np.concatenate([rewards[kept], group_rewards], axis=1),
+                np.concatenate([correct[kept], group_correct], axis=1),
+                {key: np.concatenate([pad, value], axis=1) for key, value in cot.items()},
+            )
+        )
+    expected = des_reference(selector.config.des, POOL, pool.prior_difficulty, pool.reference_cot_length, updates)
+    touched = np.unique(np.concatenate([u[1] for u in updates]))
+    assert len(np.setdiff1d(touched, selector.used_prompt_ids())) > 0  # never trained, yet in the store
+    _, factors = selector.store.score(touched)
+    # The difficulty factor is a function of the pass-rate posterior alone: every touched prompt.
+    np.testing.assert_allclose(factors["difficulty"], expected[touched, 0], rtol=1e-12, atol=1e-12)
+    # The whole DES for the last update's prompts (a record is re-scored when it is touched).
+    last = updates[-1][1]
+    table = np.column_stack([*selector.store.score(last)[1].values(), selector.store.score(last)[0]])
+    np.testing.assert_allclose(table, expected[last], rtol=1e-12, atol=1e-12)
+
+
+def test_update_after_a_screening_round_refuses_other_prompts_and_keeps_its_state():
+    selector = make_selector(pool_info(), config("des_screened"), seed=3)
+    rng = np.random.default_rng(3)
+    selection, _ = screened_batch(selector, 0, B, lambda c, n: screen_outcomes(rng, c.prompt_ids, n))
+    state = selector.state_dict()
+    wrong = selection.prompt_ids[::-1].copy()
+    with pytest.raises(ValueError, match="needs the candidates screen\\(\\) chose, in its order"):
+        selector.update(0, wrong, np.ones((B, G)), np.ones((B, G), dtype=bool))
+    with pytest.raises(ValueError, match=r"must be \(B=64, G\) of one shape, got \(64, 8\) and \(64, 7\)"):
+        selector.update(0, selection.prompt_ids, np.ones((B, G)), np.ones((B, G - 1), dtype=bool))
+    assert _same_state(selector.state_dict(), state)
+    selector.update(0, selection.prompt_ids, np.ones((B, G)), np.ones((B, G), dtype=bool))
+    assert (selector.store.columns()["trials"][selection.prompt_ids] == 4 + G).all()  # screening + group
+
+
+def test_screening_correct_flags_are_checked():
+    selector = make_selector(pool_info(), SelectionConfig(method="speed"), seed=0)
+    selection = selector.select(0, 8)
+    rewards = np.zeros((8, 2))
+    with pytest.raises(ValueError, match=r"correct must be bool of the rewards' shape \(8, 2\), got float64"):
+        selector.screen(selection, rewards, 5, rewards)
+    with pytest.raises(ValueError, match=r"shape \(8, 3\)"):
+        selector.screen(selection, rewards, 5, np.zeros((8, 3), dtype=bool))
+    rewards[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"screening rewards\[2, 1\] = nan is not finite"):
+        selector.screen(selection, rewards, 5, rewards > 0)
+    with pytest.raises(ValueError, match="must return \\(rewards, correct\\)"):
+        screened_batch(selector, 0, B, lambda c, n: np.ones((len(c.prompt_ids), n)))
 
 
 @pytest.mark.parametrize("method", VARIANTS)
@@ -331,7 +441,7 @@ def test_speed_screen_takes_the_first_candidates_whose_rewards_vary(qualified_sh
     rewards = np.repeat(rng.integers(0, 2, (plan.candidates, 1)).astype(float), plan.rollouts, axis=1)
     mixed = rng.random(plan.candidates) < qualified_share
     rewards[mixed, 0] = 1.0 - rewards[mixed, 0]  # these rows vary
-    positions = selector.screen(selection, rewards, B)
+    positions = selector.screen(selection, rewards, B, rewards > 0)
     assert positions.dtype == np.int64 and positions.tolist() == _speed_reference(rewards, B)
     assert selector.metrics()["screen_qualified"] == pytest.approx(mixed.mean())
     assert selector.metrics()["screen_filled"] == max(B - mixed.sum(), 0)
@@ -351,11 +461,11 @@ def test_speed_plan_and_screen_errors():
     ) == ScreeningPlan(110, 4)  # 1.1 x 100 in floats is 110.00000000000001: still 110 candidates
     selection = selector.select(0, 8)
     with pytest.raises(ValueError, match=r"screening rewards must have 8 rows, got \(7, 2\)"):
-        selector.screen(selection, np.zeros((7, 2)), 5)
+        selector.screen(selection, np.zeros((7, 2)), 5, np.zeros((7, 2)) > 0)
     with pytest.raises(ValueError, match=r"must be \(C, n >= 2\), got shape \(8, 1\)"):
-        selector.screen(selection, np.zeros((8, 1)), 5)
+        selector.screen(selection, np.zeros((8, 1)), 5, np.zeros((8, 1)) > 0)
     with pytest.raises(ValueError, match=r"batch_size=9 must be in \[1, 8\]"):
-        selector.screen(selection, np.zeros((8, 2)), 9)
+        selector.screen(selection, np.zeros((8, 2)), 9, np.zeros((8, 2)) > 0)
     with pytest.raises(ValueError, match="screen_rollouts=1 must be >= 2"):
         SPEEDConfig(screen_rollouts=1)
     for factor in (0.5, float("inf"), True, "2"):
@@ -372,7 +482,7 @@ def test_speed_plan_and_screen_errors():
     uniform = make_selector(pool_info(), SelectionConfig(method="uniform"), seed=0)
     assert uniform.screening_plan(B) is None
     with pytest.raises(NotImplementedError, match="uniform has no screening_plan"):
-        uniform.screen(selection, np.zeros((8, 2)), 5)
+        uniform.screen(selection, np.zeros((8, 2)), 5, np.zeros((8, 2)) > 0)
     with pytest.raises(ValueError, match="positions must be distinct"):
         selection.take(np.array([1, 1]))
     for bad in (np.array([1.0]), np.array([[1]])):
@@ -385,8 +495,8 @@ def test_speed_plan_and_screen_errors():
 
 def test_screened_batch_refuses_a_plan_or_screen_that_breaks_the_batch():
     class Short(METHODS["speed"]):
-        def screen(self, selection, rewards, batch_size):
-            return super().screen(selection, rewards, batch_size)[:-1]
+        def screen(self, selection, rewards, batch_size, correct):
+            return super().screen(selection, rewards, batch_size, correct)[:-1]
 
     class Few(METHODS["speed"]):
         def screening_plan(self, batch_size):
@@ -395,7 +505,9 @@ def test_screened_batch_refuses_a_plan_or_screen_that_breaks_the_batch():
     for cls, message in ((Short, r"speed.screen returned positions of shape \(63,\)"), (Few, "63 candidates < batch")):
         selector = cls(pool_info(), SelectionConfig(method="speed"), 0)
         with pytest.raises(ValueError, match=message):
-            screened_batch(selector, 0, B, lambda c, n: np.ones((len(c.prompt_ids), n)))
+            screened_batch(
+                selector, 0, B, lambda c, n: (np.ones((len(c.prompt_ids), n)), np.ones((len(c.prompt_ids), n), bool))
+            )
 
 
 def test_speed_screens_as_many_candidates_as_its_measured_qualified_share_needs():
@@ -407,7 +519,7 @@ def test_speed_screens_as_many_candidates_as_its_measured_qualified_share_needs(
         selection = selector.select(step, plan.candidates)
         rewards = np.zeros((plan.candidates, 4))
         rewards[:qualified, 0] = 1.0
-        selector.screen(selection, rewards, B)
+        selector.screen(selection, rewards, B, rewards > 0)
         selector.update(step, selection.prompt_ids[:B], np.zeros((B, G)), np.zeros((B, G), dtype=bool))
     # step 0: 2.0 x 64; then ceil(1.25 x 64 / q) with q <- (q + share) / 2, within [64, 8 x 64]
     q1 = 32 / 128
@@ -439,15 +551,14 @@ def _check_des_bookkeeping(selector):
 
 def test_des_screen_trains_qualified_candidates_and_releases_the_rest():
     selector = make_selector(pool_info(), config("des_screened"), seed=4)
-    fresh = make_selector(pool_info(), config("des"), seed=4)  # the unseen prompts' prior weights
-    rng, trained_ids, replayed_surplus = np.random.default_rng(4), set(), 0
+    rng, trained_ids, replayed_surplus, moved = np.random.default_rng(4), set(), 0, 0
     for step in range(12):
         plan = selector.screening_plan(B)
         candidates = selector.select(step, plan.candidates)
         rewards = screen_rewards(rng, candidates.prompt_ids, plan.rollouts)
         varies = rewards.max(axis=1) > rewards.min(axis=1)
         weights_before = selector.in_play.weights(candidates.prompt_ids)
-        positions = selector.screen(candidates, rewards, B)
+        positions = selector.screen(candidates, rewards, B, rewards > 0)
         assert positions.shape == (B,) and len(np.unique(positions)) == B
         if varies.sum() >= B:
             assert varies[positions].all()  # only learnable candidates train while there are enough
@@ -465,9 +576,17 @@ def test_des_screen_trains_qualified_candidates_and_releases_the_rest():
         assert (selector.status[surplus_new] == UNSEEN).all()
         surplus_old = dropped[varies[dropped] & ~candidates.is_explore[dropped]]  # replayed, learnable, surplus
         assert (selector.status[ids[surplus_old]] == IN_PLAY).all()
-        np.testing.assert_array_equal(selector.in_play.weights(ids[surplus_old]), weights_before[surplus_old])
+        # Still in play, re-weighted by the DES their screening round gave them (it changed the record).
+        des_old, _ = selector.store.score(ids[surplus_old])
+        np.testing.assert_allclose(
+            selector.in_play.weights(ids[surplus_old]), selector.config.des.sampler_weight(des_old)
+        )
+        moved += int((selector.in_play.weights(ids[surplus_old]) != weights_before[surplus_old]).sum())
         replayed_surplus += len(surplus_old)
-        np.testing.assert_allclose(selector.unseen.weights(surplus_new), fresh.unseen.weights(surplus_new))
+        # Back at the DES weight their screening round gave them (the round is a visit in the store).
+        des_now, _ = selector.store.score(surplus_new)
+        np.testing.assert_allclose(selector.unseen.weights(surplus_new), selector.config.des.sampler_weight(des_now))
+        assert (selector.store.columns()["last_step"][surplus_new] == step).all()
         trained = candidates.take(positions)
         correct = rng.random((B, G)) < true_pass(trained.prompt_ids)[:, None]
         selector.update(step, trained.prompt_ids, correct.astype(float), correct)
@@ -475,7 +594,7 @@ def test_des_screen_trains_qualified_candidates_and_releases_the_rest():
         trained_ids.update(trained.prompt_ids.tolist())
         assert set(selector.used_prompt_ids().tolist()) == trained_ids  # screened-only candidates are not used
     assert selector.metrics()["screen_qualified"] == pytest.approx(varies.mean())
-    assert replayed_surplus > 0
+    assert replayed_surplus > 0 and moved > 0
 
 
 @pytest.mark.parametrize("warm", [False, True])
@@ -493,7 +612,7 @@ def test_des_screen_schedule_reads_the_screening_round(warm):
     varies = np.random.default_rng(5).random(plan.candidates) < 0.4
     rewards[varies, 0] = 1.0
     before = selector.schedule
-    trained = candidates.take(selector.screen(candidates, rewards, B))
+    trained = candidates.take(selector.screen(candidates, rewards, B, rewards > 0))
     informative = np.zeros((B, G))
     informative[:, 0] = 1.0  # every trained group informative: that is not what DES proposed
     selector.update(step, trained.prompt_ids, informative, informative > 0)
@@ -513,17 +632,17 @@ def test_des_screen_state_and_config_errors():
     rewards = np.ones((len(candidates.prompt_ids), 4))
     assert plain.screening_plan(B) is None
     with pytest.raises(NotImplementedError, match="des has no screening_plan"):
-        plain.screen(candidates, rewards, B)
+        plain.screen(candidates, rewards, B, rewards > 0)
     reordered = candidates.take(np.arange(len(candidates.prompt_ids))[::-1].copy())
     state = selector.state_dict()
     with pytest.raises(ValueError, match="des.screen needs the candidates that select"):
-        selector.screen(reordered, rewards, B)  # not the pending selection: nothing would be released
+        selector.screen(reordered, rewards, B, rewards > 0)  # not the pending selection: nothing would be released
     assert _same_state(selector.state_dict(), state)
     for source, target in ((selector, plain), (plain, selector)):
         with pytest.raises(ValueError, match="disagree on des.screen"):
             target.load_state_dict(source.state_dict())
     with pytest.raises(ValueError, match=r"screening rewards must have 128 rows, got \(3, 4\)"):
-        selector.screen(candidates, rewards[:3], B)
+        selector.screen(candidates, rewards[:3], B, rewards[:3] > 0)
     for labels in ("calibrate_labels", "stratify_labels"):
         with pytest.raises(ValueError, match="des.screen=true does not combine with"):
             DESConfig(screen=True, **{labels: True})
@@ -540,7 +659,8 @@ def test_des_screen_parked_candidates_come_back_and_a_small_pool_does_not_stall(
     selector, rng = make_selector(pool, cfg, seed=0), np.random.default_rng(0)
 
     def sample(candidates, n):
-        return (rng.random((len(candidates.prompt_ids), n)) < passes[candidates.prompt_ids, None]).astype(float)
+        correct = rng.random((len(candidates.prompt_ids), n)) < passes[candidates.prompt_ids, None]
+        return correct.astype(float), correct
 
     parked_before, returned = np.zeros(0, dtype=np.int64), 0
     for step in range(12):
@@ -575,7 +695,7 @@ def test_des_screen_keeps_the_qualified_candidates_mix_of_new_and_replayed():
         candidates = selector.select(step, plan.candidates)
         rewards = np.zeros((plan.candidates, plan.rollouts))
         rewards[:, 0] = 1.0  # every candidate qualifies: which B train is a draw, not the list's order
-        trained = candidates.take(selector.screen(candidates, rewards, B))
+        trained = candidates.take(selector.screen(candidates, rewards, B, rewards > 0))
         shares.append((trained.is_explore.mean(), candidates.is_explore.mean()))
         selector.update(step, trained.prompt_ids, rewards[:B, :1].repeat(G, 1), rewards[:B, :1].repeat(G, 1) > 0)
     shares = np.array(shares)
@@ -606,7 +726,8 @@ def test_des_screen_draws_the_warm_start_probe_a_round_at_a_time():
     candidates = selector.select(0, plan.candidates)
     assert plan.candidates == 2 * B and selector.probe_left == 192 - 2 * B  # the probe feeds the whole round
     assert candidates.is_explore.all()
-    trained = candidates.take(selector.screen(candidates, screen_rewards(rng, candidates.prompt_ids, 4), B))
+    rewards, correct = screen_outcomes(rng, candidates.prompt_ids, 4)
+    trained = candidates.take(selector.screen(candidates, rewards, B, correct))
     correct = rng.random((B, G)) < true_pass(trained.prompt_ids)[:, None]
     selector.update(0, trained.prompt_ids, correct.astype(float), correct)
     _check_des_bookkeeping(selector)

@@ -276,8 +276,8 @@ def test_speed_screening_round_trains_the_prompts_screen_chose(tmp_path, monkeyp
     calls, pools = [], []
     original_screen, original_sample = selection.SPEEDSelector.screen, train._sample_and_score
 
-    def recording_screen(self, chosen, rewards, batch_size):
-        positions = original_screen(self, chosen, rewards, batch_size)
+    def recording_screen(self, chosen, rewards, batch_size, correct):
+        positions = original_screen(self, chosen, rewards, batch_size, correct)
         calls.append((chosen.prompt_ids.copy(), np.asarray(rewards).copy(), positions.copy()))
         return positions
 

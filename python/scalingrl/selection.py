@@ -91,6 +91,9 @@ class _BaseSelector:
         self.pending: np.ndarray | None = None  # ids of the last selection, awaiting their update
         self.pending_explore: np.ndarray | None = None  # (B,) bool: which of them were new prompts
         self.pending_fresh: np.ndarray | None = None  # (B,) bool: which of them the used set gained
+        # After a screening round: the trained candidates' screening (ids, (B, n) rewards, (B, n) correct),
+        # folded into the store together with their groups at ``update`` (one visit per prompt and step).
+        self.screened: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     # -- the interface -------------------------------------------------------------------------
     def select(self, step: int, batch_size: int) -> Selection:
@@ -122,9 +125,11 @@ class _BaseSelector:
         if ids.ndim != 1 or ids.dtype.kind not in "iu":
             raise ValueError(f"prompt_ids must be a 1-D integer array, got {ids.dtype} of shape {ids.shape}")
         ids = ids.astype(np.int64)
-        self.store.update(step, ids, rewards, correct, cot_stats)  # validates everything first
+        observed = self._with_screening(ids, rewards, correct, cot_stats)
+        self.store.update(step, ids, *observed)  # validates everything first
         self._after_update(step, ids, np.asarray(rewards, dtype=np.float64), np.asarray(correct, dtype=bool))
         self.pending = self.pending_explore = None
+        self.screened = None
         self.last_update_ms = (time.perf_counter() - start) * 1e3
 
     def loss_groups(self, rewards: np.ndarray) -> np.ndarray:
@@ -149,15 +154,18 @@ class _BaseSelector:
         """
         return None
 
-    def screen(self, selection: Selection, rewards: np.ndarray, batch_size: int) -> np.ndarray:
+    def screen(self, selection: Selection, rewards: np.ndarray, batch_size: int, correct: np.ndarray) -> np.ndarray:
         """Batch hook: which screened candidates get a full group (only called after a screening plan).
 
         Args:
             selection: the candidates, as :meth:`select` returned them.
             rewards: (C, n) float64 screening rewards, rows in candidate order.
             batch_size: B, how many to return.
+            correct: (C, n) bool, which screening samples were correct (the store's pass rates count these).
         Returns:
-            (B,) int64 distinct positions into ``selection``.
+            (B,) int64 distinct positions into ``selection``. The selectors here fold every screening sample
+            into the per-prompt store (``_record_screening``): a candidate that trains gets its screening and
+            its group as one visit at ``update``, one that does not gets its screening as a visit now.
         """
         raise NotImplementedError(f"{self.name} has no screening_plan, so the trainer never calls screen")
 
@@ -221,9 +229,12 @@ class _BaseSelector:
         self._load_method_state(state["method_state"])
 
     # -- for subclasses ------------------------------------------------------------------------
-    def _screening_rewards(self, selection: Selection, rewards: np.ndarray, batch_size: int) -> np.ndarray:
+    def _screening_outcomes(
+        self, selection: Selection, rewards: np.ndarray, batch_size: int, correct: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``screen``'s input, checked: the selection ``select`` just returned (ids in that order), (C, n >= 2)
-        rewards, B in [1, C]. Returns the rewards as float64; raises ValueError naming what is wrong."""
+        finite rewards, correct flags of the same shape, B in [1, C]. Returns (float64 rewards, bool
+        correct); raises ValueError naming what is wrong."""
         if self.pending is None or not np.array_equal(self.pending, selection.prompt_ids):
             raise ValueError(
                 f"{self.name}.screen needs the candidates that select() has just returned, in their order "
@@ -236,7 +247,54 @@ class _BaseSelector:
             raise ValueError(f"screening rewards must be (C, n >= 2), got shape {rewards.shape}")
         if not 1 <= batch_size <= rewards.shape[0]:
             raise ValueError(f"batch_size={batch_size} must be in [1, {rewards.shape[0]}] (the candidates screened)")
-        return rewards
+        if not np.isfinite(rewards).all():
+            b, k = np.argwhere(~np.isfinite(rewards))[0]
+            raise ValueError(f"screening rewards[{b}, {k}] = {rewards[b, k]} is not finite")
+        correct = np.asarray(correct)
+        if correct.shape != rewards.shape or correct.dtype != bool:
+            raise ValueError(
+                f"screening correct must be bool of the rewards' shape {rewards.shape}, got {correct.dtype} "
+                f"of shape {correct.shape}"
+            )
+        return rewards, correct
+
+    def _record_screening(self, step: int, positions: np.ndarray, rewards: np.ndarray, correct: np.ndarray) -> None:
+        """Fold a screening round into the store: the candidates outside ``positions`` get it as a visit now
+        (their outcome is what DES will rank them by when they come back); those at ``positions`` keep it
+        for ``update``, which folds it in with their group (more samples of the same policy, one visit).
+        Call before ``_unmark_untrained`` (it reads ``pending``)."""
+        dropped = np.setdiff1d(np.arange(len(self.pending)), positions)
+        if len(dropped):
+            self.store.update(step, self.pending[dropped], rewards[dropped], correct[dropped])
+        self.screened = (self.pending[positions].copy(), rewards[positions], correct[positions])
+
+    def _with_screening(self, ids, rewards, correct, cot_stats):
+        """(rewards, correct, cot_stats) for the store's update: the step's groups, after the trained
+        candidates' screening samples if a screening round came first (``_record_screening``)."""
+        if self.screened is None:
+            return rewards, correct, cot_stats
+        screened_ids, screened_rewards, screened_correct = self.screened
+        if not np.array_equal(screened_ids, ids):
+            raise ValueError(
+                f"{self.name}.update after a screening round needs the candidates screen() chose, in its "
+                f"order: got {len(ids)} prompt ids that differ from the {len(screened_ids)} screened ones"
+            )
+        rewards, correct = np.asarray(rewards, dtype=np.float64), np.asarray(correct)
+        if rewards.ndim != 2 or rewards.shape[0] != len(ids) or correct.shape != rewards.shape:
+            raise ValueError(
+                f"rewards and correct must be (B={len(ids)}, G) of one shape, got {rewards.shape} and {correct.shape}"
+            )
+        if cot_stats is not None:
+            pad = np.full(screened_rewards.shape, np.nan)
+            cot_stats = {
+                key: None if value is None else np.concatenate([pad, np.asarray(value, dtype=np.float64)], axis=1)
+                for key, value in cot_stats.items()
+            }
+        return (
+            np.concatenate([screened_rewards, rewards], axis=1),
+            np.concatenate([screened_correct, correct.astype(bool)], axis=1),
+            cot_stats,
+        )
 
     def _unmark_untrained(self, positions: np.ndarray) -> np.ndarray:
         """After a screening round of the pending selection: the candidates outside ``positions`` are not
@@ -416,30 +474,36 @@ class DESSelector(_BaseSelector):
             )
         return ScreeningPlan(self.candidate_count.candidates(batch_size, selectable), self.config.speed.screen_rollouts)
 
-    def screen(self, selection, rewards, batch_size):
+    def screen(self, selection, rewards, batch_size, correct):
         """With ``des.screen``: the first B of DES's candidates, in a random order, whose screening rewards
         vary (SPEED's rule on a shuffled list, so the explore share of the batch is that of the qualified
         candidates). What happens to the others: ``_release``. The schedule's next signal is the round's."""
         if self.candidate_count is None:
-            return super().screen(selection, rewards, batch_size)
-        rewards = self._screening_rewards(selection, rewards, batch_size)  # checked before the generator moves
+            return super().screen(selection, rewards, batch_size, correct)
+        # Checked before the generator moves.
+        rewards, correct = self._screening_outcomes(selection, rewards, batch_size, correct)
         order = self.rng.permutation(len(rewards))
         chosen, varies_in_order = speed_screen(rewards[order], batch_size)
         positions = np.sort(order[chosen])
         varies = np.empty_like(varies_in_order)
         varies[order] = varies_in_order
         self.screen_signal = step_signal(rewards, selection.is_explore)
+        self._record_screening(selection.step, positions, rewards, correct)
         dropped = self._unmark_untrained(positions)
         self._release(selection.step, selection.prompt_ids[dropped], selection.is_explore[dropped], varies[dropped])
         self.candidate_count.observe(varies, batch_size)
         return positions
 
     def _release(self, step: int, ids: np.ndarray, is_explore: np.ndarray, varied: np.ndarray) -> None:
-        """Screened candidates that get no full group. New ones whose rewards varied were only surplus: back
-        among the unseen prompts at their prior weight; replayed ones stay in play as they were. Those whose
-        rewards did not vary (mastered or out of reach now) leave play like a parked prompt until their
-        re-test after ``retest_interval`` (a never-trained one then returns to the unseen prompts)."""
+        """Screened candidates that get no full group (their screening round is already in the store). New
+        ones whose rewards varied were only surplus: back among the unseen prompts at the DES weight their
+        screening gave them; replayed ones stay in play, re-weighted by their DES with the screening counted.
+        Those whose rewards did not vary (mastered or out of reach now) leave play like a parked prompt until
+        their re-test after ``retest_interval`` (a never-trained one then returns to the unseen prompts,
+        ranked by what its screening measured)."""
         self._return_unseen(ids[is_explore & varied])
+        replayed = ids[~is_explore & varied]
+        self.in_play.update(replayed, self.config.des.sampler_weight(self.store.score(replayed)[0]))
         out = ids[~varied]
         if len(out):
             self.in_play.update(out, np.zeros(len(out)))
@@ -506,7 +570,8 @@ class DESSelector(_BaseSelector):
 
     def _bring_back_retests(self, step):
         """Retired and parked prompts due by ``step`` come back into play. Those never trained (screened
-        out as new prompts, with ``des.screen``) go back among the unseen prompts at their prior weight."""
+        out as new prompts, with ``des.screen``) go back among the unseen prompts, at the DES weight of
+        their record (prior plus screening samples)."""
         while self.retests and self.retests[0][0] <= step:
             _, ids = self.retests.popleft()
             ids = ids[self.status[ids] != IN_PLAY]
@@ -520,7 +585,8 @@ class DESSelector(_BaseSelector):
             self.in_play.update(back, self.config.des.sampler_weight(des))
 
     def _return_unseen(self, ids: np.ndarray) -> None:
-        """Never-trained prompts back among the unseen, at their prior DES weight (O(len(ids)))."""
+        """Never-trained prompts back among the unseen, at the DES weight of their record (O(len(ids))): the
+        prior, updated by any screening samples they had."""
         self.in_play_count -= int(np.count_nonzero(self.status[ids] == IN_PLAY))
         self.status[ids] = UNSEEN
         self.in_play.update(ids, np.zeros(len(ids)))
@@ -775,8 +841,10 @@ class SPEEDSelector(UniformSelector):
             self.candidate_count.candidates(batch_size, self.pool.size), self.config.speed.screen_rollouts
         )
 
-    def screen(self, selection, rewards, batch_size):
-        positions, varies = speed_screen(self._screening_rewards(selection, rewards, batch_size), batch_size)
+    def screen(self, selection, rewards, batch_size, correct):
+        rewards, correct = self._screening_outcomes(selection, rewards, batch_size, correct)
+        positions, varies = speed_screen(rewards, batch_size)
+        self._record_screening(selection.step, positions, rewards, correct)
         self._unmark_untrained(positions)
         self.candidate_count.observe(varies, batch_size)
         return positions

@@ -66,10 +66,11 @@ def screened_batch(selector: Selector, step: int, batch_size: int, sample) -> tu
     """One step's selection through the screening hook, the protocol ``train.grpo_step`` and the simulator share.
 
     Without a plan: ``selector.select(step, batch_size)``. With one: select ``plan.candidates``, call
-    ``sample(candidates, plan.rollouts) -> (C, n) rewards`` (the caller rolls out and scores), and keep
-    the prompts ``screen`` returns; ``batch_size`` is B.
+    ``sample(candidates, plan.rollouts) -> ((C, n) rewards, (C, n) bool correct)`` (the caller rolls out
+    and scores), and keep the prompts ``screen`` returns; ``batch_size`` is B.
     Returns (the B prompts to train, rollouts spent on screening). Raises ValueError when a selector's
-    plan offers fewer than B candidates or its ``screen`` does not return B positions.
+    plan offers fewer than B candidates, ``sample`` does not return a (rewards, correct) pair, or
+    ``screen`` does not return B positions.
     """
     plan = selector.screening_plan(batch_size)
     if plan is None:
@@ -77,8 +78,11 @@ def screened_batch(selector: Selector, step: int, batch_size: int, sample) -> tu
     if plan.candidates < batch_size:
         raise ValueError(f"{selector.name}: screening plan has {plan.candidates} candidates < batch_size={batch_size}")
     candidates = selector.select(step, plan.candidates)
-    rewards = np.asarray(sample(candidates, plan.rollouts), dtype=np.float64)
-    positions = np.asarray(selector.screen(candidates, rewards, batch_size))
+    outcome = sample(candidates, plan.rollouts)
+    if not (isinstance(outcome, tuple) and len(outcome) == 2):
+        raise ValueError(f"{selector.name}: the screening sampler must return (rewards, correct), got {type(outcome)}")
+    rewards, correct = np.asarray(outcome[0], dtype=np.float64), np.asarray(outcome[1])
+    positions = np.asarray(selector.screen(candidates, rewards, batch_size, correct))
     if positions.shape != (batch_size,):
         raise ValueError(
             f"{selector.name}.screen returned positions of shape {positions.shape}; the step trains "
@@ -107,7 +111,7 @@ class Selector(Protocol):
     ) -> None: ...
     def loss_groups(self, rewards: np.ndarray) -> np.ndarray: ...
     def screening_plan(self, batch_size: int) -> ScreeningPlan | None: ...
-    def screen(self, selection: Selection, rewards: np.ndarray, batch_size: int) -> np.ndarray: ...
+    def screen(self, selection: Selection, rewards: np.ndarray, batch_size: int, correct: np.ndarray) -> np.ndarray: ...
     def metrics(self) -> dict[str, float]: ...
     def unique_prompts_used(self) -> int: ...
     def used_prompt_ids(self) -> np.ndarray: ...

@@ -439,21 +439,26 @@ def _sample_and_score(run: Run, shard_rows: list, group: int, seed: int):
     return batch, rewards, correct, complete_keep, truncated, rolled_out - started, time.perf_counter() - rolled_out
 
 
-def _screen(run: Run, step: int, rows: list, samples: int) -> np.ndarray:
+def _screen(run: Run, step: int, rows: list, samples: int) -> tuple[np.ndarray, np.ndarray]:
     """The screening round of a ``screening_plan``: ``samples`` rollouts of each candidate, sharded like the
-    step's rollouts and all-gathered. Returns (C, samples) float64 rewards, rows in candidate order."""
+    step's rollouts and all-gathered. Returns (C, samples) float64 rewards and (C, samples) bool correct,
+    rows in candidate order."""
     from scalingrl import distributed
 
     shard_groups = distributed.shard_groups(len(rows), run.shards)
     local = {}
     for s in distributed.rank_shards(run.shards, run.rank, run.world_size):
         seed = _step_seed(run.config.seed, step, s, screening=True)
-        _, rewards, *_ = _sample_and_score(run, [rows[i] for i in shard_groups[s]], samples, seed)
-        local[s] = np.asarray(rewards, dtype=np.float64).reshape(-1, samples)
+        _, rewards, correct, *_ = _sample_and_score(run, [rows[i] for i in shard_groups[s]], samples, seed)
+        local[s] = (
+            np.asarray(rewards, dtype=np.float64).reshape(-1, samples),
+            np.asarray(correct, dtype=bool).reshape(-1, samples),
+        )
     merged = {}
     for part in distributed.all_gather_object(local):
         merged.update(part)
-    return np.concatenate([merged[s] for s in range(run.shards)])
+    shards = [merged[s] for s in range(run.shards)]
+    return np.concatenate([r for r, _ in shards]), np.concatenate([c for _, c in shards])
 
 
 def _roll_out_and_score(run: Run, step: int, rows: list, shard_index: int, groups: np.ndarray) -> ShardRollout:
@@ -541,9 +546,9 @@ def grpo_step(run: Run, step: int) -> dict[str, Any]:
     def screen(candidates, samples):  # the screening hook's rollouts (only for a selector with a plan)
         nonlocal screen_s
         begun = time.perf_counter()
-        rewards = _screen(run, step, run.pool.rows(candidates.prompt_ids), samples)
+        outcome = _screen(run, step, run.pool.rows(candidates.prompt_ids), samples)  # (rewards, correct)
         screen_s = time.perf_counter() - begun
-        return rewards
+        return outcome
 
     selection, screen_rollouts = screened_batch(run.selector, step, config.batch_size, screen)
     run.selection_log.write(selection)

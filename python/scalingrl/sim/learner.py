@@ -163,7 +163,7 @@ def run_schedule(
     for step in range(steps):
         # The screening hook's protocol, as in train.grpo_step (a no-op for selectors without a plan).
         selection, screened = screened_batch(
-            selector, step, batch_size, lambda candidates, n: learner.rollout(candidates.prompt_ids, n)[0]
+            selector, step, batch_size, lambda candidates, n: learner.rollout(candidates.prompt_ids, n)[:2]
         )
         rollouts += screened
         ids = selection.prompt_ids
