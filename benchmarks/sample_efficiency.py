@@ -18,7 +18,11 @@ check writes ``<out>/sample_efficiency.json``):
   ({problems, samples, decoding}), ``prompts_per_step`` and ``group_size``.
 
 Resumable: a run whose folder holds ``summary.json`` is finished and skipped; one with checkpoints
-continues with ``--resume``. ``--collect`` only rebuilds the JSON from the finished runs.
+continues with ``--resume``. ``--collect`` only rebuilds the JSON from the finished runs. Each training
+runs in its own session: when one ends (finished, failed or killed for memory) the driver kills what is
+left of its process group (a vLLM engine would otherwise outlive it), and Ctrl-C on the driver is passed
+on to the trainings it started; a driver killed with a signal leaves them running, and the next driver
+waits for them.
 
     nohup setsid nice -n 10 python benchmarks/sample_efficiency.py --setting quickstart \\
         --out /work/se-runs --seeds 0 1 2 --parallel 2 > /work/se-runs/driver.log 2>&1 &
@@ -43,6 +47,7 @@ import json
 import math
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import time
@@ -211,12 +216,46 @@ def launch(out: pathlib.Path, setting: str, method: str, seed: int, overrides: l
         ["git", "status", "--porcelain", "python", "csrc"], cwd=ROOT, capture_output=True, text=True
     ).stdout
     (folder / "code_version.txt").write_text(f"{commit}{' (uncommitted changes)' if dirty.strip() else ''}\n")
+    return start_run(command, folder, env)
+
+
+def start_run(command: list[str], folder: pathlib.Path, env: dict[str, str]) -> subprocess.Popen:
+    """Start one training in its own session, so that it and everything it starts (a vLLM engine's
+    processes) form one process group, which ``reap_group`` ends when the training has ended. Its
+    output is appended to ``folder/train.log`` and its pid written to ``folder/run.pid``."""
     with open(folder / "train.log", "a") as log:  # the child keeps its own copy of the descriptor
         log.write(f"\n$ {' '.join(command)}\n")
         log.flush()
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
+        )
     (folder / "run.pid").write_text(f"{process.pid}\n")
     return process
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) pids in process group ``pgid``, from /proc; [] where /proc is not Linux's."""
+    members = []
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid pgrp ...
+        except (OSError, IndexError):
+            continue  # the process ended while we looked
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def reap_group(pgid: int, sig: int = signal.SIGKILL) -> list[int]:
+    """After a training that ``start_run`` started has ended: signal what is left of its process group
+    (a training killed for memory leaves its vLLM engine behind, holding GBs). Returns the pids signalled."""
+    left = group_members(pgid)
+    if left:
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:  # they ended meanwhile
+            pass
+    return left
 
 
 def live_pid(folder: pathlib.Path) -> int | None:
@@ -253,23 +292,34 @@ def run_all(out: pathlib.Path, setting: str, jobs, parallel: int, json_path: pat
             pending.remove(job)
             running.append((_Adopted(pid, run_dir(out, setting, job[0], job[1])), job[0], job[1], time.time()))
             print(f"{time.strftime('%H:%M:%S')} waiting for running {job[0]} seed {job[1]} (pid {pid})", flush=True)
-    while pending or running:
-        while pending and len(running) < parallel:
-            method, seed, overrides = pending.pop(0)
-            print(f"{time.strftime('%H:%M:%S')} start {method} seed {seed}", flush=True)
-            running.append((launch(out, setting, method, seed, overrides), method, seed, time.time()))
-        time.sleep(POLL_S)
-        for item in list(running):
-            process, method, seed, started = item
-            if process.poll() is None:
-                continue
-            running.remove(item)
-            status = "done" if process.returncode == 0 else f"FAILED rc={process.returncode} (see train.log)"
-            print(
-                f"{time.strftime('%H:%M:%S')} {status}: {method} seed {seed} in {time.time() - started:.0f}s",
-                flush=True,
-            )
-            collect(out, setting, json_path)
+    try:
+        while pending or running:
+            while pending and len(running) < parallel:
+                method, seed, overrides = pending.pop(0)
+                print(f"{time.strftime('%H:%M:%S')} start {method} seed {seed}", flush=True)
+                running.append((launch(out, setting, method, seed, overrides), method, seed, time.time()))
+            time.sleep(POLL_S)
+            for item in list(running):
+                process, method, seed, started = item
+                if process.poll() is None:
+                    continue
+                running.remove(item)
+                status = "done" if process.returncode == 0 else f"FAILED rc={process.returncode} (see train.log)"
+                print(
+                    f"{time.strftime('%H:%M:%S')} {status}: {method} seed {seed} in {time.time() - started:.0f}s",
+                    flush=True,
+                )
+                if isinstance(process, subprocess.Popen):  # one we started (an adopted run is not ours)
+                    left = reap_group(process.pid)
+                    if left:
+                        print(f"  killed {len(left)} process(es) it left behind (pids {left})", flush=True)
+                collect(out, setting, json_path)
+    except KeyboardInterrupt:
+        # Ctrl-C reaches only the driver's process group; the trainings run in their own sessions.
+        for process, *_ in running:
+            if isinstance(process, subprocess.Popen):
+                reap_group(process.pid, signal.SIGINT)
+        raise
 
 
 class _Adopted:

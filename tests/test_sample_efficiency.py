@@ -465,3 +465,54 @@ def test_collect_records_no_held_out_set_when_runs_disagree(tmp_path, capsys):
     document = se.collect(out, "smollm2_gsm8k", tmp_path / "se.json")
     assert document["settings"]["smollm2_gsm8k"]["eval"] is None
     assert "differ in their held-out evaluation" in capsys.readouterr().out
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its parent to reap it does not)."""
+    try:
+        state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("how", ["killed", "finished"])
+def test_a_training_that_ends_leaves_no_process_behind(tmp_path, monkeypatch, how):
+    """A training killed for memory used to leave its vLLM engine running (GBs of RAM). Here the 'training'
+    starts a child that would sleep for minutes, then SIGKILLs itself (or exits cleanly): the driver ends
+    the child when it sees the training end."""
+    import os
+    import signal
+    import sys
+    import time
+
+    if not pathlib.Path("/proc/self/stat").exists():
+        pytest.skip("needs Linux's /proc")
+    child_pid = tmp_path / "child.pid"
+    end = "os.kill(os.getpid(), signal.SIGKILL)" if how == "killed" else "sys.exit(0)"
+    script = (
+        "import os, signal, subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+        f"open({str(child_pid)!r}, 'w').write(str(child.pid))\n"
+        f"{end}\n"
+    )
+
+    def fake_launch(out_, setting, method, seed, overrides):
+        folder = se.run_dir(out_, setting, method, seed)
+        folder.mkdir(parents=True, exist_ok=True)
+        return se.start_run([sys.executable, "-c", script], folder, dict(os.environ))
+
+    monkeypatch.setattr(se, "launch", fake_launch)
+    monkeypatch.setattr(se, "POLL_S", 0.2)
+    monkeypatch.setattr(se, "collect", lambda out, setting, path: None)
+    se.run_all(tmp_path / "runs", "quickstart", [("uniform", 0, [])], 1, tmp_path / "se.json")
+    pid = int(child_pid.read_text())
+    deadline = time.time() + 10
+    while _alive(pid) and time.time() < deadline:
+        time.sleep(0.1)
+    alive = _alive(pid)
+    if alive:
+        os.kill(pid, signal.SIGKILL)  # do not leave it behind ourselves
+    assert not alive
+    group = int((se.run_dir(tmp_path / "runs", "quickstart", "uniform", 0) / "run.pid").read_text())
+    assert se.group_members(group) == [] and se.reap_group(group) == []  # the whole group has ended
