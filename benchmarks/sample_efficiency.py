@@ -19,10 +19,11 @@ check writes ``<out>/sample_efficiency.json``):
 
 Resumable: a run whose folder holds ``summary.json`` is finished and skipped; one with checkpoints
 continues with ``--resume``. ``--collect`` only rebuilds the JSON from the finished runs. Each training
-runs in its own session: when one ends (finished, failed or killed for memory) the driver kills what is
-left of its process group (a vLLM engine would otherwise outlive it), and Ctrl-C on the driver is passed
-on to the trainings it started; a driver killed with a signal leaves them running, and the next driver
-waits for them.
+runs in its own session (its process group id is the pid in its folder's ``run.pid``): when one ends
+(finished, failed or killed for memory) the driver ends what is left of its group (a vLLM engine would
+otherwise outlive it). Ctrl-C on the driver is passed on to the trainings it runs. Killing the driver
+(``kill PID``, or its process group) leaves the trainings running, and the next driver waits for them;
+to stop one, ``kill -- -$(cat RUN_FOLDER/run.pid)``.
 
     nohup setsid nice -n 10 python benchmarks/sample_efficiency.py --setting quickstart \\
         --out /work/se-runs --seeds 0 1 2 --parallel 2 > /work/se-runs/driver.log 2>&1 &
@@ -181,6 +182,7 @@ SETTINGS = {
 #: Every run the driver knows, by name: its extra overrides.
 RUNS = {**METHODS, **AT_OTHER_LR, **LR_CHECK}
 POLL_S = 5.0  # seconds between checks on running trainings
+REAP_GRACE_S = 15.0  # seconds between SIGTERM and SIGKILL for what an ended training left behind
 FIXED = ["optim.threads=1", "report=false", "tensorboard=false", "progress_bar=false", "save_every=25"]
 
 
@@ -246,15 +248,30 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
-def reap_group(pgid: int, sig: int = signal.SIGKILL) -> list[int]:
-    """After a training that ``start_run`` started has ended: signal what is left of its process group
-    (a training killed for memory leaves its vLLM engine behind, holding GBs). Returns the pids signalled."""
+def _own_group(process: Any) -> bool:
+    """Whether ``process`` leads a process group of its own that the driver may end: one ``start_run``
+    started, or an adopted run that ``start_run`` started for an earlier driver. Never another group."""
+    return isinstance(process, subprocess.Popen) or getattr(process, "own_group", False)
+
+
+def reap_group(pgid: int, grace_s: float | None = None) -> list[int]:
+    """After a training that ``start_run`` started has ended: end what is left of its process group (a
+    training killed for memory leaves its vLLM engine behind, holding GBs). SIGTERM first, so that
+    multiprocessing's resource tracker (it ignores SIGTERM) can unlink the engine's shared-memory segments
+    once the engine has gone; SIGKILL for whatever is still there after ``grace_s`` seconds (default
+    ``REAP_GRACE_S``). Returns the pids that were left."""
+    grace_s = REAP_GRACE_S if grace_s is None else grace_s
     left = group_members(pgid)
-    if left:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not group_members(pgid):
+            break
         try:
             os.killpg(pgid, sig)
-        except ProcessLookupError:  # they ended meanwhile
-            pass
+        except (ProcessLookupError, PermissionError):  # they ended meanwhile / not ours
+            break
+        deadline = time.time() + grace_s
+        while sig == signal.SIGTERM and group_members(pgid) and time.time() < deadline:
+            time.sleep(0.2)
     return left
 
 
@@ -309,7 +326,7 @@ def run_all(out: pathlib.Path, setting: str, jobs, parallel: int, json_path: pat
                     f"{time.strftime('%H:%M:%S')} {status}: {method} seed {seed} in {time.time() - started:.0f}s",
                     flush=True,
                 )
-                if isinstance(process, subprocess.Popen):  # one we started (an adopted run is not ours)
+                if _own_group(process):
                     left = reap_group(process.pid)
                     if left:
                         print(f"  killed {len(left)} process(es) it left behind (pids {left})", flush=True)
@@ -317,8 +334,11 @@ def run_all(out: pathlib.Path, setting: str, jobs, parallel: int, json_path: pat
     except KeyboardInterrupt:
         # Ctrl-C reaches only the driver's process group; the trainings run in their own sessions.
         for process, *_ in running:
-            if isinstance(process, subprocess.Popen):
-                reap_group(process.pid, signal.SIGINT)
+            if _own_group(process):
+                try:
+                    os.killpg(process.pid, signal.SIGINT)
+                except (ProcessLookupError, PermissionError):
+                    pass
         raise
 
 
@@ -327,6 +347,10 @@ class _Adopted:
 
     def __init__(self, pid: int, folder: pathlib.Path) -> None:
         self.pid, self.folder, self.returncode = pid, folder, None
+        try:  # started by ``start_run`` (a session leader): its group is its own, to reap when it ends
+            self.own_group = os.getpgid(pid) == pid
+        except ProcessLookupError:
+            self.own_group = False
 
     def poll(self):
         if live_pid(self.folder) == self.pid:

@@ -476,11 +476,11 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.parametrize("how", ["killed", "finished"])
+@pytest.mark.parametrize("how", ["killed", "finished", "child_ignores_sigterm"])
 def test_a_training_that_ends_leaves_no_process_behind(tmp_path, monkeypatch, how):
     """A training killed for memory used to leave its vLLM engine running (GBs of RAM). Here the 'training'
     starts a child that would sleep for minutes, then SIGKILLs itself (or exits cleanly): the driver ends
-    the child when it sees the training end."""
+    the child when it sees the training end (SIGTERM, then SIGKILL for a child that ignores SIGTERM)."""
     import os
     import signal
     import sys
@@ -489,10 +489,12 @@ def test_a_training_that_ends_leaves_no_process_behind(tmp_path, monkeypatch, ho
     if not pathlib.Path("/proc/self/stat").exists():
         pytest.skip("needs Linux's /proc")
     child_pid = tmp_path / "child.pid"
-    end = "os.kill(os.getpid(), signal.SIGKILL)" if how == "killed" else "sys.exit(0)"
+    end = "sys.exit(0)" if how == "finished" else "os.kill(os.getpid(), signal.SIGKILL)"
+    ignore = "signal.signal(signal.SIGTERM, signal.SIG_IGN); " if how == "child_ignores_sigterm" else ""
     script = (
         "import os, signal, subprocess, sys, time\n"
-        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+        f"child = subprocess.Popen([sys.executable, '-c', 'import signal, time; {ignore}time.sleep(300)'])\n"
+        "time.sleep(1)\n"  # the child has set its handler
         f"open({str(child_pid)!r}, 'w').write(str(child.pid))\n"
         f"{end}\n"
     )
@@ -504,6 +506,7 @@ def test_a_training_that_ends_leaves_no_process_behind(tmp_path, monkeypatch, ho
 
     monkeypatch.setattr(se, "launch", fake_launch)
     monkeypatch.setattr(se, "POLL_S", 0.2)
+    monkeypatch.setattr(se, "REAP_GRACE_S", 1.0)
     monkeypatch.setattr(se, "collect", lambda out, setting, path: None)
     se.run_all(tmp_path / "runs", "quickstart", [("uniform", 0, [])], 1, tmp_path / "se.json")
     pid = int(child_pid.read_text())

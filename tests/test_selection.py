@@ -127,12 +127,12 @@ def _outcome_update(step, ids, rewards, correct, cot=None):
 
 
 @pytest.mark.parametrize("method", ["speed", "des_screened"])
-def test_screening_samples_reach_the_store_as_the_float64_reference_counts_them(method):
+def test_screening_samples_reach_the_store_as_the_float64_reference_counts_them(method, rng):
     """Each screened candidate's samples are counted once: a dropped candidate as a visit of its own at the
     screen, a trained one together with its group (n + G samples, one visit). Checked against
     ``references.des_reference`` (a float64 loop over prompts) fed those visits in that order."""
-    pool, rng = pool_info(), np.random.default_rng(11)
-    selector = make_selector(pool, config(method), seed=11)
+    pool = pool_info()
+    selector = make_selector(pool, config(method), seed=int(rng.integers(1 << 31)))
     updates, rounds = [], []
 
     def sample(candidates, n):
@@ -174,9 +174,8 @@ def test_screening_samples_reach_the_store_as_the_float64_reference_counts_them(
     np.testing.assert_allclose(table, expected[last], rtol=1e-12, atol=1e-12)
 
 
-def test_update_after_a_screening_round_refuses_other_prompts_and_keeps_its_state():
-    selector = make_selector(pool_info(), config("des_screened"), seed=3)
-    rng = np.random.default_rng(3)
+def test_update_after_a_screening_round_refuses_other_prompts_and_keeps_its_state(rng):
+    selector = make_selector(pool_info(), config("des_screened"), seed=int(rng.integers(1 << 31)))
     selection, _ = screened_batch(selector, 0, B, lambda c, n: screen_outcomes(rng, c.prompt_ids, n))
     state = selector.state_dict()
     wrong = selection.prompt_ids[::-1].copy()
@@ -187,6 +186,16 @@ def test_update_after_a_screening_round_refuses_other_prompts_and_keeps_its_stat
     assert _same_state(selector.state_dict(), state)
     selector.update(0, selection.prompt_ids, np.ones((B, G)), np.ones((B, G), dtype=bool))
     assert (selector.store.columns()["trials"][selection.prompt_ids] == 4 + G).all()  # screening + group
+    # A round that never reached its update is not merged into a later one: a new select, or a restore.
+    for restart in ("select", "load_state_dict"):
+        screened_batch(selector, 1, B, lambda c, n: screen_outcomes(rng, c.prompt_ids, n))
+        if restart == "load_state_dict":
+            selector.load_state_dict(selector.state_dict())
+            assert selector.screened is None  # the restored state has no round in flight
+        plain = selector.select(1, B)
+        before = selector.store.columns()["visits"][plain.prompt_ids]
+        selector.update(1, plain.prompt_ids, np.zeros((B, G)), np.zeros((B, G), dtype=bool))
+        np.testing.assert_array_equal(selector.store.columns()["visits"][plain.prompt_ids], before + 1)
 
 
 def test_screening_correct_flags_are_checked():

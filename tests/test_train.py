@@ -269,8 +269,9 @@ def test_every_selection_method_runs_through_the_same_loop(method, tmp_path):
 
 def test_speed_screening_round_trains_the_prompts_screen_chose(tmp_path, monkeypatch):
     """The screening hook in grpo_step over 2 rollout shards: screen sees each candidate's own samples in
-    candidate order, and the step trains (and records) exactly the prompts it returned. Screening samples
-    are stubbed so that a candidate's rewards vary iff its prompt text has even length."""
+    candidate order (rewards and correct flags), and the step trains (and records) exactly the prompts it
+    returned. Screening samples are stubbed so that a candidate's rewards vary iff its prompt text has even
+    length, and its correct flags follow another pattern of that length."""
     from scalingrl import selection, train
 
     calls, pools = [], []
@@ -278,7 +279,7 @@ def test_speed_screening_round_trains_the_prompts_screen_chose(tmp_path, monkeyp
 
     def recording_screen(self, chosen, rewards, batch_size, correct):
         positions = original_screen(self, chosen, rewards, batch_size, correct)
-        calls.append((chosen.prompt_ids.copy(), np.asarray(rewards).copy(), positions.copy()))
+        calls.append((chosen.prompt_ids.copy(), np.asarray(rewards).copy(), positions.copy(), correct.copy()))
         return positions
 
     def parity_sample(run, shard_rows, group, seed):
@@ -289,7 +290,9 @@ def test_speed_screening_round_trains_the_prompts_screen_chose(tmp_path, monkeyp
         rewards = np.zeros((len(shard_rows), group))
         rewards[varies, 0] = 1.0
         flat = rewards.reshape(-1)
-        return None, flat, flat > 0, np.ones(flat.size, bool), np.zeros(flat.size, bool), 0.0, 0.0
+        # Correct flags that are not the rewards (as with a format reward): each row's own pattern.
+        correct = np.array([[(len(row["prompt"]) + j) % 3 == 0 for j in range(group)] for row in shard_rows])
+        return None, flat, correct.reshape(-1), np.ones(flat.size, bool), np.zeros(flat.size, bool), 0.0, 0.0
 
     monkeypatch.setattr(selection.SPEEDSelector, "screen", recording_screen)
     monkeypatch.setattr(train, "_sample_and_score", parity_sample)
@@ -299,9 +302,11 @@ def test_speed_screening_round_trains_the_prompts_screen_chose(tmp_path, monkeyp
     rows = training_rows(tmp_path)
     assert summary["steps"] == 2 and len(calls) == 2 and len(rows) == 2
     screened = 10  # ceil(2.5 x 4) candidates at the first step, then ceil(1.25 x 4 / qualified share)
-    for row, (candidates, rewards, positions) in zip(rows, calls):
-        assert rewards.shape == (screened, 3)
-        expected = [len(r["prompt"]) % 2 == 0 for r in pools[0].rows(candidates)]
+    for row, (candidates, rewards, positions, correct) in zip(rows, calls):
+        assert rewards.shape == correct.shape == (screened, 3)
+        lengths = [len(r["prompt"]) for r in pools[0].rows(candidates)]
+        np.testing.assert_array_equal(correct, [[(n + j) % 3 == 0 for j in range(3)] for n in lengths])
+        expected = [n % 2 == 0 for n in lengths]
         assert (rewards.max(axis=1) > rewards.min(axis=1)).tolist() == expected  # each row is its candidate's
         assert row["prompt_ids"] == candidates[positions].tolist()
         assert row["screen_rollouts"] == screened * 3 and row["rollouts"] == screened * 3 + 4 * 4

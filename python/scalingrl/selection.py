@@ -23,7 +23,7 @@ dataclasses):
 Besides choosing prompts, a selector acts on the batch through two documented hooks:
 ``loss_groups(rewards) -> (B,) bool``, which of the step's groups enter the policy loss (all by
 default; DAPO and GRESO drop zero-variance groups), and ``screening_plan(batch_size)`` with
-``screen(selection, rewards, batch_size)``, a screening rollout round before the full groups (none by
+``screen(selection, rewards, batch_size, correct)``, a screening rollout round before the full groups (none by
 default; SPEED, and DES with ``des.screen``). docs/selection.md describes the contracts.
 
 Every selector keeps the same per-prompt store, so statistics exports and the records look alike.
@@ -55,6 +55,7 @@ from scalingrl.online_selection import (
 from scalingrl.sampler import STRATIFIED_FORMAT, StratifiedSampler, WeightedSampler, apportion
 from scalingrl.selection_config import METHODS, SelectionConfig, register_method
 from scalingrl.selection_protocol import ScreeningPlan, Selection, Selector, screened_batch
+from scalingrl.selection_screening import ScreeningBookkeeping
 
 __all__ = [
     "METHODS",
@@ -75,7 +76,7 @@ def _rng_state(rng: np.random.Generator) -> dict:
     return rng.bit_generator.state
 
 
-class _BaseSelector:
+class _BaseSelector(ScreeningBookkeeping):
     """Shared bookkeeping: the per-prompt store, the used set, timings, the generator."""
 
     name = "base"
@@ -107,6 +108,7 @@ class _BaseSelector:
         self.used_count += int(fresh.sum())
         des, factors = self._scores(ids)
         self.pending, self.pending_explore, self.pending_fresh = ids, np.asarray(explore, dtype=bool), fresh
+        self.screened = None  # a new selection: no screening round of it yet
         self.last_select_ms = (time.perf_counter() - start) * 1e3
         return Selection(
             step=step, prompt_ids=ids, is_explore=np.asarray(explore, dtype=bool), des=des, factors=factors
@@ -120,6 +122,16 @@ class _BaseSelector:
         correct: np.ndarray,
         cot_stats: dict[str, np.ndarray] | None = None,
     ) -> None:
+        """Feed one step's trained groups back: the store, then the method's own state (``_after_update``).
+
+        Args:
+            step: the step's index. prompt_ids: (B,) int64, the prompts trained, in selection order; after a
+                screening round exactly ``selection.take(positions).prompt_ids`` of that round.
+            rewards: (B, G) float64, finite. correct: (B, G) bool. cot_stats: optional (B, G) float64 arrays
+                keyed by ``scalingrl.des.COT_KEYS`` (NaN = not measured).
+        Raises ValueError (bad shapes, NaN rewards, other prompts than the screened ones) or IndexError (ids
+        outside the pool) before anything changes.
+        """
         start = time.perf_counter()
         ids = np.asarray(prompt_ids)
         if ids.ndim != 1 or ids.dtype.kind not in "iu":
@@ -164,7 +176,7 @@ class _BaseSelector:
             correct: (C, n) bool, which screening samples were correct (the store's pass rates count these).
         Returns:
             (B,) int64 distinct positions into ``selection``. The selectors here fold every screening sample
-            into the per-prompt store (``_record_screening``): a candidate that trains gets its screening and
+            into the per-prompt store (``_after_screen``): a candidate that trains gets its screening and
             its group as one visit at ``update``, one that does not gets its screening as a visit now.
         """
         raise NotImplementedError(f"{self.name} has no screening_plan, so the trainer never calls screen")
@@ -184,7 +196,9 @@ class _BaseSelector:
         return np.flatnonzero(self.used).astype(np.int64)
 
     def prompt_stats(self) -> dict[str, np.ndarray]:
-        """Per-prompt columns of every prompt ever selected (O(pool): for the end-of-run export)."""
+        """Per-prompt columns of every prompt trained on (O(pool): for the end-of-run export). A screened
+        candidate that never trained is not exported, though its screening visit is in the store; ``visits``
+        of a trained prompt count its screening-only visits too."""
         ids = self.used_prompt_ids()
         columns = {name: values[ids] for name, values in self.store.columns().items()}
         return {"prompt_id": ids, **columns}
@@ -219,6 +233,7 @@ class _BaseSelector:
         except Exception:
             self._apply_state(backup)  # a half-applied state never survives an error
             raise
+        self.screened = None  # a screening round before the restored state is not the restored run's
 
     def _apply_state(self, state: dict[str, Any]) -> None:
         self.store.load_state_dict(state["store"])
@@ -229,88 +244,6 @@ class _BaseSelector:
         self._load_method_state(state["method_state"])
 
     # -- for subclasses ------------------------------------------------------------------------
-    def _screening_outcomes(
-        self, selection: Selection, rewards: np.ndarray, batch_size: int, correct: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``screen``'s input, checked: the selection ``select`` just returned (ids in that order), (C, n >= 2)
-        finite rewards, correct flags of the same shape, B in [1, C]. Returns (float64 rewards, bool
-        correct); raises ValueError naming what is wrong."""
-        if self.pending is None or not np.array_equal(self.pending, selection.prompt_ids):
-            raise ValueError(
-                f"{self.name}.screen needs the candidates that select() has just returned, in their order "
-                "(the screening plan's selection, screened once)"
-            )
-        rewards = np.asarray(rewards, dtype=np.float64)
-        if rewards.shape[:1] != (len(selection.prompt_ids),):
-            raise ValueError(f"screening rewards must have {len(selection.prompt_ids)} rows, got {rewards.shape}")
-        if rewards.ndim != 2 or rewards.shape[1] < 2:
-            raise ValueError(f"screening rewards must be (C, n >= 2), got shape {rewards.shape}")
-        if not 1 <= batch_size <= rewards.shape[0]:
-            raise ValueError(f"batch_size={batch_size} must be in [1, {rewards.shape[0]}] (the candidates screened)")
-        if not np.isfinite(rewards).all():
-            b, k = np.argwhere(~np.isfinite(rewards))[0]
-            raise ValueError(f"screening rewards[{b}, {k}] = {rewards[b, k]} is not finite")
-        correct = np.asarray(correct)
-        if correct.shape != rewards.shape or correct.dtype != bool:
-            raise ValueError(
-                f"screening correct must be bool of the rewards' shape {rewards.shape}, got {correct.dtype} "
-                f"of shape {correct.shape}"
-            )
-        return rewards, correct
-
-    def _record_screening(self, step: int, positions: np.ndarray, rewards: np.ndarray, correct: np.ndarray) -> None:
-        """Fold a screening round into the store: the candidates outside ``positions`` get it as a visit now
-        (their outcome is what DES will rank them by when they come back); those at ``positions`` keep it
-        for ``update``, which folds it in with their group (more samples of the same policy, one visit).
-        Call before ``_unmark_untrained`` (it reads ``pending``)."""
-        dropped = np.setdiff1d(np.arange(len(self.pending)), positions)
-        if len(dropped):
-            self.store.update(step, self.pending[dropped], rewards[dropped], correct[dropped])
-        self.screened = (self.pending[positions].copy(), rewards[positions], correct[positions])
-
-    def _with_screening(self, ids, rewards, correct, cot_stats):
-        """(rewards, correct, cot_stats) for the store's update: the step's groups, after the trained
-        candidates' screening samples if a screening round came first (``_record_screening``)."""
-        if self.screened is None:
-            return rewards, correct, cot_stats
-        screened_ids, screened_rewards, screened_correct = self.screened
-        if not np.array_equal(screened_ids, ids):
-            raise ValueError(
-                f"{self.name}.update after a screening round needs the candidates screen() chose, in its "
-                f"order: got {len(ids)} prompt ids that differ from the {len(screened_ids)} screened ones"
-            )
-        rewards, correct = np.asarray(rewards, dtype=np.float64), np.asarray(correct)
-        if rewards.ndim != 2 or rewards.shape[0] != len(ids) or correct.shape != rewards.shape:
-            raise ValueError(
-                f"rewards and correct must be (B={len(ids)}, G) of one shape, got {rewards.shape} and {correct.shape}"
-            )
-        if cot_stats is not None:
-            pad = np.full(screened_rewards.shape, np.nan)
-            cot_stats = {
-                key: None if value is None else np.concatenate([pad, np.asarray(value, dtype=np.float64)], axis=1)
-                for key, value in cot_stats.items()
-            }
-        return (
-            np.concatenate([screened_rewards, rewards], axis=1),
-            np.concatenate([screened_correct, correct.astype(bool)], axis=1),
-            cot_stats,
-        )
-
-    def _unmark_untrained(self, positions: np.ndarray) -> np.ndarray:
-        """After a screening round of the pending selection: the candidates outside ``positions`` are not
-        trained, so they leave the used set (used_prompts/ lists the prompts trained on) and ``pending``
-        narrows to the trained ones. Returns the dropped positions, (C - B,) int64 ascending."""
-        dropped = np.setdiff1d(np.arange(len(self.pending)), positions)
-        unmark = self.pending[dropped[self.pending_fresh[dropped]]]
-        self.used[unmark] = False
-        self.used_count -= len(unmark)
-        self.pending, self.pending_explore, self.pending_fresh = (
-            self.pending[positions],
-            self.pending_explore[positions],
-            self.pending_fresh[positions],
-        )
-        return dropped.astype(np.int64)
-
     def _choose(self, step: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
@@ -488,8 +421,7 @@ class DESSelector(_BaseSelector):
         varies = np.empty_like(varies_in_order)
         varies[order] = varies_in_order
         self.screen_signal = step_signal(rewards, selection.is_explore)
-        self._record_screening(selection.step, positions, rewards, correct)
-        dropped = self._unmark_untrained(positions)
+        dropped = self._after_screen(selection.step, positions, rewards, correct)
         self._release(selection.step, selection.prompt_ids[dropped], selection.is_explore[dropped], varies[dropped])
         self.candidate_count.observe(varies, batch_size)
         return positions
@@ -844,8 +776,7 @@ class SPEEDSelector(UniformSelector):
     def screen(self, selection, rewards, batch_size, correct):
         rewards, correct = self._screening_outcomes(selection, rewards, batch_size, correct)
         positions, varies = speed_screen(rewards, batch_size)
-        self._record_screening(selection.step, positions, rewards, correct)
-        self._unmark_untrained(positions)
+        self._after_screen(selection.step, positions, rewards, correct)
         self.candidate_count.observe(varies, batch_size)
         return positions
 

@@ -2,7 +2,7 @@
 
 - ``SelectionLog``: one JSON line per step (prompt ids, explore/exploit, DES and each factor at
   selection), appended and flushed as the run goes so a killed run keeps its log.
-- ``export_prompt_stats``: the store's per-prompt columns for every prompt ever selected (Parquet).
+- ``export_prompt_stats``: the store's per-prompt columns for every prompt trained on (Parquet).
 - ``export_used_prompts``: the prompts a run actually trained on, as a JSONL data set with a manifest
   (counts, pool size, source, SHA-256), loadable with ``datasets.load_dataset("json", ...)``.
 
@@ -74,7 +74,7 @@ def read_selection_log(path: str | Path) -> list[dict[str, Any]]:
 
 
 def export_prompt_stats(selector, path: str | Path) -> Path:
-    """Write ``selector.prompt_stats()`` (one row per prompt ever selected) as Parquet."""
+    """Write ``selector.prompt_stats()`` (one row per prompt trained on) as Parquet."""
     path = Path(path)
     table = pa.table({name: np.asarray(values) for name, values in selector.prompt_stats().items()})
     with staged(path) as staging:
