@@ -262,9 +262,9 @@ def reap_group(pgid: int, grace_s: float | None = None) -> list[int]:
     ``REAP_GRACE_S``). Returns the pids that were left."""
     grace_s = REAP_GRACE_S if grace_s is None else grace_s
     left = group_members(pgid)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if not group_members(pgid):
-            break
+    for sig in (signal.SIGTERM, signal.SIGKILL) if left else ():
+        if sig == signal.SIGKILL and not group_members(pgid):
+            break  # all ended after SIGTERM
         try:
             os.killpg(pgid, sig)
         except (ProcessLookupError, PermissionError):  # they ended meanwhile / not ours

@@ -519,3 +519,91 @@ def test_a_training_that_ends_leaves_no_process_behind(tmp_path, monkeypatch, ho
     assert not alive
     group = int((se.run_dir(tmp_path / "runs", "quickstart", "uniform", 0) / "run.pid").read_text())
     assert se.group_members(group) == [] and se.reap_group(group) == []  # the whole group has ended
+
+
+def _stand_in(tmp_path, folder, child_pid, end):
+    """A stand-in training command: starts a child that sleeps for minutes (writing its pid), then ``end``.
+    The folder is in its argv, as a real training's ``--output-dir`` is (``live_pid`` checks it)."""
+    import sys
+
+    script = (
+        "import os, signal, subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+        f"open({str(child_pid)!r}, 'w').write(str(child.pid))\n"
+        f"{end}\n"
+    )
+    return [sys.executable, "-c", script, str(folder)]
+
+
+def _wait_gone(pid, seconds=10.0):
+    import os
+    import signal
+    import time
+
+    deadline = time.time() + seconds
+    while _alive(pid) and time.time() < deadline:
+        time.sleep(0.1)
+    alive = _alive(pid)
+    if alive:
+        os.kill(pid, signal.SIGKILL)  # do not leave it behind ourselves
+    return not alive
+
+
+def test_ctrl_c_on_the_driver_reaches_the_trainings_it_runs(tmp_path, monkeypatch):
+    """The trainings run in their own sessions, so the driver passes Ctrl-C on: here the second launch raises
+    KeyboardInterrupt while the first training (and its child) run; both must end."""
+    import os
+    import time
+
+    if not pathlib.Path("/proc/self/stat").exists():
+        pytest.skip("needs Linux's /proc")
+    child_pid, launched = tmp_path / "child.pid", []
+
+    def fake_launch(out_, setting, method, seed, overrides):
+        if launched:
+            raise KeyboardInterrupt
+        folder = se.run_dir(out_, setting, method, seed)
+        folder.mkdir(parents=True, exist_ok=True)
+        process = se.start_run(_stand_in(tmp_path, folder, child_pid, "time.sleep(300)"), folder, dict(os.environ))
+        launched.append(process)
+        while not child_pid.exists():  # the child is up
+            time.sleep(0.05)
+        return process
+
+    monkeypatch.setattr(se, "launch", fake_launch)
+    monkeypatch.setattr(se, "POLL_S", 0.1)
+    jobs = [("uniform", 0, []), ("des", 0, [])]
+    with pytest.raises(KeyboardInterrupt):
+        se.run_all(tmp_path / "runs", "quickstart", jobs, 2, tmp_path / "se.json")
+    training, child = launched[0], int(child_pid.read_text())
+    try:
+        training.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        training.kill()
+    assert training.returncode is not None and training.returncode != 0
+    assert _wait_gone(child)
+
+
+def test_an_adopted_run_is_reaped_when_it_ends(tmp_path, monkeypatch):
+    """A training started (in its own session) by an earlier driver and still running is adopted by a new
+    driver, which ends what it leaves behind once it ends."""
+    import os
+    import time
+
+    if not pathlib.Path("/proc/self/stat").exists():
+        pytest.skip("needs Linux's /proc")
+    child_pid = tmp_path / "child.pid"
+    folder = se.run_dir(tmp_path / "runs", "quickstart", "uniform", 0)
+    folder.mkdir(parents=True)
+    command = _stand_in(tmp_path, folder, child_pid, "time.sleep(1); os.kill(os.getpid(), signal.SIGKILL)")
+    earlier = se.start_run(command, folder, dict(os.environ))  # the earlier driver's training
+    deadline = time.time() + 10
+    while not child_pid.exists() and time.time() < deadline:  # it runs its own command line (not a fork's)
+        time.sleep(0.05)
+    monkeypatch.setattr(se, "launch", lambda *args: pytest.fail("an adopted run must not be started again"))
+    monkeypatch.setattr(se, "POLL_S", 0.2)
+    monkeypatch.setattr(se, "REAP_GRACE_S", 1.0)
+    monkeypatch.setattr(se, "collect", lambda out, setting, path: None)
+    se.run_all(tmp_path / "runs", "quickstart", [("uniform", 0, [])], 1, tmp_path / "se.json")
+    earlier.wait(timeout=10)
+    assert _wait_gone(int(child_pid.read_text()))
