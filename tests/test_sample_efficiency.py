@@ -607,3 +607,18 @@ def test_an_adopted_run_is_reaped_when_it_ends(tmp_path, monkeypatch):
     se.run_all(tmp_path / "runs", "quickstart", [("uniform", 0, [])], 1, tmp_path / "se.json")
     earlier.wait(timeout=10)
     assert _wait_gone(int(child_pid.read_text()))
+
+
+def test_quickstart_g4_keeps_the_quickstarts_rollouts_and_doubles_its_prompts():
+    """The setting's claim (equal rollouts per step and per optimizer step, twice the distinct prompts) holds
+    for the configs the trainings load: the preset plus the driver's overrides, resolved by scalingrl."""
+    from scalingrl.config import load_config, resolve_preset
+
+    def resolved(setting):
+        return load_config(resolve_preset("quickstart"), [*se.common_overrides(setting), "selection.method=uniform"])
+
+    base, g4 = resolved("quickstart"), resolved("quickstart_g4")
+    assert g4.batch_size * g4.rollout.group_size == base.batch_size * base.rollout.group_size
+    assert g4.grpo.updates_per_batch == base.grpo.updates_per_batch
+    assert (g4.batch_size, g4.rollout.group_size) == (2 * base.batch_size, base.rollout.group_size // 2)
+    assert g4.steps == base.steps and g4.optim.lr == base.optim.lr and g4.optim.decay_steps == base.optim.decay_steps
