@@ -147,6 +147,14 @@ SETTINGS = {
         "methods": ["uniform", "des", "mopps", "speed"],
         "checks": ["uniform_lr5e-5", "uniform_lr2e-4"],
     },
+    # The same rollouts as 256 prompts x G = 2: how far breadth at equal rollouts goes, and whether selection pays
+    # when most all-equal groups come from sampling noise (a pass rate of 1/2 gives an all-equal pair half the
+    # time) rather than from the prompts in play (docs/des_evidence.md section 12).
+    "quickstart_g2": {
+        "steps": 100,
+        "overrides": ["eval.every=25", "optim.decay_steps=200", "batch_size=256", "rollout.group_size=2"],
+        "methods": ["uniform", "des"],
+    },
     # Driver check only (2 steps, tiny batch and eval): not evidence.
     "smoke": {
         "steps": 2,

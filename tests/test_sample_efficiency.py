@@ -609,7 +609,7 @@ def test_an_adopted_run_is_reaped_when_it_ends(tmp_path, monkeypatch):
     assert _wait_gone(int(child_pid.read_text()))
 
 
-def test_quickstart_g4_keeps_the_quickstarts_rollouts_and_doubles_its_prompts():
+def test_wide_settings_keep_the_quickstarts_rollouts_over_more_prompts():
     """The setting's claim (equal rollouts per step and per optimizer step, twice the distinct prompts) holds
     for the configs the trainings load: the preset plus the driver's overrides, resolved by scalingrl."""
     from scalingrl.config import load_config, resolve_preset
@@ -617,8 +617,17 @@ def test_quickstart_g4_keeps_the_quickstarts_rollouts_and_doubles_its_prompts():
     def resolved(setting):
         return load_config(resolve_preset("quickstart"), [*se.common_overrides(setting), "selection.method=uniform"])
 
-    base, g4 = resolved("quickstart"), resolved("quickstart_g4")
-    assert g4.batch_size * g4.rollout.group_size == base.batch_size * base.rollout.group_size
-    assert g4.grpo.updates_per_batch == base.grpo.updates_per_batch
-    assert (g4.batch_size, g4.rollout.group_size) == (2 * base.batch_size, base.rollout.group_size // 2)
-    assert g4.steps == base.steps and g4.optim.lr == base.optim.lr and g4.optim.decay_steps == base.optim.decay_steps
+    base = resolved("quickstart")
+    for setting, factor in (("quickstart_g4", 2), ("quickstart_g2", 4)):
+        wide = resolved(setting)
+        assert wide.batch_size * wide.rollout.group_size == base.batch_size * base.rollout.group_size
+        assert wide.grpo.updates_per_batch == base.grpo.updates_per_batch
+        assert (wide.batch_size, wide.rollout.group_size) == (
+            factor * base.batch_size,
+            base.rollout.group_size // factor,
+        )
+        assert (wide.steps, wide.optim.lr, wide.optim.decay_steps) == (
+            base.steps,
+            base.optim.lr,
+            base.optim.decay_steps,
+        )
