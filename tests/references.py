@@ -60,7 +60,8 @@ def next_schedule_reference(
     es = smooth(state.exploit_signal, signal.exploit_informative, signal.exploit_groups)
     upper = pool_limit if c.max_pool == 0 else min(c.max_pool, pool_limit)
     target = state.pool_target
-    if not math.isnan(es) and es < c.signal_low:
+    half = 0.5**signal.group_size  # P(all G correct) = P(all G wrong) at pass rate 1/2, the most informative
+    if not math.isnan(es) and es < c.signal_low * (1 - half - half):
         target = target + c.rate * target
     target = min(max(target, min(c.min_pool, upper)), upper)
     share = state.explore_share

@@ -3,13 +3,22 @@ measured signal, batches split correctly. ``next_schedule`` is checked against a
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
 from references import next_schedule_reference
 
-from scalingrl.curriculum import CurriculumConfig, ScheduleState, StepSignal, next_schedule, split_batch, step_signal
+from scalingrl.curriculum import (
+    CurriculumConfig,
+    ScheduleState,
+    StepSignal,
+    informative_ceiling,
+    next_schedule,
+    split_batch,
+    step_signal,
+)
 
 CONFIG = CurriculumConfig(
     rate=0.1, min_pool=10, max_pool=1000, min_explore=0.1, max_explore=0.8, signal_ema=0.5, signal_low=0.5
@@ -25,37 +34,37 @@ def run_steps(signals, state=START, config=CONFIG):
 
 def test_spent_pool_grows_scale():
     # Replayed groups: 1 of 10 informative (mastered or hopeless prompts): grow by rate each step.
-    state = run_steps([StepSignal(5, 10, 1, 10)] * 3)
+    state = run_steps([StepSignal(5, 10, 1, 10, 8)] * 3)
     assert state.pool_target == pytest.approx(100 * 1.1**3)
 
 
 def test_flat_reward_with_informative_replay_holds_scale():
     # The old rule grew the pool whenever the reward trend was flat; now informative replay holds it.
-    state = run_steps([StepSignal(5, 10, 8, 10)] * 50)
+    state = run_steps([StepSignal(5, 10, 8, 10, 8)] * 50)
     assert state.pool_target == 100.0
 
 
 def test_mix_moves_towards_the_side_with_more_signal():
-    new_better = run_steps([StepSignal(9, 10, 3, 10)] * 40)
-    replay_better = run_steps([StepSignal(2, 10, 8, 10)] * 40)
+    new_better = run_steps([StepSignal(9, 10, 3, 10, 8)] * 40)
+    replay_better = run_steps([StepSignal(2, 10, 8, 10, 8)] * 40)
     assert new_better.explore_share == pytest.approx(0.75, abs=0.01)  # 0.9 / (0.9 + 0.3)
     assert replay_better.explore_share == pytest.approx(0.2, abs=0.01)  # 0.2 / (0.2 + 0.8)
 
 
 def test_no_signal_anywhere_holds_the_mix_and_grows():
-    state = run_steps([StepSignal(0, 10, 0, 10)] * 5)
+    state = run_steps([StepSignal(0, 10, 0, 10, 8)] * 5)
     assert state.explore_share == 0.5 and state.pool_target == pytest.approx(100 * 1.1**5)
 
 
 def test_a_side_without_groups_keeps_its_smoothed_value():
-    state = run_steps([StepSignal(4, 10, 6, 10), StepSignal(0, 0, 10, 10)])
+    state = run_steps([StepSignal(4, 10, 6, 10, 8), StepSignal(0, 0, 10, 10, 8)])
     assert state.explore_signal == 0.4 and state.exploit_signal == pytest.approx(0.8)
 
 
 def test_limits_clip():
-    state = run_steps([StepSignal(10, 10, 0, 10)] * 300)
+    state = run_steps([StepSignal(10, 10, 0, 10, 8)] * 300)
     assert state.pool_target == 1000 and state.explore_share == pytest.approx(0.8)
-    state = run_steps([StepSignal(0, 10, 10, 10)] * 300, state=ScheduleState(5.0, 0.5))
+    state = run_steps([StepSignal(0, 10, 10, 10, 8)] * 300, state=ScheduleState(5.0, 0.5))
     assert state.pool_target == 10 and math.isclose(state.explore_share, 0.1)
 
 
@@ -73,7 +82,11 @@ def test_next_schedule_matches_scalar_reference_on_random_sequences():
         for _ in range(30):
             n_explore, n_exploit = rng.integers(0, 20, 2)
             signal = StepSignal(
-                int(rng.integers(0, n_explore + 1)), int(n_explore), int(rng.integers(0, n_exploit + 1)), int(n_exploit)
+                int(rng.integers(0, n_explore + 1)),
+                int(n_explore),
+                int(rng.integers(0, n_exploit + 1)),
+                int(n_exploit),
+                int(rng.integers(1, 11)),
             )
             state = next_schedule(state, signal, config, pool_limit=3000)
             ref = next_schedule_reference(ref, signal, config, pool_limit=3000)
@@ -85,9 +98,44 @@ def test_next_schedule_matches_scalar_reference_on_random_sequences():
 def test_step_signal_counts_informative_groups_by_origin():
     rewards = np.array([[0, 0, 0], [0, 1, 0], [1, 1, 1], [1, 0, 1], [0.5, 0.5, 0.5]])
     signal = step_signal(rewards, np.array([True, True, False, False, False]))
-    assert signal == StepSignal(explore_informative=1, explore_groups=2, exploit_informative=1, exploit_groups=3)
+    assert signal == StepSignal(
+        explore_informative=1, explore_groups=2, exploit_informative=1, exploit_groups=3, group_size=3
+    )
     with pytest.raises(ValueError, match="is_explore"):
         step_signal(rewards, np.ones(3, dtype=bool))
+    with pytest.raises(ValueError, match="G >= 1"):
+        step_signal(np.zeros((2, 0)), np.ones(2, dtype=bool))
+
+
+@pytest.mark.parametrize("group_size", [1, 2, 3, 4, 8, 16])
+def test_informative_ceiling_is_the_most_any_pass_rate_gives(group_size):
+    # Brute force: enumerate all 2^G outcomes of G Bernoulli(p) rewards and add up the not-all-equal ones,
+    # for p on a grid; the largest is the ceiling, and it is reached at p = 1/2.
+    def informative(p):
+        return sum(
+            math.prod(p if r else 1 - p for r in outcome)
+            for outcome in itertools.product((0, 1), repeat=group_size)
+            if 0 < sum(outcome) < group_size
+        )
+
+    grid = [informative(p) for p in np.linspace(0, 1, 201)]
+    assert informative_ceiling(group_size) == pytest.approx(max(grid), abs=1e-12)
+    assert informative_ceiling(group_size) == pytest.approx(informative(0.5), abs=1e-12)
+    with pytest.raises(ValueError, match="group_size"):
+        informative_ceiling(0)
+
+
+def test_small_groups_alone_do_not_grow_the_pool():
+    # Pairs (G = 2) from replayed prompts at pass rate 1/2 are informative half the time, the most a pair can
+    # be: not spent. An absolute threshold of 0.5 called them spent and grew the pool every step.
+    at_half = run_steps([StepSignal(5, 10, 5, 10, 2)] * 50)
+    assert at_half.pool_target == 100.0
+    # The same measured share, 4 groups in 10, is most of what pairs can show and under half of what groups
+    # of 8 can (signal_low 0.5): it holds the pool at G = 2 and grows it at G = 8.
+    assert run_steps([StepSignal(5, 10, 4, 10, 2)] * 3).pool_target == 100.0
+    assert run_steps([StepSignal(5, 10, 4, 10, 8)] * 3).pool_target == pytest.approx(100 * 1.1**3)
+    # Spent replayed prompts (1 pair in 10 informative) still grow it at G = 2.
+    assert run_steps([StepSignal(5, 10, 1, 10, 2)] * 3).pool_target == pytest.approx(100 * 1.1**3)
 
 
 @pytest.mark.parametrize(

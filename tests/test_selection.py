@@ -627,7 +627,11 @@ def test_des_screen_schedule_reads_the_screening_round(warm):
     selector.update(step, trained.prompt_ids, informative, informative > 0)
     # The scale and mix rules see the round's informative shares by origin (C candidates, n samples each).
     signal = StepSignal(
-        int((varies & explore).sum()), int(explore.sum()), int((varies & ~explore).sum()), int((~explore).sum())
+        int((varies & explore).sum()),
+        int(explore.sum()),
+        int((varies & ~explore).sum()),
+        int((~explore).sum()),
+        plan.rollouts,  # measured on the screen's n samples per candidate, not on the trained groups' G
     )
     assert selector.schedule == next_schedule(before, signal, cfg.curriculum, POOL)
     if warm:

@@ -9,7 +9,8 @@ rules read that signal separately for the prompts replayed from the pool in play
 the new prompts ("explore"):
 
 - scale: the pool target grows only while the replayed prompts stop giving signal (mastered or
-  hopeless); it never grows because the reward curve is flat;
+  hopeless); it never grows because the reward curve is flat. "Stop giving signal" is measured against
+  the most a group of G can show (``informative_ceiling``), so a small G alone does not grow the pool;
 - mix: the explore share moves towards the share of the measured signal that new prompts bring.
 
 Left out on purpose: anything that needs the model (probing runs through the trainer's rollouts).
@@ -23,7 +24,15 @@ import numpy as np
 
 from scalingrl.selection_config import CurriculumConfig
 
-__all__ = ["CurriculumConfig", "ScheduleState", "StepSignal", "step_signal", "next_schedule", "split_batch"]
+__all__ = [
+    "CurriculumConfig",
+    "ScheduleState",
+    "StepSignal",
+    "informative_ceiling",
+    "step_signal",
+    "next_schedule",
+    "split_batch",
+]
 
 
 @dataclasses.dataclass
@@ -45,31 +54,56 @@ class ScheduleState:
 
 @dataclasses.dataclass
 class StepSignal:
-    """One step's measured signal: informative groups and group counts, split by origin."""
+    """One step's measured signal: informative groups and group counts, split by origin, and the size G
+    of the groups they were measured on (the trained groups', or the screening round's samples)."""
 
     explore_informative: int
     explore_groups: int
     exploit_informative: int
     exploit_groups: int
+    group_size: int
+
+
+def informative_ceiling(group_size: int) -> float:
+    """The largest probability that a group of ``group_size`` (G) Bernoulli rewards is informative (not all
+    equal), over pass rates p: ``max_p 1 - p**G - (1 - p)**G = 1 - 2**(1 - G)``, reached at p = 1/2 (the
+    expression is symmetric in p and 1 - p and concave on [0, 1]). 0.5 for G = 2, 0.875 for G = 4, 0.992
+    for G = 8, 0 for G = 1.
+
+    The scale rule compares the replayed groups' informative share with ``signal_low`` times this, so that
+    its threshold means the same share of the attainable signal at every G: a pair is all-equal at least
+    half the time whatever the prompt, and an absolute threshold of 0.5 would call every prompt at G = 2
+    spent and grow the pool every step (measured: 1,024 -> 128,245 in 100 steps, docs/des_evidence.md
+    section 12).
+
+    Raises:
+        ValueError: ``group_size`` < 1.
+    """
+    if group_size < 1:
+        raise ValueError(f"group_size must be >= 1, got {group_size}")
+    return 1.0 - 2.0 ** (1 - group_size)
 
 
 def step_signal(rewards: np.ndarray, is_explore: np.ndarray) -> StepSignal:
     """Count informative groups (rewards not all equal) among explore and exploit rows.
 
     Args:
-        rewards: (B, G) float64 group rewards. is_explore: (B,) bool, True for new prompts.
-    Raises ValueError when the shapes disagree.
+        rewards: (B, G) float64 group rewards, G >= 1. is_explore: (B,) bool, True for new prompts.
+    Raises ValueError when the shapes disagree or G is 0.
     """
     rewards = np.asarray(rewards, dtype=np.float64)
     is_explore = np.asarray(is_explore, dtype=bool)
-    if rewards.ndim != 2 or is_explore.shape != (rewards.shape[0],):
-        raise ValueError(f"rewards must be (B, G) and is_explore (B,), got {rewards.shape} and {is_explore.shape}")
+    if rewards.ndim != 2 or rewards.shape[1] < 1 or is_explore.shape != (rewards.shape[0],):
+        raise ValueError(
+            f"rewards must be (B, G) with G >= 1 and is_explore (B,), got {rewards.shape} and {is_explore.shape}"
+        )
     informative = rewards.max(axis=1) > rewards.min(axis=1)
     return StepSignal(
         int((informative & is_explore).sum()),
         int(is_explore.sum()),
         int((informative & ~is_explore).sum()),
         int((~is_explore).sum()),
+        int(rewards.shape[1]),
     )
 
 
@@ -85,8 +119,9 @@ def next_schedule(state: ScheduleState, signal: StepSignal, config: CurriculumCo
 
     1. Smooth the informative shares of explore and exploit groups (EMA ``signal_ema``; a side with no
        group this step keeps its value).
-    2. Scale: if the replayed prompts' smoothed share is below ``signal_low`` (they are mastered or
-       hopeless), ``pool_target *= 1 + rate``; otherwise hold. Clipped to [min_pool, max_pool or pool].
+    2. Scale: if the replayed prompts' smoothed share is below ``signal_low * informative_ceiling(G)``
+       (they are mastered or hopeless), ``pool_target *= 1 + rate``; otherwise hold. Clipped to
+       [min_pool, max_pool or pool].
     3. Mix: once both sides are measured, the explore share moves by ``rate`` towards
        ``explore_signal / (explore_signal + exploit_signal)`` (the share of signal new prompts bring),
        clipped to [min_explore, max_explore]; with no signal on either side it holds.
@@ -95,7 +130,7 @@ def next_schedule(state: ScheduleState, signal: StepSignal, config: CurriculumCo
     explore_signal = _smooth(state.explore_signal, signal.explore_informative, signal.explore_groups, c.signal_ema)
     exploit_signal = _smooth(state.exploit_signal, signal.exploit_informative, signal.exploit_groups, c.signal_ema)
     upper = pool_limit if c.max_pool == 0 else min(c.max_pool, pool_limit)
-    spent = not np.isnan(exploit_signal) and exploit_signal < c.signal_low
+    spent = not np.isnan(exploit_signal) and exploit_signal < c.signal_low * informative_ceiling(signal.group_size)
     target = state.pool_target * (1 + c.rate) if spent else state.pool_target
     target = float(np.clip(target, min(c.min_pool, upper), upper))
     share = state.explore_share

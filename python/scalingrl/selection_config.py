@@ -192,7 +192,8 @@ class CurriculumConfig:
     )
     signal_low: float = config_field(
         0.5,
-        help="when the smoothed informative share of replayed groups falls below this, the prompts in play are "
+        help="when the smoothed informative share of replayed groups falls below this share of the most a group "
+        "of G can show (1 - 2^(1-G), at pass rate 1/2: 0.99 for G=8, 0.5 for G=2), the prompts in play are "
         "spent (mastered or hopeless): the pool target grows by ``rate``.",
     )
     rate: float = config_field(
@@ -231,7 +232,7 @@ class CurriculumConfig:
                 "between min_explore and max_explore",
             ),
             ("signal_ema", 0 < self.signal_ema <= 1, "in (0, 1], e.g. 0.1"),
-            ("signal_low", 0 <= self.signal_low <= 1, "a share of groups in [0, 1], e.g. 0.5"),
+            ("signal_low", 0 <= self.signal_low <= 1, "a share of the attainable signal in [0, 1], e.g. 0.5"),
             ("rate", 0 < self.rate < 1, "in (0, 1), e.g. 0.05"),
             ("mastery_pass", 0 < self.mastery_pass <= 1, "in (0, 1]"),
             ("hopeless_pass", 0 <= self.hopeless_pass < self.mastery_pass, "in [0, mastery_pass)"),
