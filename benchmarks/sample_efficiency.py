@@ -215,6 +215,16 @@ def run_dir(out: pathlib.Path, setting: str, method: str, seed: int) -> pathlib.
     return out / setting / method / f"seed{seed}"
 
 
+def code_version(folder: pathlib.Path) -> str | None:
+    """The commits a run was launched on, oldest first, joined by " then " (a run resumed on other code
+    lists both); None without ``code_version.txt``."""
+    try:
+        lines = (folder / "code_version.txt").read_text().split("\n")
+    except FileNotFoundError:
+        return None
+    return " then ".join(dict.fromkeys(line.strip() for line in lines if line.strip())) or None
+
+
 def launch(out: pathlib.Path, setting: str, method: str, seed: int, overrides: list[str]) -> subprocess.Popen:
     folder = run_dir(out, setting, method, seed)
     resume = any((folder / "checkpoints").glob("step-*"))
@@ -236,7 +246,8 @@ def launch(out: pathlib.Path, setting: str, method: str, seed: int, overrides: l
     dirty = subprocess.run(
         ["git", "status", "--porcelain", "python", "csrc"], cwd=ROOT, capture_output=True, text=True
     ).stdout
-    (folder / "code_version.txt").write_text(f"{commit}{' (uncommitted changes)' if dirty.strip() else ''}\n")
+    with open(folder / "code_version.txt", "a") as versions:  # a line per launch: a resume may change code
+        versions.write(f"{commit}{' (uncommitted changes)' if dirty.strip() else ''}\n")
     return start_run(command, folder, env)
 
 
@@ -448,9 +459,7 @@ def read_run(folder: pathlib.Path) -> dict | None:
         "wall_clock_s": summary["wall_clock_s"],
         "steps": summary["steps"],
         "curve": curve,
-        "code_version": (folder / "code_version.txt").read_text().strip()
-        if (folder / "code_version.txt").exists()
-        else None,
+        "code_version": code_version(folder),
         "accuracy_by_level_initial": summary["initial_eval"].get("accuracy_by_level"),
         "accuracy_by_level_final": final_eval.get("accuracy_by_level"),
         "selected_levels": _level_counts(train_rows.values()),

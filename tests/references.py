@@ -60,7 +60,9 @@ def next_schedule_reference(
     es = smooth(state.exploit_signal, signal.exploit_informative, signal.exploit_groups)
     upper = pool_limit if c.max_pool == 0 else min(c.max_pool, pool_limit)
     target = state.pool_target
-    half = 0.5**signal.group_size  # P(all G correct) = P(all G wrong) at pass rate 1/2, the most informative
+    # The ceiling in closed form, 1 - 2 x 0.5^G (P(all correct) = P(all wrong) = 0.5^G at pass rate 1/2);
+    # test_curriculum checks it against brute-force enumeration.
+    half = 0.5**signal.group_size
     if not math.isnan(es) and es < c.signal_low * (1 - half - half):
         target = target + c.rate * target
     target = min(max(target, min(c.min_pool, upper)), upper)

@@ -355,6 +355,13 @@ def test_real_model_setting_needs_a_model_and_runs_its_preset(tmp_path, monkeypa
     assert command[-3:] == ["selection.des.screen=true", "model.path=/m", "seed=0"]
     se.launch(tmp_path / "runs", "quickstart", "des", 0, se.RUNS["des"])
     assert "--config" not in commands[1]
+    # A resume appends its commit: the run's record lists every version it ran on, oldest first.
+    folder = se.run_dir(tmp_path / "runs", "quickstart", "des", 0)
+    head = (folder / "code_version.txt").read_text().strip()
+    (folder / "code_version.txt").write_text(f"0123abc\n{head}\n")
+    se.launch(tmp_path / "runs", "quickstart", "des", 0, se.RUNS["des"])
+    assert se.code_version(folder) == f"0123abc then {head}"
+    assert se.code_version(tmp_path) is None
 
 
 def test_smoke_does_not_write_the_committed_results(tmp_path, monkeypatch):
@@ -610,7 +617,7 @@ def test_an_adopted_run_is_reaped_when_it_ends(tmp_path, monkeypatch):
 
 
 def test_wide_settings_keep_the_quickstarts_rollouts_over_more_prompts():
-    """The setting's claim (equal rollouts per step and per optimizer step, twice the distinct prompts) holds
+    """The settings' claim (equal rollouts per step and per optimizer step, factor x the distinct prompts) holds
     for the configs the trainings load: the preset plus the driver's overrides, resolved by scalingrl."""
     from scalingrl.config import load_config, resolve_preset
 

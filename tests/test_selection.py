@@ -622,9 +622,6 @@ def test_des_screen_schedule_reads_the_screening_round(warm):
     rewards[varies, 0] = 1.0
     before = selector.schedule
     trained = candidates.take(selector.screen(candidates, rewards, B, rewards > 0))
-    informative = np.zeros((B, G))
-    informative[:, 0] = 1.0  # every trained group informative: that is not what DES proposed
-    selector.update(step, trained.prompt_ids, informative, informative > 0)
     # The scale and mix rules see the round's informative shares by origin (C candidates, n samples each).
     signal = StepSignal(
         int((varies & explore).sum()),
@@ -633,9 +630,27 @@ def test_des_screen_schedule_reads_the_screening_round(warm):
         int((~explore).sum()),
         plan.rollouts,  # measured on the screen's n samples per candidate, not on the trained groups' G
     )
+    assert selector.screen_signal == signal
+    informative = np.zeros((B, G))
+    informative[:, 0] = 1.0  # every trained group informative: that is not what DES proposed
+    selector.update(step, trained.prompt_ids, informative, informative > 0)
     assert selector.schedule == next_schedule(before, signal, cfg.curriculum, POOL)
     if warm:
         assert selector.schedule.exploit_signal != pytest.approx(before.exploit_signal)
+
+
+def test_des_screen_signal_of_an_abandoned_step_is_dropped():
+    selector = make_selector(pool_info(), config("des_screened"), seed=5)
+    run(selector, 3)
+    saved = selector.state_dict()
+    for restart in (lambda: selector.select(3, B), lambda: selector.load_state_dict(saved)):
+        candidates = selector.select(3, selector.screening_plan(B).candidates)
+        rewards = np.zeros((len(candidates.prompt_ids), 4))
+        rewards[::2, 0] = 1.0
+        selector.screen(candidates, rewards, B, rewards > 0)
+        assert selector.screen_signal is not None
+        restart()  # the step is abandoned after its screen: its signal must not reach the next update
+        assert selector.screen_signal is None and selector.screened is None
 
 
 def test_des_screen_state_and_config_errors():

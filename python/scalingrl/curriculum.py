@@ -54,8 +54,17 @@ class ScheduleState:
 
 @dataclasses.dataclass
 class StepSignal:
-    """One step's measured signal: informative groups and group counts, split by origin, and the size G
-    of the groups they were measured on (the trained groups', or the screening round's samples)."""
+    """One step's measured signal (``step_signal`` builds it from a step's rewards).
+
+    Attributes:
+        explore_informative, explore_groups: informative groups (rewards not all equal) and groups among
+            the new prompts.
+        exploit_informative, exploit_groups: the same among the replayed prompts.
+        group_size: G >= 1, the samples per group the signal was measured on: the trained groups'
+            ``rollout.group_size``, or the screening round's n with ``selection.des.screen``. It sets the
+            scale rule's threshold (``informative_ceiling``), and should stay the same within a run: the
+            smoothed shares mix steps, the threshold uses the current step's G.
+    """
 
     explore_informative: int
     explore_groups: int
@@ -65,7 +74,7 @@ class StepSignal:
 
 
 def informative_ceiling(group_size: int) -> float:
-    """The largest probability that a group of ``group_size`` (G) Bernoulli rewards is informative (not all
+    """The largest probability that a group of ``group_size`` (G) 0/1 rewards is informative (not all
     equal), over pass rates p: ``max_p 1 - p**G - (1 - p)**G = 1 - 2**(1 - G)``, reached at p = 1/2 (the
     expression is symmetric in p and 1 - p and concave on [0, 1]). 0.5 for G = 2, 0.875 for G = 4, 0.992
     for G = 8, 0 for G = 1.
@@ -76,11 +85,14 @@ def informative_ceiling(group_size: int) -> float:
     spent and grow the pool every step (measured: 1,024 -> 128,245 in 100 steps, docs/des_evidence.md
     section 12).
 
+    For 0/1 rewards (``reward.format_weight=0``, the default). With a format term a group can vary through
+    it alone, so the measured share is not bounded by this; the threshold then reads as a share of it anyway.
+
     Raises:
-        ValueError: ``group_size`` < 1.
+        ValueError: ``group_size`` is not an integer >= 1.
     """
-    if group_size < 1:
-        raise ValueError(f"group_size must be >= 1, got {group_size}")
+    if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)) or group_size < 1:
+        raise ValueError(f"group_size must be an integer >= 1, got {group_size!r}")
     return 1.0 - 2.0 ** (1 - group_size)
 
 
@@ -89,6 +101,7 @@ def step_signal(rewards: np.ndarray, is_explore: np.ndarray) -> StepSignal:
 
     Args:
         rewards: (B, G) float64 group rewards, G >= 1. is_explore: (B,) bool, True for new prompts.
+    Returns the ``StepSignal`` with ``group_size = G``.
     Raises ValueError when the shapes disagree or G is 0.
     """
     rewards = np.asarray(rewards, dtype=np.float64)

@@ -108,7 +108,7 @@ class _BaseSelector(ScreeningBookkeeping):
         self.used_count += int(fresh.sum())
         des, factors = self._scores(ids)
         self.pending, self.pending_explore, self.pending_fresh = ids, np.asarray(explore, dtype=bool), fresh
-        self.screened = None  # a new selection: no screening round of it yet
+        self._forget_screening()  # a new selection: no screening round of it yet
         self.last_select_ms = (time.perf_counter() - start) * 1e3
         return Selection(
             step=step, prompt_ids=ids, is_explore=np.asarray(explore, dtype=bool), des=des, factors=factors
@@ -233,7 +233,7 @@ class _BaseSelector(ScreeningBookkeeping):
         except Exception:
             self._apply_state(backup)  # a half-applied state never survives an error
             raise
-        self.screened = None  # a screening round before the restored state is not the restored run's
+        self._forget_screening()  # a screening round before the restored state is not the restored run's
 
     def _apply_state(self, state: dict[str, Any]) -> None:
         self.store.load_state_dict(state["store"])

@@ -193,8 +193,9 @@ class CurriculumConfig:
     signal_low: float = config_field(
         0.5,
         help="when the smoothed informative share of replayed groups falls below this share of the most a group "
-        "of G can show (1 - 2^(1-G), at pass rate 1/2: 0.99 for G=8, 0.5 for G=2), the prompts in play are "
-        "spent (mastered or hopeless): the pool target grows by ``rate``.",
+        "of G 0/1 rewards can show (1 - 2^(1-G), at pass rate 1/2: 0.99 for G=8, 0.5 for G=2), the prompts in "
+        "play are spent (mastered or hopeless): the pool target grows by ``rate``. G is rollout.group_size, "
+        "or speed.screen_rollouts with des.screen (the signal is then the screening round's).",
     )
     rate: float = config_field(
         0.05,

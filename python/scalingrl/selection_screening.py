@@ -3,7 +3,7 @@
 ``ScreeningBookkeeping`` is a mixin of ``scalingrl.selection._BaseSelector``: it checks ``screen``'s input,
 folds the round's samples into the per-prompt store, and narrows the pending selection to the candidates
 that train. It reads and writes the base class's ``pending``, ``pending_explore``, ``pending_fresh``,
-``used``, ``used_count``, ``store`` and ``screened``.
+``used``, ``used_count``, ``store``, ``screened`` and ``screen_signal`` (DES's schedule signal).
 
 Every screening sample reaches the store (docs/des.md, "Screening DES's candidates"): a candidate that gets
 no full group has its n samples as a visit of its own at the screen; a candidate that trains has its n
@@ -25,6 +25,12 @@ __all__ = ["ScreeningBookkeeping"]
 
 class ScreeningBookkeeping:
     """Screening-round bookkeeping for ``_BaseSelector`` (see the module docstring)."""
+
+    def _forget_screening(self) -> None:
+        """Drop a screening round's stash and schedule signal: at a new selection, or after a restore (a
+        step abandoned after its screen must not reach the next step's store or schedule)."""
+        self.screened = None
+        self.screen_signal = None
 
     def _screening_outcomes(
         self, selection: Selection, rewards: np.ndarray, batch_size: int, correct: np.ndarray
