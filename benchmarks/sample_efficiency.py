@@ -144,7 +144,9 @@ SETTINGS = {
     "quickstart_g4": {
         "steps": 100,
         "overrides": ["eval.every=25", "optim.decay_steps=200", "batch_size=128", "rollout.group_size=4"],
-        "methods": ["uniform", "des", "mopps", "speed"],
+        # des_lr2e-4: DES at the rate that turned out best for uniform here (paired with uniform_lr2e-4, which
+        # then ran on every seed: ``--methods uniform_lr2e-4 --seeds 1 2``).
+        "methods": ["uniform", "des", "des_lr2e-4", "mopps", "speed"],
         "checks": ["uniform_lr5e-5", "uniform_lr2e-4"],
     },
     # The same rollouts as 256 prompts x G = 2: how far breadth at equal rollouts goes, and whether selection pays
@@ -251,6 +253,13 @@ def launch(out: pathlib.Path, setting: str, method: str, seed: int, overrides: l
     return start_run(command, folder, env)
 
 
+def _default_sigint() -> None:
+    """In a training's process, before it runs: SIGINT back to its default, so that the SIGINT the driver
+    forwards on Ctrl-C (or ``kill -INT DRIVER``) ends the training and what it starts even when the driver
+    itself was started with SIGINT ignored, as a shell starts background jobs (``cmd &`` in a script)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_run(command: list[str], folder: pathlib.Path, env: dict[str, str]) -> subprocess.Popen:
     """Start one training in its own session, so that it and everything it starts (a vLLM engine's
     processes) form one process group, which ``reap_group`` ends when the training has ended. Its
@@ -259,7 +268,13 @@ def start_run(command: list[str], folder: pathlib.Path, env: dict[str, str]) -> 
         log.write(f"\n$ {' '.join(command)}\n")
         log.flush()
         process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
+            preexec_fn=_default_sigint,
         )
     (folder / "run.pid").write_text(f"{process.pid}\n")
     return process

@@ -560,6 +560,7 @@ def test_ctrl_c_on_the_driver_reaches_the_trainings_it_runs(tmp_path, monkeypatc
     """The trainings run in their own sessions, so the driver passes Ctrl-C on: here the second launch raises
     KeyboardInterrupt while the first training (and its child) run; both must end."""
     import os
+    import signal
     import time
 
     if not pathlib.Path("/proc/self/stat").exists():
@@ -580,8 +581,14 @@ def test_ctrl_c_on_the_driver_reaches_the_trainings_it_runs(tmp_path, monkeypatc
     monkeypatch.setattr(se, "launch", fake_launch)
     monkeypatch.setattr(se, "POLL_S", 0.1)
     jobs = [("uniform", 0, []), ("des", 0, [])]
-    with pytest.raises(KeyboardInterrupt):
-        se.run_all(tmp_path / "runs", "quickstart", jobs, 2, tmp_path / "se.json")
+    # Started as a shell starts background jobs, with SIGINT ignored (children inherit that): the trainings
+    # must still end on the SIGINT the driver forwards (``kill -INT DRIVER``).
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            se.run_all(tmp_path / "runs", "quickstart", jobs, 2, tmp_path / "se.json")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     training, child = launched[0], int(child_pid.read_text())
     try:
         training.wait(timeout=10)
