@@ -33,7 +33,8 @@ to stop one, ``kill -- -$(cat RUN_FOLDER/run.pid)``.
 Settings: ``quickstart`` (the 220K synthetic pool, budget in docs/des_evidence.md), ``skewed_pool`` (the
 same budget, model and held-out set on a pool 80% of which the initial model has mastered or cannot
 solve: 71% of uniform's rollouts were in zero-variance groups over 3 seeds, vs 50% on the quickstart
-pool, closer to the paper's setting), ``full_pass`` (uniform
+pool, closer to the paper's setting), ``quickstart_g4`` and ``quickstart_g2`` (the quickstart's 512 rollouts
+per step as 128 prompts x 4 and 256 x 2: breadth at equal rollouts), ``full_pass`` (uniform
 for one pass over the pool: the paper's full-data baseline) and ``smollm2_gsm8k`` (issue 8's setting (c):
 SmolLM2-135M-Instruct on GSM8K with vLLM rollouts; run the driver with the vLLM venv's python and
 ``--model FOLDER``, one run at a time on a 24 GiB machine: two trainers (~7 GB each) and their vLLM
