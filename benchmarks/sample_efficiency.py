@@ -95,7 +95,12 @@ METHODS = {
 }
 #: DES at another learning rate, to pair with the uniform check at the same rate (identical
 #: hyper-parameters to a tuned baseline, not only to the default one); run where a setting lists it.
-AT_OTHER_LR = {"des_lr2e-4": ["selection.method=des", "optim.lr=2.0e-4"]}
+AT_OTHER_LR = {
+    "des_lr2e-4": ["selection.method=des", "optim.lr=2.0e-4"],
+    # The strongest other methods at the rate that turned out best for uniform on the quickstart (section 12).
+    "speed_lr2e-4": ["selection.method=speed", "optim.lr=2.0e-4"],
+    "mopps_lr2e-4": ["selection.method=mopps", "optim.lr=2.0e-4"],
+}
 #: Checks of the uniform baseline, seed 0 by default: its learning rate (is 1e-4 its best in this budget?),
 #: half the batch (does the number of informative groups per step limit learning at all?) and twice the
 #: batch (how much would 2x the informative groups per optimizer step give: the most any selection could
