@@ -489,9 +489,7 @@ def test_a_training_that_ends_leaves_no_process_behind(tmp_path, monkeypatch, ho
     starts a child that would sleep for minutes, then SIGKILLs itself (or exits cleanly): the driver ends
     the child when it sees the training end (SIGTERM, then SIGKILL for a child that ignores SIGTERM)."""
     import os
-    import signal
     import sys
-    import time
 
     if not pathlib.Path("/proc/self/stat").exists():
         pytest.skip("needs Linux's /proc")
@@ -516,14 +514,7 @@ def test_a_training_that_ends_leaves_no_process_behind(tmp_path, monkeypatch, ho
     monkeypatch.setattr(se, "REAP_GRACE_S", 1.0)
     monkeypatch.setattr(se, "collect", lambda out, setting, path: None)
     se.run_all(tmp_path / "runs", "quickstart", [("uniform", 0, [])], 1, tmp_path / "se.json")
-    pid = int(child_pid.read_text())
-    deadline = time.time() + 10
-    while _alive(pid) and time.time() < deadline:
-        time.sleep(0.1)
-    alive = _alive(pid)
-    if alive:
-        os.kill(pid, signal.SIGKILL)  # do not leave it behind ourselves
-    assert not alive
+    assert _wait_gone(int(child_pid.read_text()))
     group = int((se.run_dir(tmp_path / "runs", "quickstart", "uniform", 0) / "run.pid").read_text())
     assert se.group_members(group) == [] and se.reap_group(group) == []  # the whole group has ended
 
