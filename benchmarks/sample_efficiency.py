@@ -18,7 +18,9 @@ check writes ``<out>/sample_efficiency.json``):
   ({problems, samples, decoding}), ``prompts_per_step`` and ``group_size``.
 
 Resumable: a run whose folder holds ``summary.json`` is finished and skipped; one with checkpoints
-continues with ``--resume``. ``--collect`` only rebuilds the JSON from the finished runs. Each training
+continues with ``--resume``. ``--collect`` only rebuilds the JSON from the finished runs, those under
+``--out`` merged with the ones the JSON already records (a run on disk replaces its record; a recorded
+run with no folder here is kept and named). Each training
 runs in its own session (its process group id is the pid in its folder's ``run.pid``): when one ends
 (finished, failed or killed for memory) the driver ends what is left of its group (a vLLM engine would
 otherwise outlive it). Ctrl-C on the driver is passed on to the trainings it runs. Killing the driver
@@ -100,6 +102,8 @@ AT_OTHER_LR = {
     # The strongest other methods at the rate that turned out best for uniform on the quickstart (section 12).
     "speed_lr2e-4": ["selection.method=speed", "optim.lr=2.0e-4"],
     "mopps_lr2e-4": ["selection.method=mopps", "optim.lr=2.0e-4"],
+    # DES's strongest variant on the quickstart (through SPEED's screen) at that rate, against speed_lr2e-4.
+    "des_screened_lr2e-4": ["selection.method=des", "selection.des.screen=true", "optim.lr=2.0e-4"],
 }
 #: Checks of the uniform baseline, seed 0 by default: its learning rate (is 1e-4 its best in this budget?),
 #: half the batch (does the number of informative groups per step limit learning at all?) and twice the
@@ -556,19 +560,33 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
 
 
 def collect(out: pathlib.Path, setting: str, json_path: pathlib.Path) -> dict:
-    """Rebuild the JSON from every finished run under ``out/setting`` (other settings' entries kept)."""
-    base = out / setting
-    methods, pool_size = {}, None
-    for method_dir in sorted(p for p in base.glob("*") if p.is_dir()):
-        runs = {}
+    """Rebuild the setting's entry in the JSON from its finished runs (other settings' entries kept).
+
+    The runs are those under ``out/setting`` merged with the ones the JSON already records for this
+    setting: a (method, seed) found on disk replaces the recorded one, and a recorded run whose folder is
+    not under ``out`` (run on another machine, or its folder since deleted) is kept, and named on stdout,
+    so collecting a new run never drops older results. The aggregates are recomputed over the merged runs.
+    """
+    previous = json.loads(json_path.read_text()) if json_path.exists() else {}
+    recorded = previous.get("settings", {}).get(setting, {}).get("methods", {})
+    runs_by_method: dict[str, dict[str, dict]] = {name: dict(entry["runs"]) for name, entry in recorded.items()}
+    found = set()
+    for method_dir in sorted(p for p in (out / setting).glob("*") if p.is_dir()):
         for seed_dir in sorted(method_dir.glob("seed*")):
             result = read_run(seed_dir)
             if result is not None:
-                runs[seed_dir.name.removeprefix("seed")] = result
-                pool_size = result["pool_size"]
+                runs_by_method.setdefault(method_dir.name, {})[seed_dir.name.removeprefix("seed")] = result
+                found.add((method_dir.name, seed_dir.name.removeprefix("seed")))
+    kept = [f"{name}/seed{seed}" for name, runs in runs_by_method.items() for seed in runs if (name, seed) not in found]
+    if kept:
+        print(f"{setting}: kept {len(kept)} finished runs recorded in {json_path} but not under {out}: {', '.join(kept)}")
+    methods, pool_size = {}, None
+    for method in sorted(runs_by_method):
+        runs = dict(sorted(runs_by_method[method].items(), key=lambda item: int(item[0])))
         if not runs:
             continue
-        entry = {"seeds": sorted(int(s) for s in runs), "overrides": RUNS.get(method_dir.name)}
+        pool_size = next(iter(runs.values()))["pool_size"]
+        entry = {"seeds": sorted(int(s) for s in runs), "overrides": RUNS.get(method)}
         for key, name in (
             ("final_accuracy", "final_accuracy"),
             ("gain", "gain"),
@@ -596,8 +614,7 @@ def collect(out: pathlib.Path, setting: str, json_path: pathlib.Path) -> dict:
             sum(r["rollouts"] for r in counted) / informative if counted and informative else None
         )
         entry["runs"] = runs
-        methods[method_dir.name] = entry
-    previous = json.loads(json_path.read_text()) if json_path.exists() else {}
+        methods[method] = entry
     settings = previous.get("settings", {})
     described = {
         json.dumps(run.get("eval"), sort_keys=True): f"{method}/seed{seed}"

@@ -159,6 +159,27 @@ def test_collect_keeps_other_settings(tmp_path):
     assert document["settings"]["full_pass"]["methods"]["uniform"]["final_accuracy_mean"] == pytest.approx(0.8)
 
 
+def test_collect_keeps_recorded_runs_whose_folders_are_gone(tmp_path, capsys):
+    # Runs collected on an earlier machine: their folders are gone, their records must survive a collect
+    # of new runs of the same setting; a run on disk replaces its record; the means cover the merged runs.
+    first, path = tmp_path / "first", tmp_path / "se.json"
+    fake_run(first / "quickstart/uniform/seed0", 0.4, 0.5, [0.5])
+    fake_run(first / "quickstart/des/seed0", 0.4, 0.6, [0.5])
+    se.collect(first, "quickstart", path)
+    second = tmp_path / "second"
+    fake_run(second / "quickstart/uniform/seed1", 0.4, 0.7, [0.5])
+    fake_run(second / "quickstart/des/seed0", 0.4, 0.8, [0.5])  # re-run: replaces the recorded seed 0
+    document = se.collect(second, "quickstart", path)
+    uniform, des = document["methods"]["uniform"], document["methods"]["des"]
+    assert uniform["seeds"] == [0, 1] and list(uniform["runs"]) == ["0", "1"]
+    assert uniform["gain_mean"] == pytest.approx(np.mean([0.1, 0.3]))
+    assert uniform["gain_std"] == pytest.approx(np.std([0.1, 0.3], ddof=1))
+    assert des["seeds"] == [0] and des["gain_mean"] == pytest.approx(0.4)
+    printed = capsys.readouterr().out
+    assert "kept 1 finished runs" in printed and "uniform/seed0" in printed
+    assert json.loads(path.read_text()) == document
+
+
 def test_report_has_a_section_per_setting(tmp_path):
     spec = importlib.util.spec_from_file_location("se_report", ROOT / "benchmarks" / "sample_efficiency_report.py")
     report = importlib.util.module_from_spec(spec)
