@@ -104,6 +104,8 @@ AT_OTHER_LR = {
     "mopps_lr2e-4": ["selection.method=mopps", "optim.lr=2.0e-4"],
     # DES's strongest variant on the quickstart (through SPEED's screen) at that rate, against speed_lr2e-4.
     "des_screened_lr2e-4": ["selection.method=des", "selection.des.screen=true", "optim.lr=2.0e-4"],
+    # DES with replay capped: a prompt trained twice leaves play for good (docs/des_evidence.md section 13).
+    "des_max_visits2_lr2e-4": ["selection.method=des", "selection.curriculum.max_visits=2", "optim.lr=2.0e-4"],
 }
 #: Checks of the uniform baseline, seed 0 by default: its learning rate (is 1e-4 its best in this budget?),
 #: half the batch (does the number of informative groups per step limit learning at all?) and twice the
@@ -579,7 +581,9 @@ def collect(out: pathlib.Path, setting: str, json_path: pathlib.Path) -> dict:
                 found.add((method_dir.name, seed_dir.name.removeprefix("seed")))
     kept = [f"{name}/seed{seed}" for name, runs in runs_by_method.items() for seed in runs if (name, seed) not in found]
     if kept:
-        print(f"{setting}: kept {len(kept)} finished runs recorded in {json_path} but not under {out}: {', '.join(kept)}")
+        print(
+            f"{setting}: kept {len(kept)} finished runs recorded in {json_path} but not under {out}: {', '.join(kept)}"
+        )
     methods, pool_size = {}, None
     for method in sorted(runs_by_method):
         runs = dict(sorted(runs_by_method[method].items(), key=lambda item: int(item[0])))

@@ -13,6 +13,7 @@ from scalingrl.selection import (
     METHODS,
     PARKED,
     RETIRED,
+    SPENT,
     UNSEEN,
     ScreeningPlan,
     SelectionConfig,
@@ -296,6 +297,49 @@ def test_des_retires_mastered_prompts_and_retests_them():
             assert (waiting < 100).all()
     assert retired_seen
     assert len(np.unique(selector.select(12, 20).prompt_ids)) == 20
+
+
+@pytest.mark.parametrize("method", ["des", "des_screened"])
+def test_des_max_visits_caps_each_prompts_trained_visits(method):
+    def trained_counts(chosen):
+        ids, counts = np.unique(np.concatenate(chosen), return_counts=True)
+        return dict(zip(ids.tolist(), counts.tolist()))
+
+    uncapped = trained_counts(run(make_selector(pool_info(), config(method), seed=4), 30))
+    assert max(uncapped.values()) > 2  # without the cap DES replays prompts more than twice here
+    selector = make_selector(pool_info(), config(method, max_visits=2), seed=4)
+    twin = make_selector(pool_info(), config(method, max_visits=2), seed=4)
+    chosen = run(selector, 20)
+    run(twin, 20)
+    counts = trained_counts(chosen)
+    assert max(counts.values()) == 2
+    twice = np.array([i for i, n in counts.items() if n == 2])
+    assert (selector.status[twice] == SPENT).all()  # and no re-test brings them back
+    assert selector.metrics()["spent"] == len(twice) == int((selector.status == SPENT).sum())
+    waiting = np.concatenate([ids for _, ids in selector.retests]) if selector.retests else np.array([], int)
+    assert not np.isin(twice, waiting).any()
+    # The counts survive a checkpoint: a restored selector continues exactly, still within the cap.
+    restored = make_selector(pool_info(), config(method, max_visits=2), seed=999)
+    restored.load_state_dict(selector.state_dict())
+    later, twin_later = run(restored, 20, start=20), run(twin, 20, start=20)
+    for x, y in zip(later, twin_later):
+        np.testing.assert_array_equal(x, y)
+    assert max(trained_counts(chosen + later).values()) == 2
+
+
+def test_des_state_without_visit_counts_resumes_only_without_a_cap():
+    selector = make_selector(pool_info(), config("des"), seed=1)
+    run(selector, 3)
+    old = selector.state_dict()
+    del old["method_state"]["visits"]  # a checkpoint from before curriculum.max_visits
+    capped = make_selector(pool_info(), config("des", max_visits=3), seed=1)
+    with pytest.raises(ValueError, match="no per-prompt visit counts.*max_visits=0"):
+        capped.load_state_dict(old)
+    plain = make_selector(pool_info(), config("des"), seed=1)
+    plain.load_state_dict(old)
+    assert (plain.visits == 0).all()
+    with pytest.raises(ValueError, match="curriculum.max_visits=-1 is invalid"):
+        CurriculumConfig(max_visits=-1)
 
 
 def test_random_subset_stays_in_its_subset():

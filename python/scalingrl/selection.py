@@ -69,7 +69,7 @@ __all__ = [
 ]
 
 STATE_VERSION = 2
-UNSEEN, IN_PLAY, RETIRED, PARKED = 0, 1, 2, 3
+UNSEEN, IN_PLAY, RETIRED, PARKED, SPENT = 0, 1, 2, 3, 4  # SPENT: used up curriculum.max_visits
 
 
 def _rng_state(rng: np.random.Generator) -> dict:
@@ -358,7 +358,8 @@ class DESSelector(_BaseSelector):
     (0 elsewhere), ``unseen`` holds prior-DES weights of prompts never selected. Each step draws the
     explore part from ``unseen`` and the exploit part from ``in_play``; feedback re-scores only the
     touched prompts, retires mastered ones, parks hopeless ones, and brings both back for a re-test
-    after ``curriculum.retest_interval`` steps.
+    after ``curriculum.retest_interval`` steps. With ``curriculum.max_visits`` > 0 a prompt trained that
+    many times leaves play for good (status ``SPENT``; no re-test).
 
     With ``des.stratify_labels`` both samplers are ``StratifiedSampler``s over the difficulty labels, and
     each draw is apportioned over labels by ``label_shares()`` before DES ranks within a label.
@@ -372,6 +373,7 @@ class DESSelector(_BaseSelector):
         c = config.curriculum
         self.status = np.zeros(pool.size, dtype=np.int8)
         self.streak = np.zeros(pool.size, dtype=np.int16)  # +k mastered / -k hopeless visits in a row
+        self.visits = np.zeros(pool.size, dtype=np.int32)  # trained visits (full groups), screening rounds not counted
         everything = np.arange(pool.size, dtype=np.int64)
         prior_des, prior_factors = self.store.score(everything)  # O(pool) once, at construction
         d = config.des
@@ -386,6 +388,7 @@ class DESSelector(_BaseSelector):
             self.unseen = WeightedSampler(pool.size, seed=seeds[1])
         self.unseen.update(everything, d.sampler_weight(prior_des))
         self.in_play_count = 0
+        self.spent_count = 0
         self.retests: collections.deque[tuple[int, np.ndarray]] = collections.deque()
         limit = pool.size if c.max_pool == 0 else min(c.max_pool, pool.size)
         self.schedule = ScheduleState(pool_target=float(min(c.initial_pool, limit)), explore_share=c.initial_explore)
@@ -532,18 +535,21 @@ class DESSelector(_BaseSelector):
         streak = self.streak[ids]
         streak = np.where(mastered, np.maximum(streak, 0) + 1, np.where(hopeless, np.minimum(streak, 0) - 1, 0))
         self.streak[ids] = streak
+        self.visits[ids] += 1
         in_play = self.status[ids] == IN_PLAY
-        retire = in_play & (streak >= c.retire_after)
-        park = in_play & (streak <= -c.retire_after)
-        leaving = retire | park
+        spent = in_play & (self.visits[ids] >= c.max_visits) if c.max_visits > 0 else np.zeros(len(ids), dtype=bool)
+        retire = in_play & ~spent & (streak >= c.retire_after)
+        park = in_play & ~spent & (streak <= -c.retire_after)
         self.status[ids[retire]] = RETIRED
         self.status[ids[park]] = PARKED
-        self.in_play_count -= int(leaving.sum())
+        self.status[ids[spent]] = SPENT
+        self.spent_count += int(spent.sum())
+        self.in_play_count -= int((retire | park | spent).sum())
         des, _ = self.store.score(ids)
         weights = np.where(self.status[ids] == IN_PLAY, self.config.des.sampler_weight(des), 0.0)
         self.in_play.update(ids, weights)
-        if leaving.any():
-            self.retests.append((step + c.retest_interval, ids[leaving]))
+        if (retire | park).any():
+            self.retests.append((step + c.retest_interval, ids[retire | park]))
         signal = self.screen_signal if self.screen_signal is not None else step_signal(rewards, self._explore_mask(ids))
         self.screen_signal = None
         self.schedule = next_schedule(self.schedule, signal, c, self.pool.size)
@@ -575,6 +581,7 @@ class DESSelector(_BaseSelector):
             "explore_share": self.schedule.explore_share,
             "retired": float(self._count(RETIRED)),
             "parked": float(self._count(PARKED)),
+            "spent": float(self.spent_count),
             "explore_signal": self.schedule.explore_signal,
             "exploit_signal": self.schedule.exploit_signal,
             **({} if self.candidate_count is None else self.candidate_count.metrics()),
@@ -588,6 +595,7 @@ class DESSelector(_BaseSelector):
         return {
             "status": self.status.copy(),
             "streak": self.streak.copy(),
+            "visits": self.visits.copy(),
             "in_play": self.in_play.state_dict(),
             "unseen": self.unseen.state_dict(),
             "in_play_count": self.in_play_count,
@@ -610,6 +618,16 @@ class DESSelector(_BaseSelector):
         self.unseen.load_state_dict(state["unseen"])
         self.status = np.asarray(state["status"], dtype=np.int8).copy()
         self.streak = np.asarray(state["streak"], dtype=np.int16).copy()
+        if "visits" in state:
+            self.visits = np.asarray(state["visits"], dtype=np.int32).copy()
+        elif self.config.curriculum.max_visits > 0:
+            raise ValueError(
+                "selection state has no per-prompt visit counts (saved before curriculum.max_visits existed): "
+                "resume it with curriculum.max_visits=0"
+            )
+        else:
+            self.visits = np.zeros(self.pool.size, dtype=np.int32)
+        self.spent_count = int(np.count_nonzero(self.status == SPENT))
         self.in_play_count = int(state["in_play_count"])
         self.retests = collections.deque(
             (int(s), np.asarray(ids, dtype=np.int64)) for s, ids in zip(state["retest_steps"], state["retest_ids"])

@@ -215,6 +215,12 @@ class CurriculumConfig:
         50,
         help="steps after which a retired or parked prompt comes back for a re-test.",
     )
+    max_visits: int = config_field(
+        0,
+        help="if > 0, a prompt trained this many times (full groups; screening rounds do not count) leaves play for "
+        "good, with no re-test: replay is capped and the batch keeps drawing new prompts (0 = no cap; "
+        'docs/curriculum.md, "Visit cap").',
+    )
     warm_start_probe: int = config_field(
         0,
         help="if > 0, the first selections draw this many prompts uniformly at random from the pool (a probe that "
@@ -239,6 +245,7 @@ class CurriculumConfig:
             ("hopeless_pass", 0 <= self.hopeless_pass < self.mastery_pass, "in [0, mastery_pass)"),
             ("retire_after", self.retire_after >= 1, "an integer >= 1"),
             ("retest_interval", self.retest_interval >= 1, "an integer number of steps >= 1"),
+            ("max_visits", self.max_visits >= 0, "an integer >= 0 (0 = no cap)"),
             ("warm_start_probe", self.warm_start_probe >= 0, "an integer >= 0"),
         ]
         for name, ok, fix in checks:
