@@ -131,15 +131,34 @@ def table(methods: dict) -> list[str]:
     return lines
 
 
+def value_per_group(runs: dict) -> tuple[float, float | None]:
+    """Held-out gain per informative group per step, x 1e-3: mean over seeds of ``gain /
+    informative_groups_per_step`` and its standard error (None for one seed). Seeds without an
+    informative group are left out; ValueError if none has one."""
+    values = [
+        1e3 * r["gain"] / r["informative_groups_per_step"]
+        for r in runs.values()
+        if r.get("informative_groups_per_step")
+    ]
+    if not values:
+        raise ValueError("no run has an informative group per step to divide by")
+    se = float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
+    return float(np.mean(values)), se
+
+
 def mechanism(methods: dict) -> list[str]:
     """Per-step signal and policy movement next to the gain: does more signal per step buy progress?"""
     rows = []
     for name, m in sorted(methods.items(), key=lambda item: -(item[1].get("informative_groups_per_step_mean") or 0)):
         if m.get("informative_groups_per_step_mean") is None:
             continue
+        value, se = value_per_group(m["runs"])
+        distinct = np.mean([r["unique_prompts"] / r["steps"] for r in m["runs"].values()])
         cells = [
             f"{m['informative_groups_per_step_mean']:.1f}",
+            f"{distinct:.1f}",
             f"{m['gain_mean']:+.3f}",
+            f"{value:.2f}" + ("" if se is None else f" ± {se:.2f}"),
             *(
                 "n/a" if m.get(f"{key}_mean") is None else fmt.format(m[f"{key}_mean"])
                 for key, fmt in (
@@ -159,10 +178,15 @@ def mechanism(methods: dict) -> list[str]:
         "Informative groups: groups per step whose rewards differ (the only ones with a GRPO advantage). "
         "Training reward, gradient norm, `approx_kl_old` (k3 estimate of the KL between the policy being updated "
         "and the rollout policy, mean over the step's minibatches: how far one step moves the policy) and token "
-        "entropy are on the training batches.",
+        "entropy are on the training batches. New prompts / step: distinct prompts trained over the run divided by "
+        "its steps (each has one first visit; the rest of the batch is replay). Gain per informative group: a "
+        "seed's held-out gain over its informative groups per step, x 1e-3, mean ± standard error over seeds "
+        "(docs/des_evidence.md section 13: about the same for every method that trains new prompts, lower for "
+        "replay).",
         "",
-        "| method | informative groups / step | gain | training reward | grad norm | approx_kl_old | entropy |",
-        "|---|---|---|---|---|---|---|",
+        "| method | informative groups / step | new prompts / step | gain | gain per informative group (x 1e-3) "
+        "| training reward | grad norm | approx_kl_old | entropy |",
+        "|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
     ]

@@ -180,6 +180,28 @@ def test_collect_keeps_recorded_runs_whose_folders_are_gone(tmp_path, capsys):
     assert json.loads(path.read_text()) == document
 
 
+def test_report_gives_each_methods_gain_per_informative_group():
+    spec = importlib.util.spec_from_file_location("se_report", ROOT / "benchmarks" / "sample_efficiency_report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    gains, informative = np.array([0.04, 0.05, 0.06]), np.array([30.0, 32.0, 35.0])
+    runs = {
+        str(seed): {"gain": g, "informative_groups_per_step": i, "unique_prompts": 600 + seed, "steps": 10}
+        for seed, (g, i) in enumerate(zip(gains, informative))
+    }
+    per_seed = 1e3 * gains / informative
+    value, se = report.value_per_group(runs)
+    assert value == pytest.approx(per_seed.mean())
+    assert se == pytest.approx(per_seed.std(ddof=1) / np.sqrt(3))
+    assert report.value_per_group({"0": runs["0"]}) == (pytest.approx(per_seed[0]), None)
+    with pytest.raises(ValueError, match="no run has an informative group"):
+        report.value_per_group({"0": {"gain": 0.1, "informative_groups_per_step": None}})
+    entry = {"runs": runs, "informative_groups_per_step_mean": informative.mean(), "gain_mean": gains.mean()}
+    row = next(line for line in report.mechanism({"uniform": entry}) if line.startswith("| uniform"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:5] == ["32.3", "60.1", "+0.050", f"{per_seed.mean():.2f} ± {per_seed.std(ddof=1) / np.sqrt(3):.2f}"]
+
+
 def test_report_has_a_section_per_setting(tmp_path):
     spec = importlib.util.spec_from_file_location("se_report", ROOT / "benchmarks" / "sample_efficiency_report.py")
     report = importlib.util.module_from_spec(spec)
