@@ -131,17 +131,17 @@ def table(methods: dict) -> list[str]:
     return lines
 
 
-def value_per_group(runs: dict) -> tuple[float, float | None]:
+def value_per_group(runs: dict) -> tuple[float | None, float | None]:
     """Held-out gain per informative group per step, x 1e-3: mean over seeds of ``gain /
     informative_groups_per_step`` and its standard error (None for one seed). Seeds without an
-    informative group are left out; ValueError if none has one."""
+    informative group are left out; (None, None) if none has one (the report says n/a)."""
     values = [
         1e3 * r["gain"] / r["informative_groups_per_step"]
         for r in runs.values()
         if r.get("informative_groups_per_step")
     ]
     if not values:
-        raise ValueError("no run has an informative group per step to divide by")
+        return None, None
     se = float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
     return float(np.mean(values)), se
 
@@ -158,7 +158,7 @@ def mechanism(methods: dict) -> list[str]:
             f"{m['informative_groups_per_step_mean']:.1f}",
             f"{distinct:.1f}",
             f"{m['gain_mean']:+.3f}",
-            f"{value:.2f}" + ("" if se is None else f" ± {se:.2f}"),
+            "n/a" if value is None else f"{value:.2f}" + ("" if se is None else f" ± {se:.2f}"),
             *(
                 "n/a" if m.get(f"{key}_mean") is None else fmt.format(m[f"{key}_mean"])
                 for key, fmt in (
