@@ -15,6 +15,7 @@ from scalingrl.curriculum import (
     ScheduleState,
     StepSignal,
     informative_ceiling,
+    leave_play,
     next_schedule,
     split_batch,
     step_signal,
@@ -158,8 +159,40 @@ def test_split_batch(args, expected):
 
 
 def test_split_batch_impossible():
-    with pytest.raises(ValueError, match="cannot select 100 distinct prompts"):
+    with pytest.raises(ValueError, match="cannot select 100 distinct prompts") as error:
         split_batch(100, 0.5, 10, 100, 20, 10, CurriculumConfig())
+    assert "max_visits" not in str(error.value)  # no cap took prompts out: not named
+    with pytest.raises(ValueError, match="; 7 prompts reached curriculum.max_visits=2 and left play for good"):
+        split_batch(100, 0.5, 10, 100, 20, 10, CurriculumConfig(max_visits=2), capped=7)
+
+
+def leave_play_loop(in_play, streak, pass_rate, visits, c):
+    """Scalar reference of ``leave_play``, one prompt at a time, from its docstring."""
+    out = []
+    for here, k, p, n in zip(in_play, streak, pass_rate, visits):
+        k = max(k, 0) + 1 if p >= c.mastery_pass else (min(k, 0) - 1 if p <= c.hopeless_pass else 0)
+        capped = bool(here and c.max_visits > 0 and n >= c.max_visits)
+        out.append(
+            (k, here and not capped and k >= c.retire_after, here and not capped and k <= -c.retire_after, capped)
+        )
+    return out
+
+
+@pytest.mark.parametrize("max_visits, retire_after", [(0, 2), (3, 2), (2, 2), (1, 1), (5, 1)])
+def test_leave_play_matches_a_loop(max_visits, retire_after):
+    rng = np.random.default_rng(max_visits * 10 + retire_after)
+    c = CurriculumConfig(max_visits=max_visits, retire_after=retire_after)
+    n = 500
+    in_play = rng.random(n) < 0.8
+    streak = rng.integers(-3, 4, n).astype(np.int16)
+    pass_rate = rng.choice([0.0, 0.125, 0.5, 0.875, 1.0], n)
+    visits = rng.integers(1, 7, n)
+    streak_after, retire, park, capped = leave_play(in_play, streak, pass_rate, visits, c)
+    expected = leave_play_loop(in_play, streak, pass_rate, visits, c)
+    assert streak_after.dtype == np.int16
+    assert [(int(a), bool(b), bool(d), bool(e)) for a, b, d, e in zip(streak_after, retire, park, capped)] == expected
+    assert not (retire & park).any() and not ((retire | park) & capped).any()
+    assert capped.any() == (max_visits > 0)
 
 
 @pytest.mark.parametrize(

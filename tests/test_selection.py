@@ -9,11 +9,11 @@ from references import des_reference
 from scalingrl.curriculum import CurriculumConfig, StepSignal, next_schedule
 from scalingrl.data import PoolInfo
 from scalingrl.selection import (
+    CAPPED,
     IN_PLAY,
     METHODS,
     PARKED,
     RETIRED,
-    SPENT,
     UNSEEN,
     ScreeningPlan,
     SelectionConfig,
@@ -299,47 +299,65 @@ def test_des_retires_mastered_prompts_and_retests_them():
     assert len(np.unique(selector.select(12, 20).prompt_ids)) == 20
 
 
-@pytest.mark.parametrize("method", ["des", "des_screened"])
+def capped_config(method, max_visits):
+    """``config(method)`` with the visit cap; ``des_stratified`` is ``des`` with label strata."""
+    cfg = config("des_screened" if method == "des_screened" else "des", max_visits=max_visits)
+    if method == "des_stratified":
+        cfg.des = DESConfig(stratify_labels=True)
+    return cfg
+
+
+@pytest.mark.parametrize("method", ["des", "des_screened", "des_stratified"])
 def test_des_max_visits_caps_each_prompts_trained_visits(method):
     def trained_counts(chosen):
-        ids, counts = np.unique(np.concatenate(chosen), return_counts=True)
-        return dict(zip(ids.tolist(), counts.tolist()))
+        return np.bincount(np.concatenate(chosen), minlength=POOL)
 
-    uncapped = trained_counts(run(make_selector(pool_info(), config(method), seed=4), 30))
-    assert max(uncapped.values()) > 2  # without the cap DES replays prompts more than twice here
-    selector = make_selector(pool_info(), config(method, max_visits=2), seed=4)
-    twin = make_selector(pool_info(), config(method, max_visits=2), seed=4)
+    assert trained_counts(run(make_selector(pool_info(), capped_config(method, 0), seed=4), 30)).max() > 2
+    selector = make_selector(pool_info(), capped_config(method, 2), seed=4)
+    twin = make_selector(pool_info(), capped_config(method, 2), seed=4)
     chosen = run(selector, 20)
     run(twin, 20)
     counts = trained_counts(chosen)
-    assert max(counts.values()) == 2
-    twice = np.array([i for i, n in counts.items() if n == 2])
-    assert (selector.status[twice] == SPENT).all()  # and no re-test brings them back
-    assert selector.metrics()["spent"] == len(twice) == int((selector.status == SPENT).sum())
+    assert counts.max() == 2
+    np.testing.assert_array_equal(selector.visits, counts)  # trained groups only: screening rounds do not count
+    twice = np.flatnonzero(counts == 2)
+    assert (selector.status[twice] == CAPPED).all()
+    assert selector.metrics()["capped"] == len(twice) == int((selector.status == CAPPED).sum())
+    assert selector.in_play_count == int((selector.status == IN_PLAY).sum())
     waiting = np.concatenate([ids for _, ids in selector.retests]) if selector.retests else np.array([], int)
-    assert not np.isin(twice, waiting).any()
+    assert not np.isin(twice, waiting).any()  # no re-test brings them back
     # The counts survive a checkpoint: a restored selector continues exactly, still within the cap.
-    restored = make_selector(pool_info(), config(method, max_visits=2), seed=999)
+    restored = make_selector(pool_info(), capped_config(method, 2), seed=999)
     restored.load_state_dict(selector.state_dict())
+    assert restored.metrics()["capped"] == selector.metrics()["capped"]
     later, twin_later = run(restored, 20, start=20), run(twin, 20, start=20)
     for x, y in zip(later, twin_later):
         np.testing.assert_array_equal(x, y)
-    assert max(trained_counts(chosen + later).values()) == 2
+    assert trained_counts(chosen + later).max() == 2
 
 
-def test_des_state_without_visit_counts_resumes_only_without_a_cap():
+def test_des_visit_cap_must_match_on_resume_and_names_itself_when_it_empties_the_pool():
     selector = make_selector(pool_info(), config("des"), seed=1)
     run(selector, 3)
     old = selector.state_dict()
-    del old["method_state"]["visits"]  # a checkpoint from before curriculum.max_visits
-    capped = make_selector(pool_info(), config("des", max_visits=3), seed=1)
+    del old["method_state"]["visits"], old["method_state"]["max_visits"]  # saved before curriculum.max_visits
+    capped, twin = (make_selector(pool_info(), config("des", max_visits=3), seed=1) for _ in range(2))
     with pytest.raises(ValueError, match="no per-prompt visit counts.*max_visits=0"):
         capped.load_state_dict(old)
+    for x, y in zip(run(capped, 3), run(twin, 3)):  # the failed load left nothing behind
+        np.testing.assert_array_equal(x, y)
     plain = make_selector(pool_info(), config("des"), seed=1)
     plain.load_state_dict(old)
     assert (plain.visits == 0).all()
-    with pytest.raises(ValueError, match="curriculum.max_visits=-1 is invalid"):
-        CurriculumConfig(max_visits=-1)
+    with pytest.raises(ValueError, match="saved with curriculum.max_visits=0, this run has 3"):
+        capped.load_state_dict(plain.state_dict())  # resume, save, resume with a cap: still refused
+    with pytest.raises(ValueError, match="saved with curriculum.max_visits=3, this run has 0"):
+        plain.load_state_dict(capped.state_dict())
+    # One visit each: the pool runs out, and the error names the cap (plain and screened paths).
+    for method in ("des", "des_screened"):
+        small = make_selector(PoolInfo(300), capped_config(method, 1), seed=0)
+        with pytest.raises(ValueError, match=r"prompts reached curriculum.max_visits=1 .*raise it, or set it to 0"):
+            run(small, 6)
 
 
 def test_random_subset_stays_in_its_subset():
@@ -369,6 +387,8 @@ def test_warm_start_probe_is_uniform_random():
 
 
 def test_config_errors():
+    with pytest.raises(ValueError, match="curriculum.max_visits=-1 is invalid"):
+        CurriculumConfig(max_visits=-1)
     with pytest.raises(ValueError, match="selection.method='best' is unknown"):
         SelectionConfig(method="best")
     with pytest.raises(ValueError, match="PoolInfo.prior_difficulty has shape"):

@@ -164,13 +164,15 @@ def split_batch(
     unseen: int,
     playable: int,
     config: CurriculumConfig,
+    capped: int = 0,
 ) -> tuple[int, int]:
     """(explore, exploit) counts for one batch.
 
     New prompts come in at ``explore_share`` while fewer than ``pool_target`` are in play, and only at
     the minimum share once the pool is full (it then shrinks through retirement and parking). The
     counts are clipped to what exists: unseen prompts for exploring, playable (in play, weight > 0)
-    for exploiting; a shortfall on one side is filled from the other.
+    for exploiting; a shortfall on one side is filled from the other. ``capped``: prompts that left play
+    for good at ``config.max_visits`` (named in the error when the batch cannot be filled).
     """
     share = explore_share if in_play < pool_target else config.min_explore
     explore = min(int(round(share * batch_size)), unseen)
@@ -179,6 +181,42 @@ def split_batch(
     if explore + exploit < batch_size:
         raise ValueError(
             f"cannot select {batch_size} distinct prompts: only {unseen} unseen and {playable} "
-            "in play remain; lower batch_size or curriculum.retest_interval"
+            f"in play remain; lower batch_size or curriculum.retest_interval{capped_hint(capped, config)}"
         )
     return explore, exploit
+
+
+def capped_hint(capped: int, config: CurriculumConfig) -> str:
+    """The part of an out-of-prompts error that names the visit cap, when it took prompts out for good."""
+    if not capped:
+        return ""
+    return (
+        f"; {capped} prompts reached curriculum.max_visits={config.max_visits} and left play for good: "
+        "raise it, or set it to 0"
+    )
+
+
+def leave_play(
+    in_play: np.ndarray, streak: np.ndarray, pass_rate: np.ndarray, visits: np.ndarray, config: CurriculumConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The streaks after a step's visits, and which trained prompts leave play.
+
+    Args:
+        in_play: (B,) bool, the prompt was in play when trained. streak: (B,) int16, before this visit:
+            +k after k mastered visits in a row, -k after k hopeless ones. pass_rate: (B,) float, this
+            visit's group pass rate. visits: (B,) int, trained visits including this one.
+    Returns:
+        (streak, retire, park, capped): the (B,) int16 streaks after this visit (mastered: pass rate >=
+        ``mastery_pass``, hopeless: <= ``hopeless_pass``, anything else resets to 0) and three disjoint
+        (B,) bool masks. A prompt in play with ``visits >= max_visits`` (when > 0) is capped: it leaves for
+        good, before the streak rules (so with ``max_visits <= retire_after`` nothing retires or parks).
+        Otherwise ``streak >= retire_after`` retires it and ``streak <= -retire_after`` parks it; both come
+        back after ``retest_interval`` steps.
+    """
+    in_play, streak, pass_rate = np.asarray(in_play, dtype=bool), np.asarray(streak), np.asarray(pass_rate)
+    mastered, hopeless = pass_rate >= config.mastery_pass, pass_rate <= config.hopeless_pass
+    streak = np.where(mastered, np.maximum(streak, 0) + 1, np.where(hopeless, np.minimum(streak, 0) - 1, 0))
+    capped = in_play & (np.asarray(visits) >= config.max_visits) if config.max_visits > 0 else np.zeros_like(in_play)
+    retire = in_play & ~capped & (streak >= config.retire_after)
+    park = in_play & ~capped & (streak <= -config.retire_after)
+    return streak.astype(np.int16), retire, park, capped

@@ -40,7 +40,15 @@ from typing import Any
 
 import numpy as np
 
-from scalingrl.curriculum import ScheduleState, StepSignal, next_schedule, split_batch, step_signal
+from scalingrl.curriculum import (
+    ScheduleState,
+    StepSignal,
+    capped_hint,
+    leave_play,
+    next_schedule,
+    split_batch,
+    step_signal,
+)
 from scalingrl.data import PoolInfo
 from scalingrl.des import FACTORS, LabelCalibration, PromptStore, label_shares
 from scalingrl.online_selection import (
@@ -69,7 +77,7 @@ __all__ = [
 ]
 
 STATE_VERSION = 2
-UNSEEN, IN_PLAY, RETIRED, PARKED, SPENT = 0, 1, 2, 3, 4  # SPENT: used up curriculum.max_visits
+UNSEEN, IN_PLAY, RETIRED, PARKED, CAPPED = 0, 1, 2, 3, 4  # CAPPED: trained curriculum.max_visits times, out for good
 
 
 def _rng_state(rng: np.random.Generator) -> dict:
@@ -359,7 +367,7 @@ class DESSelector(_BaseSelector):
     explore part from ``unseen`` and the exploit part from ``in_play``; feedback re-scores only the
     touched prompts, retires mastered ones, parks hopeless ones, and brings both back for a re-test
     after ``curriculum.retest_interval`` steps. With ``curriculum.max_visits`` > 0 a prompt trained that
-    many times leaves play for good (status ``SPENT``; no re-test).
+    many times leaves play for good (status ``CAPPED``; no re-test).
 
     With ``des.stratify_labels`` both samplers are ``StratifiedSampler``s over the difficulty labels, and
     each draw is apportioned over labels by ``label_shares()`` before DES ranks within a label.
@@ -388,7 +396,7 @@ class DESSelector(_BaseSelector):
             self.unseen = WeightedSampler(pool.size, seed=seeds[1])
         self.unseen.update(everything, d.sampler_weight(prior_des))
         self.in_play_count = 0
-        self.spent_count = 0
+        self.capped_count = 0
         self.retests: collections.deque[tuple[int, np.ndarray]] = collections.deque()
         limit = pool.size if c.max_pool == 0 else min(c.max_pool, pool.size)
         self.schedule = ScheduleState(pool_target=float(min(c.initial_pool, limit)), explore_share=c.initial_explore)
@@ -407,6 +415,7 @@ class DESSelector(_BaseSelector):
                 f"des.screen: batch_size={batch_size} exceeds the {selectable} prompts that can be selected "
                 "(the rest are parked or retired until their re-test): lower batch_size or "
                 "curriculum.retest_interval, or set selection.des.screen=false"
+                f"{capped_hint(self.capped_count, self.config.curriculum)}"
             )
         return ScreeningPlan(self.candidate_count.candidates(batch_size, selectable), self.config.speed.screen_rollouts)
 
@@ -467,6 +476,7 @@ class DESSelector(_BaseSelector):
                 self.unseen.positive_count,
                 self.in_play.positive_count,
                 c,
+                capped=self.capped_count,
             )
             explore_ids = self._draw(self.unseen, n_explore)
         exploit_ids = self._draw(self.in_play, exploit)
@@ -509,7 +519,7 @@ class DESSelector(_BaseSelector):
         their record (prior plus screening samples)."""
         while self.retests and self.retests[0][0] <= step:
             _, ids = self.retests.popleft()
-            ids = ids[self.status[ids] != IN_PLAY]
+            ids = ids[(self.status[ids] == RETIRED) | (self.status[ids] == PARKED)]
             never = ~self.used[ids]
             self._return_unseen(ids[never])
             back = ids[~never]
@@ -530,21 +540,16 @@ class DESSelector(_BaseSelector):
 
     def _after_update(self, step, ids, rewards, correct):
         c = self.config.curriculum
-        pass_rate = correct.mean(axis=1)
-        mastered, hopeless = pass_rate >= c.mastery_pass, pass_rate <= c.hopeless_pass
-        streak = self.streak[ids]
-        streak = np.where(mastered, np.maximum(streak, 0) + 1, np.where(hopeless, np.minimum(streak, 0) - 1, 0))
-        self.streak[ids] = streak
         self.visits[ids] += 1
         in_play = self.status[ids] == IN_PLAY
-        spent = in_play & (self.visits[ids] >= c.max_visits) if c.max_visits > 0 else np.zeros(len(ids), dtype=bool)
-        retire = in_play & ~spent & (streak >= c.retire_after)
-        park = in_play & ~spent & (streak <= -c.retire_after)
+        self.streak[ids], retire, park, capped = leave_play(
+            in_play, self.streak[ids], correct.mean(axis=1), self.visits[ids], c
+        )
         self.status[ids[retire]] = RETIRED
         self.status[ids[park]] = PARKED
-        self.status[ids[spent]] = SPENT
-        self.spent_count += int(spent.sum())
-        self.in_play_count -= int((retire | park | spent).sum())
+        self.status[ids[capped]] = CAPPED
+        self.capped_count += int(capped.sum())
+        self.in_play_count -= int((retire | park | capped).sum())
         des, _ = self.store.score(ids)
         weights = np.where(self.status[ids] == IN_PLAY, self.config.des.sampler_weight(des), 0.0)
         self.in_play.update(ids, weights)
@@ -581,7 +586,7 @@ class DESSelector(_BaseSelector):
             "explore_share": self.schedule.explore_share,
             "retired": float(self._count(RETIRED)),
             "parked": float(self._count(PARKED)),
-            "spent": float(self.spent_count),
+            "capped": float(self.capped_count),
             "explore_signal": self.schedule.explore_signal,
             "exploit_signal": self.schedule.exploit_signal,
             **({} if self.candidate_count is None else self.candidate_count.metrics()),
@@ -596,6 +601,7 @@ class DESSelector(_BaseSelector):
             "status": self.status.copy(),
             "streak": self.streak.copy(),
             "visits": self.visits.copy(),
+            "max_visits": self.config.curriculum.max_visits,
             "in_play": self.in_play.state_dict(),
             "unseen": self.unseen.state_dict(),
             "in_play_count": self.in_play_count,
@@ -618,16 +624,19 @@ class DESSelector(_BaseSelector):
         self.unseen.load_state_dict(state["unseen"])
         self.status = np.asarray(state["status"], dtype=np.int8).copy()
         self.streak = np.asarray(state["streak"], dtype=np.int16).copy()
-        if "visits" in state:
-            self.visits = np.asarray(state["visits"], dtype=np.int32).copy()
-        elif self.config.curriculum.max_visits > 0:
+        cap = self.config.curriculum.max_visits
+        if "visits" not in state and cap > 0:
             raise ValueError(
                 "selection state has no per-prompt visit counts (saved before curriculum.max_visits existed): "
                 "resume it with curriculum.max_visits=0"
             )
-        else:
-            self.visits = np.zeros(self.pool.size, dtype=np.int32)
-        self.spent_count = int(np.count_nonzero(self.status == SPENT))
+        if state.get("max_visits", 0) != cap:  # a changed cap would strand or revive capped prompts
+            raise ValueError(
+                f"selection state was saved with curriculum.max_visits={state.get('max_visits', 0)}, this run has "
+                f"{cap}: resume with the same setting"
+            )
+        self.visits = np.asarray(state.get("visits", np.zeros(self.pool.size)), dtype=np.int32).copy()
+        self.capped_count = int(np.count_nonzero(self.status == CAPPED))
         self.in_play_count = int(state["in_play_count"])
         self.retests = collections.deque(
             (int(s), np.asarray(ids, dtype=np.int64)) for s, ids in zip(state["retest_steps"], state["retest_ids"])

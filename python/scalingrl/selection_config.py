@@ -218,7 +218,8 @@ class CurriculumConfig:
     max_visits: int = config_field(
         0,
         help="if > 0, a prompt trained this many times (full groups; screening rounds do not count) leaves play for "
-        "good, with no re-test: replay is capped and the batch keeps drawing new prompts (0 = no cap; "
+        "good, with no re-test: replay is capped and the batch keeps drawing new prompts; checked before the "
+        "retire/park streaks, so at or below retire_after nothing retires or parks (0 = no cap; "
         'docs/curriculum.md, "Visit cap").',
     )
     warm_start_probe: int = config_field(
