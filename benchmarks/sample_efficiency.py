@@ -565,9 +565,11 @@ def collect(out: pathlib.Path, setting: str, json_path: pathlib.Path) -> dict:
     """Rebuild the setting's entry in the JSON from its finished runs (other settings' entries kept).
 
     The runs are those under ``out/setting`` merged with the ones the JSON already records for this
-    setting: a (method, seed) found on disk replaces the recorded one, and a recorded run whose folder is
-    not under ``out`` (run on another machine, or its folder since deleted) is kept, and named on stdout,
-    so collecting a new run never drops older results. The aggregates are recomputed over the merged runs.
+    setting: a (method, seed) found on disk replaces the recorded one, and a recorded run with no finished
+    folder under ``out`` (run on another machine, or its folder since deleted) is kept, and named on stdout,
+    so collecting a new run never drops older results. The aggregates are recomputed over the merged runs;
+    a warning names a method whose merged runs differ in steps or batch shape. To drop a recorded run,
+    delete it from ``settings.<setting>.methods.<method>.runs`` in the JSON and collect again.
     """
     previous = json.loads(json_path.read_text()) if json_path.exists() else {}
     recorded = previous.get("settings", {}).get(setting, {}).get("methods", {})
@@ -581,16 +583,20 @@ def collect(out: pathlib.Path, setting: str, json_path: pathlib.Path) -> dict:
                 found.add((method_dir.name, seed_dir.name.removeprefix("seed")))
     kept = [f"{name}/seed{seed}" for name, runs in runs_by_method.items() for seed in runs if (name, seed) not in found]
     if kept:
-        print(
-            f"{setting}: kept {len(kept)} finished runs recorded in {json_path} but not under {out}: {', '.join(kept)}"
-        )
+        print(f"{setting}: kept {len(kept)} runs recorded in {json_path}, not finished under {out}: {', '.join(kept)}")
     methods, pool_size = {}, None
     for method in sorted(runs_by_method):
         runs = dict(sorted(runs_by_method[method].items(), key=lambda item: int(item[0])))
         if not runs:
             continue
         pool_size = next(iter(runs.values()))["pool_size"]
-        entry = {"seeds": sorted(int(s) for s in runs), "overrides": RUNS.get(method)}
+        shapes = {(r.get("steps"), r.get("prompts_per_step"), r.get("group_size")) for r in runs.values()}
+        if len(shapes) > 1:
+            print(
+                f"warning: {setting}/{method}'s runs differ in (steps, prompts per step, G): {sorted(shapes, key=str)}"
+            )
+        overrides = RUNS.get(method, recorded.get(method, {}).get("overrides"))  # a method since dropped keeps its own
+        entry = {"seeds": sorted(int(s) for s in runs), "overrides": overrides}
         for key, name in (
             ("final_accuracy", "final_accuracy"),
             ("gain", "gain"),

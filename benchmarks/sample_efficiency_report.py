@@ -153,10 +153,12 @@ def mechanism(methods: dict) -> list[str]:
         if m.get("informative_groups_per_step_mean") is None:
             continue
         value, se = value_per_group(m["runs"])
-        distinct = np.mean([r["unique_prompts"] / r["steps"] for r in m["runs"].values()])
+        distinct = [
+            r["unique_prompts"] / r["steps"] for r in m["runs"].values() if r.get("unique_prompts") and r.get("steps")
+        ]
         cells = [
             f"{m['informative_groups_per_step_mean']:.1f}",
-            f"{distinct:.1f}",
+            f"{np.mean(distinct):.1f}" if distinct else "n/a",
             f"{m['gain_mean']:+.3f}",
             "n/a" if value is None else f"{value:.2f}" + ("" if se is None else f" ± {se:.2f}"),
             *(
@@ -179,13 +181,13 @@ def mechanism(methods: dict) -> list[str]:
         "Training reward, gradient norm, `approx_kl_old` (k3 estimate of the KL between the policy being updated "
         "and the rollout policy, mean over the step's minibatches: how far one step moves the policy) and token "
         "entropy are on the training batches. New prompts / step: distinct prompts trained over the run divided by "
-        "its steps (each has one first visit; the rest of the batch is replay). Gain per informative group: a "
-        "seed's held-out gain over its informative groups per step, x 1e-3, mean ± standard error over seeds "
-        "(docs/des_evidence.md section 13: about the same for every method that trains new prompts, lower for "
-        "replay).",
+        "its steps (each has one first visit; the rest of the batch is replay). Gain / informative groups per step: "
+        "a seed's held-out gain over its informative groups per step, x 1e-3, mean ± standard error over seeds "
+        "(seeds with none are left out); it grows with the step budget, so compare it within a setting "
+        "(docs/des_evidence.md section 13).",
         "",
-        "| method | informative groups / step | new prompts / step | gain | gain per informative group (x 1e-3) "
-        "| training reward | grad norm | approx_kl_old | entropy |",
+        "| method | informative groups / step | new prompts / step | gain "
+        "| gain / informative groups per step (x 1e-3) | training reward | grad norm | approx_kl_old | entropy |",
         "|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
