@@ -581,9 +581,12 @@ def collect(out: pathlib.Path, setting: str, json_path: pathlib.Path) -> dict:
             if result is not None:
                 runs_by_method.setdefault(method_dir.name, {})[seed_dir.name.removeprefix("seed")] = result
                 found.add((method_dir.name, seed_dir.name.removeprefix("seed")))
-    kept = [f"{name}/seed{seed}" for name, runs in runs_by_method.items() for seed in runs if (name, seed) not in found]
+    kept = {name: [seed for seed in runs if (name, seed) not in found] for name, runs in runs_by_method.items()}
+    kept = {name: seeds for name, seeds in kept.items() if seeds}
     if kept:
-        print(f"{setting}: kept {len(kept)} runs recorded in {json_path}, not finished under {out}: {', '.join(kept)}")
+        listed = ", ".join(f"{name} (seeds {' '.join(seeds)})" for name, seeds in kept.items())
+        count = sum(map(len, kept.values()))
+        print(f"{setting}: kept {count} runs recorded in {json_path}, not finished under {out}: {listed}")
     methods, pool_size = {}, None
     for method in sorted(runs_by_method):
         runs = dict(sorted(runs_by_method[method].items(), key=lambda item: int(item[0])))

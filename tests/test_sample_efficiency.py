@@ -176,7 +176,7 @@ def test_collect_keeps_recorded_runs_whose_folders_are_gone(tmp_path, capsys):
     assert uniform["gain_std"] == pytest.approx(np.std([0.1, 0.3], ddof=1))
     assert des["seeds"] == [0] and des["gain_mean"] == pytest.approx(0.4)
     printed = capsys.readouterr().out
-    assert "kept 1 runs recorded" in printed and "uniform/seed0" in printed and "warning" not in printed
+    assert "kept 1 runs recorded" in printed and "uniform (seeds 0)" in printed and "warning" not in printed
     # A method since dropped from the driver keeps its recorded overrides; mixed batch shapes are named.
     record = json.loads(path.read_text())
     record["settings"]["quickstart"]["methods"]["gone_method"] = {
