@@ -157,8 +157,8 @@ SETTINGS = {
         "steps": 100,
         "overrides": ["eval.every=25", "optim.decay_steps=200", "batch_size=128", "rollout.group_size=4"],
         # des_lr2e-4: DES at the rate that turned out best for uniform here (paired with uniform_lr2e-4, which
-        # then ran on every seed: ``--methods uniform_lr2e-4 --seeds 1 2``).
-        "methods": ["uniform", "des", "des_lr2e-4", "mopps", "speed"],
+        # then ran on every seed: ``--methods uniform_lr2e-4 --seeds 1 2``); the strongest baselines at that rate too.
+        "methods": ["uniform", "des", "des_lr2e-4", "mopps", "speed", "mopps_lr2e-4", "speed_lr2e-4"],
         "checks": ["uniform_lr5e-5", "uniform_lr2e-4"],
     },
     # The same rollouts as 256 prompts x G = 2: how far breadth at equal rollouts goes, and whether selection pays
