@@ -106,6 +106,8 @@ AT_OTHER_LR = {
     "des_screened_lr2e-4": ["selection.method=des", "selection.des.screen=true", "optim.lr=2.0e-4"],
     # DES with replay capped: a prompt trained twice leaves play for good (docs/des_evidence.md section 13).
     "des_max_visits2_lr2e-4": ["selection.method=des", "selection.curriculum.max_visits=2", "optim.lr=2.0e-4"],
+    # DES with flatter sampler weights (weight = floor + DES^1 instead of DES^4): less concentrated batches.
+    "des_sharpness1_lr2e-4": ["selection.method=des", "selection.des.sharpness=1", "optim.lr=2.0e-4"],
 }
 #: Checks of the uniform baseline, seed 0 by default: its learning rate (is 1e-4 its best in this budget?),
 #: half the batch (does the number of informative groups per step limit learning at all?) and twice the
