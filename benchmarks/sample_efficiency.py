@@ -99,6 +99,7 @@ METHODS = {
 #: hyper-parameters to a tuned baseline, not only to the default one); run where a setting lists it.
 AT_OTHER_LR = {
     "des_lr2e-4": ["selection.method=des", "optim.lr=2.0e-4"],
+    "des_lr4e-4": ["selection.method=des", "optim.lr=4.0e-4"],  # pairs with the uniform_lr4e-4 check
     # The strongest other methods at the rate that turned out best for uniform on the quickstart (section 12).
     "speed_lr2e-4": ["selection.method=speed", "optim.lr=2.0e-4"],
     "mopps_lr2e-4": ["selection.method=mopps", "optim.lr=2.0e-4"],
