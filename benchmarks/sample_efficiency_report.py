@@ -146,6 +146,19 @@ def value_per_group(runs: dict) -> tuple[float | None, float | None]:
     return float(np.mean(values)), se
 
 
+def effective_levels(runs: dict) -> float | None:
+    """Effective number of difficulty levels a run trained on: exp of the Shannon entropy (nats) of its
+    selected-level shares (the Hill number of order 1: 12 for an even mix of 12 levels, 1 for one level),
+    mean over seeds; None when no run records its level counts (``selected_levels``)."""
+    values = []
+    for run in runs.values():
+        counts = np.array(list((run.get("selected_levels") or {}).values()), dtype=float)
+        if counts.sum() > 0:
+            shares = counts[counts > 0] / counts.sum()
+            values.append(float(np.exp(-(shares * np.log(shares)).sum())))
+    return float(np.mean(values)) if values else None
+
+
 def mechanism(methods: dict) -> list[str]:
     """Per-step signal and policy movement next to the gain: does more signal per step buy progress?"""
     rows = []
@@ -159,6 +172,7 @@ def mechanism(methods: dict) -> list[str]:
         cells = [
             f"{m['informative_groups_per_step_mean']:.1f}",
             f"{np.mean(distinct):.1f}" if distinct else "n/a",
+            "n/a" if effective_levels(m["runs"]) is None else f"{effective_levels(m['runs']):.1f}",
             f"{m['gain_mean']:+.3f}",
             "n/a" if value is None else f"{value:.2f}" + ("" if se is None else f" ± {se:.2f}"),
             *(
@@ -184,11 +198,12 @@ def mechanism(methods: dict) -> list[str]:
         "its steps (each has one first visit; the rest of the batch is replay). Gain / informative groups per step: "
         "a seed's held-out gain over its informative groups per step, x 1e-3, mean ± standard error over seeds "
         "(seeds with none are left out); it grows with the step budget, so compare it within a setting "
-        "(docs/des_evidence.md section 13).",
+        "(docs/des_evidence.md section 13). Effective levels: exp of the entropy of the trained prompts' "
+        "difficulty-level shares (12 = an even mix of 12 levels, 1 = one level).",
         "",
-        "| method | informative groups / step | new prompts / step | gain "
+        "| method | informative groups / step | new prompts / step | effective levels | gain "
         "| gain / informative groups per step (x 1e-3) | training reward | grad norm | approx_kl_old | entropy |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
     ]

@@ -209,7 +209,27 @@ def test_report_gives_each_methods_gain_per_informative_group():
     entry = {"runs": runs, "informative_groups_per_step_mean": informative.mean(), "gain_mean": gains.mean()}
     row = next(line for line in report.mechanism({"uniform": entry}) if line.startswith("| uniform"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[1:5] == ["32.3", "60.1", "+0.050", f"{per_seed.mean():.2f} ± {per_seed.std(ddof=1) / np.sqrt(3):.2f}"]
+    assert cells[1:6] == [
+        "32.3",
+        "60.1",
+        "n/a",  # no level counts recorded
+        "+0.050",
+        f"{per_seed.mean():.2f} ± {per_seed.std(ddof=1) / np.sqrt(3):.2f}",
+    ]
+
+
+def test_report_counts_effective_levels_like_scipys_entropy():
+    from scipy.stats import entropy
+
+    spec = importlib.util.spec_from_file_location("se_report", ROOT / "benchmarks" / "sample_efficiency_report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    levels = [{"0": 10, "1": 30, "4": 60}, {"0": 5, "3": 5, "7": 0}]
+    runs = {str(i): {"selected_levels": counts} for i, counts in enumerate(levels)}
+    expected = np.mean([np.exp(entropy(list(counts.values()))) for counts in levels])
+    assert report.effective_levels(runs) == pytest.approx(expected)
+    assert report.effective_levels({"0": {"selected_levels": {str(i): 7 for i in range(12)}}}) == pytest.approx(12)
+    assert report.effective_levels({"0": {"selected_levels": None}}) is None
 
 
 def test_report_has_a_section_per_setting(tmp_path):
