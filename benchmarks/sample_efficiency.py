@@ -120,6 +120,13 @@ LR_CHECK = {
     "uniform_lr4e-4": ["selection.method=uniform", "optim.lr=4.0e-4"],
     "uniform_b32": ["selection.method=uniform", "batch_size=32"],
     "uniform_b128": ["selection.method=uniform", "batch_size=128"],
+    # Uniform sampling of new prompts from a pool with DES's level mix (DES at 2e-4, mean over its 3 seeds, in %):
+    # DES's concentration on levels without its replay or per-prompt choice (docs/des_evidence.md section 13).
+    "uniform_des_levels_lr2e-4": [
+        "selection.method=uniform",
+        "optim.lr=2.0e-4",
+        "data.synthetic.level_weights=[0,1,3,8,10,10,22,22,11,10,2,0]",
+    ],
 }
 
 #: The skewed pool: 80% of the prompts from the levels the initial model has mastered or cannot solve
