@@ -100,6 +100,16 @@ METHODS = {
 AT_OTHER_LR = {
     "des_lr2e-4": ["selection.method=des", "optim.lr=2.0e-4"],
     "des_lr4e-4": ["selection.method=des", "optim.lr=4.0e-4"],  # pairs with the uniform_lr4e-4 check
+    # DES choosing only among new prompts (explore share pinned at 1), ranked by their label's measured pass
+    # rate: DES's level choice without its choice of replays by record (docs/des_evidence.md section 13).
+    "des_fresh_lr2e-4": [
+        "selection.method=des",
+        "selection.des.calibrate_labels=true",
+        "selection.curriculum.initial_explore=1.0",
+        "selection.curriculum.min_explore=1.0",
+        "selection.curriculum.max_explore=1.0",
+        "optim.lr=2.0e-4",
+    ],
     # The strongest other methods at the rate that turned out best for uniform on the quickstart (section 12).
     "speed_lr2e-4": ["selection.method=speed", "optim.lr=2.0e-4"],
     "mopps_lr2e-4": ["selection.method=mopps", "optim.lr=2.0e-4"],
