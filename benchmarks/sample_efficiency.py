@@ -83,6 +83,15 @@ METHODS = {
     # DES's candidates through SPEED's screen (the same candidate count and samples as ``speed``): against
     # ``speed`` it isolates what DES's ranking adds to screening, against ``des`` what screening adds to DES.
     "des_screened": ["selection.method=des", "selection.des.screen=true"],
+    # DES among new prompts only (explore share pinned at 1), ranked by their label's measured pass rate
+    # (docs/des_evidence.md section 13); ``des_fresh_lr2e-4`` is the same at lr 2e-4.
+    "des_fresh": [
+        "selection.method=des",
+        "selection.des.calibrate_labels=true",
+        "selection.curriculum.initial_explore=1.0",
+        "selection.curriculum.min_explore=1.0",
+        "selection.curriculum.max_explore=1.0",
+    ],
     "dapo": ["selection.method=dapo"],
     "adarft": ["selection.method=adarft"],
     "random_subset": ["selection.method=random_subset"],
@@ -102,14 +111,7 @@ AT_OTHER_LR = {
     "des_lr4e-4": ["selection.method=des", "optim.lr=4.0e-4"],  # pairs with the uniform_lr4e-4 check
     # DES choosing only among new prompts (explore share pinned at 1), ranked by their label's measured pass
     # rate: DES's level choice without its choice of replays by record (docs/des_evidence.md section 13).
-    "des_fresh_lr2e-4": [
-        "selection.method=des",
-        "selection.des.calibrate_labels=true",
-        "selection.curriculum.initial_explore=1.0",
-        "selection.curriculum.min_explore=1.0",
-        "selection.curriculum.max_explore=1.0",
-        "optim.lr=2.0e-4",
-    ],
+    "des_fresh_lr2e-4": [*METHODS["des_fresh"], "optim.lr=2.0e-4"],
     # The strongest other methods at the rate that turned out best for uniform on the quickstart (section 12).
     "speed_lr2e-4": ["selection.method=speed", "optim.lr=2.0e-4"],
     "mopps_lr2e-4": ["selection.method=mopps", "optim.lr=2.0e-4"],
