@@ -166,13 +166,14 @@ def mechanism(methods: dict) -> list[str]:
         if m.get("informative_groups_per_step_mean") is None:
             continue
         value, se = value_per_group(m["runs"])
+        levels = effective_levels(m["runs"])
         distinct = [
             r["unique_prompts"] / r["steps"] for r in m["runs"].values() if r.get("unique_prompts") and r.get("steps")
         ]
         cells = [
             f"{m['informative_groups_per_step_mean']:.1f}",
             f"{np.mean(distinct):.1f}" if distinct else "n/a",
-            "n/a" if effective_levels(m["runs"]) is None else f"{effective_levels(m['runs']):.1f}",
+            "n/a" if levels is None else f"{levels:.1f}",
             f"{m['gain_mean']:+.3f}",
             "n/a" if value is None else f"{value:.2f}" + ("" if se is None else f" ± {se:.2f}"),
             *(
